@@ -1,0 +1,3 @@
+from spdnas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Symmetric matrix functions ``f(X) = U f(Λ) Uᵀ`` with a stable Daleckii–Krein backward.
+
+Every function here goes through one shared :class:`torch.autograd.Function`
+(:class:`_SpectralApply`). Its backward is the Daleckii–Krein (Loewner) formula
+
+    dL/dX = U (K ∘ (Uᵀ sym(dL/dY) U)) Uᵀ,   K_ij = (f(λ_i) − f(λ_j)) / (λ_i − λ_j),
+
+with ``K_ij = f'(λ_i)`` where the eigenvalues coincide. Each function supplies its divided
+difference in a closed form that is exact at ties and free of cancellation near them, so
+repeated eigenvalues (the identity, ``diag(1, 1, 2)``) give the right gradient instead of the
+0, NaN or inf of the reference code or of torch's ``eigh`` backward.
+
+Several functions of the same matrix share one ``eigh`` (:func:`spectral_apply`), e.g. the
+square root and inverse square root of a Karcher base point.
+
+Inputs are symmetrised, ``X ← (X + Xᵀ)/2``, so that the functions (and their gradients) are
+defined for every square matrix and agree with finite differences over all n² entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spdnas.geometry.validate import check_spd, check_symmetric
+
+
+@dataclass(frozen=True)
+class SpectralFunction:
+    """A scalar function lifted to symmetric matrices through their eigenvalues.
+
+    Attributes
+    ----------
+    name : str
+        Human-readable name (used in error messages).
+    value : callable
+        ``f(λ)`` applied elementwise to eigenvalues, shape ``(..., n)``.
+    divided_difference : callable
+        ``K(λ_i, λ_j)`` broadcasting ``(..., n, 1)`` against ``(..., 1, n)``; must return
+        ``f'(λ)`` where ``λ_i == λ_j``.
+    needs_spd : bool
+        Whether the function is only defined for positive definite inputs.
+    """
+
+    name: str
+    value: Callable[[Tensor], Tensor]
+    divided_difference: Callable[[Tensor, Tensor], Tensor]
+    needs_spd: bool
+
+
+def _safe_ratio_expm1(t: float, d: Tensor) -> Tensor:
+    """``expm1(t·d) / expm1(d)``, equal to ``t`` at ``d = 0``; stable for every real ``d``."""
+    zero = d == 0
+    d_safe = torch.where(zero, torch.ones_like(d), d)
+    ratio = torch.expm1(t * d_safe) / torch.expm1(d_safe)
+    return torch.where(zero, torch.full_like(d, t), ratio)
+
+
+def _dd_log(li: Tensor, lj: Tensor) -> Tensor:
+    # (log λi − log λj)/(λi − λj) = (1/λj) · d / expm1(d),  d = log λi − log λj.
+    d = torch.log(li) - torch.log(lj)
+    zero = d == 0
+    d_safe = torch.where(zero, torch.ones_like(d), d)
+    phi = torch.where(zero, torch.ones_like(d), d_safe / torch.expm1(d_safe))
+    return phi / lj
+
+
+def _dd_exp(li: Tensor, lj: Tensor) -> Tensor:
+    # (e^a − e^b)/(a − b) = e^m · (−expm1(−h))/h with m = max, h = |a − b|.
+    m = torch.maximum(li, lj)
+    h = (li - lj).abs()
+    zero = h == 0
+    h_safe = torch.where(zero, torch.ones_like(h), h)
+    phi = torch.where(zero, torch.ones_like(h), -torch.expm1(-h_safe) / h_safe)
+    return torch.exp(m) * phi
+
+
+def _dd_sqrt(li: Tensor, lj: Tensor) -> Tensor:
+    return 1.0 / (li.sqrt() + lj.sqrt())
+
+
+def _dd_invsqrt(li: Tensor, lj: Tensor) -> Tensor:
+    si, sj = li.sqrt(), lj.sqrt()
+    return -1.0 / (si * sj * (si + sj))
+
+
+def _power(t: float) -> SpectralFunction:
+    def dd(li: Tensor, lj: Tensor) -> Tensor:
+        # (λi^t − λj^t)/(λi − λj) = λj^(t−1) · expm1(t·d)/expm1(d),  d = log λi − log λj.
+        d = torch.log(li) - torch.log(lj)
+        return lj.pow(t - 1.0) * _safe_ratio_expm1(t, d)
+
+    return SpectralFunction(f"power({t:g})", lambda lam: lam.pow(t), dd, needs_spd=True)
+
+
+def _rectify(eps: float) -> SpectralFunction:
+    def dd(li: Tensor, lj: Tensor) -> Tensor:
+        h = li - lj
+        zero = h == 0
+        fi, fj = li.clamp_min(eps), lj.clamp_min(eps)
+        ratio = (fi - fj) / torch.where(zero, torch.ones_like(h), h)
+        # f'(λ) = 1 above the threshold, 0 at or below it (the subgradient ReEig uses).
+        return torch.where(zero, (li > eps).to(li.dtype), ratio)
+
+    return SpectralFunction(
+        f"rectify({eps:g})", lambda lam: lam.clamp_min(eps), dd, needs_spd=False
+    )
+
+
+LOG = SpectralFunction("log", torch.log, _dd_log, needs_spd=True)
+EXP = SpectralFunction("exp", torch.exp, _dd_exp, needs_spd=False)
+SQRT = SpectralFunction("sqrt", torch.sqrt, _dd_sqrt, needs_spd=True)
+INVSQRT = SpectralFunction("invsqrt", torch.rsqrt, _dd_invsqrt, needs_spd=True)
+
+
+def sym(x: Tensor) -> Tensor:
+    """Symmetric part ``(X + Xᵀ)/2`` of a batch of square matrices, shape ``(..., n, n)``."""
+    return 0.5 * (x + x.transpose(-1, -2))
+
+
+def _reconstruct(u: Tensor, values: Tensor) -> Tensor:
+    """``U diag(values) Uᵀ`` for ``u`` of shape ``(..., n, n)`` and ``values`` ``(..., n)``."""
+    return (u * values.unsqueeze(-2)) @ u.transpose(-1, -2)
+
+
+class _SpectralApply(torch.autograd.Function):
+    """``(f_1(X), ..., f_m(X))`` from one ``eigh``, with the Daleckii–Krein backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, fns: tuple[SpectralFunction, ...]):
+        eigvals, u = torch.linalg.eigh(sym(x))
+        ctx.fns = fns
+        ctx.save_for_backward(eigvals, u)
+        ctx.set_materialize_grads(False)
+        return tuple(_reconstruct(u, fn.value(eigvals)) for fn in fns)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: Tensor | None):
+        eigvals, u = ctx.saved_tensors
+        li, lj = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+        ut = u.transpose(-1, -2)
+        inner = None
+        for fn, grad in zip(ctx.fns, grads, strict=True):
+            if grad is None:
+                continue
+            term = fn.divided_difference(li, lj) * (ut @ sym(grad) @ u)
+            inner = term if inner is None else inner + term
+        if inner is None:
+            return None, None
+        return u @ inner @ ut, None
+
+
+def spectral_apply(x: Tensor, *fns: SpectralFunction, validate: bool = True) -> tuple[Tensor, ...]:
+    """Apply several spectral functions to the same matrices with a single ``eigh``.
+
+    Parameters
+    ----------
+    x : Tensor, shape (..., n, n)
+        Symmetric matrices (SPD where any of ``fns`` needs it).
+    *fns : SpectralFunction
+        The functions to apply, e.g. ``SQRT, INVSQRT``.
+    validate : bool
+        Check the input first (skipped while validation is switched off, see
+        :func:`spdnas.geometry.validate.trusted`).
+
+    Returns
+    -------
+    tuple of Tensor, each of shape (..., n, n)
+    """
+    if validate:
+        names = "/".join(fn.name for fn in fns)
+        if any(fn.needs_spd for fn in fns):
+            check_spd(x, f"input of {names}")
+        else:
+            check_symmetric(x, f"input of {names}")
+    return _SpectralApply.apply(x, tuple(fns))
+
+
+def sym_log(x: Tensor) -> Tensor:
+    """Matrix logarithm of SPD matrices, shape ``(..., n, n)``."""
+    return spectral_apply(x, LOG)[0]
+
+
+def sym_exp(x: Tensor) -> Tensor:
+    """Matrix exponential of symmetric matrices, shape ``(..., n, n)``."""
+    return spectral_apply(x, EXP)[0]
+
+
+def sym_sqrt(x: Tensor) -> Tensor:
+    """Principal square root of SPD matrices, shape ``(..., n, n)``."""
+    return spectral_apply(x, SQRT)[0]
+
+
+def sym_invsqrt(x: Tensor) -> Tensor:
+    """Inverse principal square root of SPD matrices, shape ``(..., n, n)``."""
+    return spectral_apply(x, INVSQRT)[0]
+
+
+def sym_sqrt_invsqrt(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(X^{1/2}, X^{-1/2})`` of SPD matrices from one ``eigh``; each ``(..., n, n)``."""
+    sqrt, invsqrt = spectral_apply(x, SQRT, INVSQRT)
+    return sqrt, invsqrt
+
+
+def sym_pow(x: Tensor, t: float) -> Tensor:
+    """Real power ``X^t`` of SPD matrices, shape ``(..., n, n)``."""
+    return spectral_apply(x, _power(float(t)))[0]
+
+
+def sym_rectify(x: Tensor, eps: float = 1e-4) -> Tensor:
+    """Eigenvalue rectification ``U max(Λ, ε) Uᵀ`` (ReEig) of symmetric matrices."""
+    return spectral_apply(x, _rectify(float(eps)))[0]
+
+
+def rectify_function(eps: float) -> SpectralFunction:
+    """The :class:`SpectralFunction` ``max(λ, ε)``, for sharing an ``eigh`` with others."""
+    return _rectify(float(eps))
+
+
+def power_function(t: float) -> SpectralFunction:
+    """The :class:`SpectralFunction` ``λ^t``, for sharing an ``eigh`` with others."""
+    return _power(float(t))

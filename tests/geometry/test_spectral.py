@@ -1,0 +1,213 @@
+"""Spectral matrix functions: values against SciPy, Daleckii–Krein gradients, ties, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from spdnas.geometry import (
+    EXP,
+    INVSQRT,
+    LOG,
+    SQRT,
+    spectral_apply,
+    sym_exp,
+    sym_invsqrt,
+    sym_log,
+    sym_pow,
+    sym_rectify,
+    sym_sqrt,
+    sym_sqrt_invsqrt,
+    trusted,
+)
+from tests.helpers import random_spd, rotated
+
+FUNCTIONS = {
+    "log": (sym_log, scipy.linalg.logm),
+    "exp": (sym_exp, scipy.linalg.expm),
+    "sqrt": (sym_sqrt, scipy.linalg.sqrtm),
+    "invsqrt": (sym_invsqrt, lambda a: np.linalg.inv(scipy.linalg.sqrtm(a))),
+    "pow0.3": (lambda x: sym_pow(x, 0.3), lambda a: scipy.linalg.fractional_matrix_power(a, 0.3)),
+    "pow-1.5": (lambda x: sym_pow(x, -1.5), lambda a: scipy.linalg.fractional_matrix_power(a, -1.5)),
+}
+
+TIED_INPUTS = {
+    "identity": torch.eye(3, dtype=torch.float64),
+    "diag(1,1,2)": torch.diag(torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64)),
+    "rotated (1,1,2)": rotated([1.0, 1.0, 2.0]),
+    "rotated (0.5,0.5,0.5,3,3)": rotated([0.5, 0.5, 0.5, 3.0, 3.0], seed=3),
+    "near tie 1e-9": rotated([1.0, 1.0 + 1e-9, 2.0], seed=5),
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_values_match_scipy(name):
+    fn, reference = FUNCTIONS[name]
+    x = random_spd(4, n=6, cond=50.0)
+    out = fn(x)
+    for i in range(4):
+        expected = np.real(reference(x[i].numpy()))
+        np.testing.assert_allclose(out[i].numpy(), expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_gradcheck_random(name):
+    fn = FUNCTIONS[name][0]
+    x = random_spd(2, 3, n=5, cond=20.0).requires_grad_()
+    with trusted():
+        assert torch.autograd.gradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("tied", TIED_INPUTS)
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_gradcheck_repeated_eigenvalues(name, tied):
+    fn = FUNCTIONS[name][0]
+    x = TIED_INPUTS[tied].clone().requires_grad_()
+    with trusted():
+        assert torch.autograd.gradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("tied", TIED_INPUTS)
+def test_gradcheck_rectify(tied):
+    # Threshold away from the eigenvalues (ReEig is not differentiable at λ = ε).
+    for eps in (0.1, 1.5):
+        x = TIED_INPUTS[tied].clone().requires_grad_()
+        with trusted():
+            assert torch.autograd.gradcheck(lambda a, e=eps: sym_rectify(a, e), (x,))
+
+
+def test_rectify_clamps_eigenvalues():
+    x = rotated([1e-6, 0.5, 2.0])
+    eig = torch.linalg.eigvalsh(sym_rectify(x, 0.1))
+    torch.testing.assert_close(eig, torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64))
+
+
+def test_gradient_matches_torch_eigh_autograd_for_distinct_eigenvalues():
+    """Independent reference: torch's own eigh backward is exact when eigenvalues are distinct."""
+    x = random_spd(3, n=6, cond=30.0)
+    weight = torch.randn(3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    a = x.clone().requires_grad_()
+    (sym_log(a) * weight).sum().backward()
+    b = x.clone().requires_grad_()
+    eigvals, u = torch.linalg.eigh(0.5 * (b + b.mT))
+    ((u * torch.log(eigvals).unsqueeze(-2)) @ u.mT * weight).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11)
+
+
+def test_torch_eigh_backward_fails_on_ties_but_ours_does_not():
+    x = torch.eye(4, dtype=torch.float64, requires_grad=True)
+    eigvals, u = torch.linalg.eigh(x)
+    ((u * torch.log(eigvals).unsqueeze(-2)) @ u.mT).sum().backward()
+    assert not torch.isfinite(x.grad).all()
+    y = torch.eye(4, dtype=torch.float64, requires_grad=True)
+    sym_log(y).sum().backward()
+    # d/dX tr(log X)·1ᵀ1 at X = I is the all-ones matrix (f'(1) = 1 on every pair).
+    torch.testing.assert_close(y.grad, torch.ones(4, 4, dtype=torch.float64))
+
+
+def test_shared_eigh_matches_separate_calls():
+    x = random_spd(5, n=4, cond=10.0)
+    a = x.clone().requires_grad_()
+    s, i = sym_sqrt_invsqrt(a)
+    (s.sum() + 2 * i.sum()).backward()
+    b = x.clone().requires_grad_()
+    (sym_sqrt(b).sum() + 2 * sym_invsqrt(b).sum()).backward()
+    torch.testing.assert_close(s, sym_sqrt(x))
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    with trusted():
+        assert torch.autograd.gradcheck(lambda t: spectral_apply(t, LOG, EXP, SQRT, INVSQRT),
+                                        (b.detach().requires_grad_(),))
+
+
+def test_unused_output_gets_no_gradient_contribution():
+    x = random_spd(n=4).requires_grad_()
+    _, log = spectral_apply(x, SQRT, LOG)
+    log.sum().backward()
+    y = random_spd(n=4).requires_grad_()
+    sym_log(y).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("name", ["log", "invsqrt", "sqrt", "pow-1.5"])
+def test_ill_conditioned_input_gives_finite_values_and_gradients(name):
+    fn = FUNCTIONS[name][0]
+    x = random_spd(8, n=10, cond=1e8).requires_grad_()
+    out = fn(x)
+    out.pow(2).sum().backward()
+    assert torch.isfinite(out).all()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_ill_conditioned_log_gradient_matches_high_precision_reference():
+    """Directional derivative of ⟨W, log X⟩ at a near-tied, cond-1e8 X, against 60-digit mpmath."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    x = rotated([1e-8, 1e-8 * (1 + 1e-7), 1e-3, 1.0], seed=7)
+    g = torch.Generator().manual_seed(8)
+    w = torch.randn(4, 4, dtype=torch.float64, generator=g)
+    v = torch.randn(4, 4, dtype=torch.float64, generator=g)
+    v = 0.5 * (v + v.T)
+    a = x.clone().requires_grad_()
+    (sym_log(a) * w).sum().backward()
+    ours = float((a.grad * v).sum())
+
+    def objective(t):
+        m = mpmath.matrix(x.tolist()) + t * mpmath.matrix(v.tolist())
+        eigvals, q = mpmath.eigsy(m)
+        log = q * mpmath.diag([mpmath.log(e) for e in eigvals]) * q.T
+        return mpmath.fsum(mpmath.matrix(w.tolist())[i, j] * log[i, j]
+                           for i in range(4) for j in range(4))
+
+    h = mpmath.mpf("1e-25")
+    reference = float((objective(h) - objective(-h)) / (2 * h))
+    assert ours == pytest.approx(reference, rel=1e-6)
+
+
+def test_float32_matches_float64():
+    x = random_spd(4, n=8, cond=100.0)
+    for fn in (sym_log, sym_sqrt, sym_invsqrt):
+        torch.testing.assert_close(fn(x.float()).double(), fn(x), rtol=1e-4, atol=1e-4)
+
+
+def test_leading_batch_dimensions():
+    x = random_spd(2, 3, 4, n=5)
+    out = sym_log(x)
+    assert out.shape == (2, 3, 4, 5, 5)
+    torch.testing.assert_close(out[1, 2, 3], sym_log(x[1, 2, 3]))
+
+
+class TestBadInput:
+    def test_non_symmetric_names_batch_index(self):
+        x = random_spd(3, 2, n=4)
+        x[1, 1, 0, 2] += 1.0
+        with pytest.raises(ValueError, match=r"not symmetric at batch index \(1, 1\)"):
+            sym_log(x)
+
+    def test_non_finite_names_batch_index(self):
+        x = random_spd(4, n=3)
+        x[2, 0, 0] = float("nan")
+        with pytest.raises(ValueError, match=r"non-finite.*batch index \(2,\)"):
+            sym_exp(x)
+
+    def test_not_positive_definite_names_batch_index(self):
+        x = random_spd(5, n=3)
+        x[3] = rotated([1.0, -0.5, 2.0])
+        with pytest.raises(ValueError, match=r"not positive definite at batch index \(3,\)"):
+            sym_sqrt(x)
+
+    def test_exp_accepts_indefinite_symmetric(self):
+        assert torch.isfinite(sym_exp(rotated([1.0, -3.0, 0.0]))).all()
+
+    def test_not_square(self):
+        with pytest.raises(ValueError, match="square"):
+            sym_log(torch.ones(3, 4, dtype=torch.float64))
+
+    def test_trusted_skips_checks(self):
+        x = rotated([1.0, 2.0, 3.0])
+        x[0, 1] += 1e-3
+        with trusted():
+            sym_log(x)  # symmetrised internally, no error
+        with pytest.raises(ValueError):
+            sym_log(x)

@@ -1,0 +1,25 @@
+"""Test helpers: seeded SPD matrices with controlled spectra."""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_spd(*batch: int, n: int, cond: float = 10.0, dtype=torch.float64,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random SPD matrices with eigenvalues log-spaced in [1, cond], shape (*batch, n, n)."""
+    g = generator or torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(*batch, n, n, dtype=torch.float64, generator=g))
+    eig = torch.logspace(0, torch.log10(torch.tensor(cond)).item(), n, dtype=torch.float64)
+    eig = eig * torch.exp(0.1 * torch.randn(*batch, n, dtype=torch.float64, generator=g))
+    x = (q * eig.unsqueeze(-2)) @ q.transpose(-1, -2)
+    return (0.5 * (x + x.transpose(-1, -2))).to(dtype)
+
+
+def rotated(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:
+    """``Q diag(eigenvalues) Qᵀ`` with a random rotation ``Q`` (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(eigenvalues)
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=g))
+    x = q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
+    return 0.5 * (x + x.T)
