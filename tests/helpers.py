@@ -23,3 +23,27 @@ def rotated(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:
     q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=g))
     x = q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
     return 0.5 * (x + x.T)
+
+
+def spd_classification(per_class: int, classes: int = 3, n: int = 8, seed: int = 0,
+                       dof: int | None = None, spread: float = 1.0):
+    """A small separable SPD problem: Wishart samples around random class centres.
+
+    Returns ``(x (N, n, n) float64, y (N,) int64)``, classes interleaved.
+    """
+    g = torch.Generator().manual_seed(seed)
+    dof = dof or 3 * n
+    centres = []
+    for _ in range(classes):
+        a = torch.randn(n, n, dtype=torch.float64, generator=g)
+        centres.append(spread * a @ a.T / n + torch.eye(n, dtype=torch.float64))
+    xs, ys = [], []
+    for c, centre in enumerate(centres):
+        noise = torch.randn(per_class, n, dof, dtype=torch.float64, generator=g)
+        root = torch.linalg.cholesky(centre)
+        xs.append(root @ (noise @ noise.mT / dof) @ root.T)
+        ys.append(torch.full((per_class,), c, dtype=torch.long))
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = torch.randperm(len(y), generator=g)
+    x = x[order]
+    return 0.5 * (x + x.mT), y[order]

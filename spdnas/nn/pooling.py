@@ -22,26 +22,29 @@ class RiemannianPool2d(nn.Module):
 
     Pooling a symmetric matrix with a square window and equal strides keeps it symmetric, so
     the exponential maps it back to an SPD matrix of size ``(n − kernel)//stride + 1``.
+    With ``from_log=True`` the input is already the matrix logarithm (so a logarithm computed
+    once for several consumers is not recomputed).
 
     Shapes
     ------
     input ``(B, C, n, n)`` → output ``(B, C, m, m)``
     """
 
-    def __init__(self, mode: str, kernel: int, stride: int):
+    def __init__(self, mode: str, kernel: int, stride: int, from_log: bool = False):
         super().__init__()
         if mode not in ("avg", "max"):
             raise ValueError(f"pooling mode must be 'avg' or 'max', got {mode!r}")
         self.mode, self.kernel, self.stride = mode, int(kernel), int(stride)
+        self.from_log = from_log
 
     def forward(self, x: Tensor) -> Tensor:
-        log = spectral_apply(x, LOG)[0]
+        log = x if self.from_log else spectral_apply(x, LOG)[0]
         pool = F.avg_pool2d if self.mode == "avg" else F.max_pool2d
         pooled = pool(log, self.kernel, self.stride)
         return spectral_apply(pooled, EXP, validate=False)[0]
 
     def extra_repr(self) -> str:
-        return f"{self.mode}, kernel={self.kernel}, stride={self.stride}"
+        return f"{self.mode}, kernel={self.kernel}, stride={self.stride}, from_log={self.from_log}"
 
 
 class WeightedChannelPooling(nn.Module):

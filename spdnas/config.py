@@ -1,0 +1,251 @@
+"""Typed experiment configuration: dataclasses loaded from YAML, overridable from the CLI.
+
+One YAML file per dataset/experiment (``configs/``) fills :class:`ExperimentConfig`; any value
+can be overridden with dotted ``key=value`` pairs (``search.epochs=5 runtime.dtype=float32``),
+whose values are parsed as YAML scalars/lists. Unknown keys are errors, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where the dataset comes from and how the training split is divided for the search.
+
+    ``uri`` names a dataset folder (local or ``s3://``). When it does not exist yet and
+    ``builder`` is set, the dataset is first made there with ``builder_params``.
+    """
+
+    uri: str = "data/radar-synth"
+    builder: str | None = "radar-synth"
+    builder_params: dict[str, Any] = field(default_factory=dict)
+    search_val_fraction: float = 0.5
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the supernet and of every network derived from it."""
+
+    stem_channels: int = 1
+    cells: list[str] = field(default_factory=lambda: ["reduce", "normal"])
+    cell_channels: list[int] = field(default_factory=lambda: [2, 4])
+    reduced_dims: list[int] = field(default_factory=lambda: [10])
+    steps: int = 2
+    multiplier: int = 2
+    pool_kernel: int | None = None
+    pool_stride: int | None = None
+    karcher_iterations: int = 1
+    bn_momentum: float = 0.1
+    reeig_eps: float = 1e-4
+    mixture: str = "sparsemax"
+
+
+@dataclass
+class SearchConfig:
+    """Bi-level search (SPEC §4): weight step on search-train, architecture step on search-val."""
+
+    epochs: int = 100
+    batch_size: int = 30
+    order: str = "first"
+    weight_lr: float = 0.025
+    weight_momentum: float = 0.0
+    weight_decay: float = 3e-4
+    grad_clip: float | None = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 1e-3
+
+
+@dataclass
+class TrainConfig:
+    """Retraining a genotype from scratch on the train split, selected on the val split."""
+
+    epochs: int = 200
+    batch_size: int = 30
+    lr: float = 0.025
+    momentum: float = 0.0
+    weight_decay: float = 3e-4
+    lr_decay: float = 1.0
+    grad_clip: float | None = 5.0
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how to compute."""
+
+    device: str = "cpu"
+    dtype: str = "float64"
+    threads: int = 1
+    seed: int = 0
+    output_dir: str = "runs"
+    progress: bool = True
+    checkpoint_every: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: data, model, search, retraining and runtime settings."""
+
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert ``value`` against a (resolved) type annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; ".join(errors))
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(annotation, value, where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is bool and isinstance(value, bool):
+        return value
+    if annotation is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["search.epochs=5", "model.cells=[reduce,normal]"]`` → nested dict (YAML-typed values)."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw else "")
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from an optional YAML file plus ``key=value`` overrides.
+
+    Raises
+    ------
+    ConfigError
+        For unknown keys, values of the wrong type, or values out of range.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = loaded
+    tree = _merge(tree, parse_overrides(overrides or []))
+    config = _build(ExperimentConfig, tree, "")
+    check_config(config)
+    return config
+
+
+def check_config(config: ExperimentConfig) -> None:
+    """Reject values no run could use, with the offending key in the message."""
+    m, s, t, r = config.model, config.search, config.train, config.runtime
+    problems = []
+    if set(m.cells) - {"reduce", "normal"}:
+        problems.append(f"model.cells: entries must be 'reduce' or 'normal', got {m.cells}")
+    if len(m.cell_channels) != len(m.cells):
+        problems.append(
+            f"model.cell_channels: need one entry per cell ({len(m.cells)}), got {m.cell_channels}")
+    if len(m.reduced_dims) != m.cells.count("reduce"):
+        problems.append(f"model.reduced_dims: need one entry per reduction cell "
+                        f"({m.cells.count('reduce')}), got {m.reduced_dims}")
+    if not 1 <= m.multiplier <= m.steps:
+        problems.append(f"model.multiplier must be in [1, steps={m.steps}], got {m.multiplier}")
+    if m.mixture not in ("sparsemax", "softmax", "sigmoid"):
+        problems.append(f"model.mixture must be sparsemax, softmax or sigmoid, got {m.mixture!r}")
+    if m.karcher_iterations < 1:
+        problems.append(f"model.karcher_iterations must be >= 1, got {m.karcher_iterations}")
+    if s.order not in ("first", "second"):
+        problems.append(f"search.order must be 'first' or 'second', got {s.order!r}")
+    if len(s.arch_betas) != 2:
+        problems.append(f"search.arch_betas needs two values, got {s.arch_betas}")
+    for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
+                       ("runtime.threads", r.threads)):
+        if value < 1:
+            problems.append(f"{key} must be >= 1, got {value}")
+    if not 0 < config.data.search_val_fraction < 1:
+        problems.append(f"data.search_val_fraction must be in (0, 1), got {config.data.search_val_fraction}")
+    if r.dtype not in ("float32", "float64"):
+        problems.append(f"runtime.dtype must be float32 or float64, got {r.dtype!r}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

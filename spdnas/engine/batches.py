@@ -1,0 +1,70 @@
+"""Deterministic, shardable mini-batches over in-memory tensors.
+
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so a resumed run sees
+exactly the batches an uninterrupted one would, and N data-parallel workers together see
+exactly the global batches one worker would (worker ``r`` takes its contiguous slice of each
+global batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TensorData:
+    """Samples ``x (N, n, n)`` (SPD) and integer labels ``y (N,)`` on one device."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"{self.x.shape[0]} samples but {self.y.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> TensorData:
+        return TensorData(self.x.to(device=device, dtype=dtype), self.y.to(device=device))
+
+    def subset(self, index: Tensor) -> TensorData:
+        return TensorData(self.x[index], self.y[index])
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The sample order of ``epoch``: a permutation of ``range(n)`` seeded by ``(seed, epoch)``."""
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=generator)
+
+
+def shard_slice(batch_size: int, rank: int, world: int) -> slice:
+    """Rows of a global batch of ``batch_size`` that worker ``rank`` of ``world`` takes."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside world of size {world}")
+    per, extra = divmod(batch_size, world)
+    start = rank * per + min(rank, extra)
+    return slice(start, start + per + (1 if rank < extra else 0))
+
+
+def global_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[Tensor]:
+    """Index tensors of the epoch's global batches."""
+    order = epoch_permutation(n, seed, epoch)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def iterate(data: TensorData, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+            drop_last: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+    """This worker's share ``(x, y)`` of each global batch of the epoch."""
+    for index in global_batches(len(data), batch_size, seed, epoch, drop_last):
+        mine = index[shard_slice(len(index), rank, world)].to(data.y.device)
+        yield data.x[mine], data.y[mine]
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)

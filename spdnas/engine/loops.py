@@ -1,0 +1,105 @@
+"""Epoch loops: search, train, evaluate. No Ray here: distributed runs inject reducers.
+
+``grad_reduce`` averages a list of gradients across workers; ``sum_reduce`` sums a metric
+tensor across workers. Both are the identity in a single process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spdnas.engine.batches import TensorData, iterate, num_batches, shard_slice
+from spdnas.engine.progress import Progress
+from spdnas.search.bilevel import GradReducer
+from spdnas.search.searcher import Searcher, clip_and_reduce
+
+SumReducer = Callable[[Tensor], Tensor]
+
+
+def _sum_identity(t: Tensor) -> Tensor:
+    return t
+
+
+def _summarise(totals: Tensor, prefix: str) -> dict[str, float]:
+    loss_sum, correct, count = (float(v) for v in totals)
+    count = max(count, 1.0)
+    return {f"{prefix}_loss": loss_sum / count, f"{prefix}_accuracy": correct / count,
+            f"{prefix}_samples": count}
+
+
+def search_epoch(searcher: Searcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
+                 epoch: int, rank: int = 0, world: int = 1, sum_reduce: SumReducer | None = None,
+                 progress: bool = True) -> dict[str, float]:
+    """One epoch of bi-level search; val batches are drawn in lockstep with train batches.
+
+    Returns training loss/accuracy (before each weight step) and the mean architecture-step
+    validation loss, summed over all workers.
+    """
+    sum_reduce = sum_reduce or _sum_identity
+    steps = min(num_batches(len(train), batch_size), num_batches(len(val), batch_size))
+    bar = Progress(steps, f"search epoch {epoch + 1}", enabled=progress and rank == 0)
+    val_iter = iterate(val, batch_size, seed + 1, epoch, rank, world)
+    totals = torch.zeros(4, dtype=torch.float64)
+    for _, train_batch, val_batch in zip(range(steps), iterate(train, batch_size, seed, epoch, rank, world),
+                                         val_iter, strict=False):
+        m = searcher.step(train_batch, val_batch)
+        totals += torch.tensor([m.train_loss * m.train_count, m.train_correct, m.train_count,
+                                m.val_loss * m.train_count], dtype=torch.float64)
+        bar.update(loss=m.train_loss, acc=m.train_correct / max(m.train_count, 1), val_loss=m.val_loss)
+    totals = sum_reduce(totals)
+    out = _summarise(totals[:3], "train")
+    out["arch_val_loss"] = float(totals[3]) / max(float(totals[2]), 1.0)
+    bar.close(**{k: v for k, v in out.items() if not k.endswith("samples")})
+    return out
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData, batch_size: int,
+                seed: int, epoch: int, rank: int = 0, world: int = 1, grad_clip: float | None = None,
+                grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None,
+                progress: bool = True) -> dict[str, float]:
+    """One epoch of supervised training of ``model`` (logits from ``model(x)``)."""
+    sum_reduce = sum_reduce or _sum_identity
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    bar = Progress(num_batches(len(data), batch_size), f"train epoch {epoch + 1}",
+                   enabled=progress and rank == 0)
+    totals = torch.zeros(3, dtype=torch.float64)
+    for x, y in iterate(data, batch_size, seed, epoch, rank, world):
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        clip_and_reduce(params, grad_reduce, grad_clip)
+        optimizer.step()
+        correct = int((logits.detach().argmax(1) == y).sum())
+        totals += torch.tensor([float(loss.detach()) * len(y), correct, len(y)], dtype=torch.float64)
+        bar.update(loss=float(loss.detach()), acc=correct / max(len(y), 1))
+    out = _summarise(sum_reduce(totals), "train")
+    bar.close(**{k: v for k, v in out.items() if not k.endswith("samples")})
+    return out
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[Tensor], Tensor], data: TensorData, batch_size: int, prefix: str,
+             rank: int = 0, world: int = 1, sum_reduce: SumReducer | None = None) -> dict[str, float]:
+    """Loss and accuracy of ``forward`` over ``data`` (each worker takes its shard of each batch).
+
+    The caller puts the model in evaluation mode (batch norms on running statistics).
+    """
+    sum_reduce = sum_reduce or _sum_identity
+    totals = torch.zeros(3, dtype=torch.float64)
+    n = len(data)
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n))
+        mine = index[shard_slice(len(index), rank, world)].to(data.y.device)
+        if len(mine) == 0:
+            continue
+        x, y = data.x[mine], data.y[mine]
+        logits = forward(x)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        totals += torch.tensor([float(loss), int((logits.argmax(1) == y).sum()), len(y)], dtype=torch.float64)
+    return _summarise(sum_reduce(totals), prefix)

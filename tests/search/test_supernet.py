@@ -1,0 +1,150 @@
+"""Supernet semantics: one-hot equivalence with the genotype network, exact sparsemax skipping,
+architecture parameters kept apart, the cell plan."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spdnas.config import ModelConfig
+from spdnas.geometry import karcher_mean
+from spdnas.models.network import GenotypeNetwork, inherit_supernet_weights
+from spdnas.nn.batchnorm import frozen_running_stats
+from spdnas.search.cells import count_parameters, plan_cells
+from spdnas.search.genotype import Genotype, derive_genotype, published_genotype
+from spdnas.search.space import SPDState, op_names
+from spdnas.search.supernet import ArchitectureParameters, MixedEdge, Supernet
+from tests.helpers import random_spd, spd_classification
+
+F64 = torch.float64
+SMALL = ModelConfig(reduced_dims=[4])
+
+
+def logits_for(genotype: Genotype, kind: str, steps: int) -> torch.Tensor:
+    """One-hot logits: the genotype's op on its edges, ``none`` on every other edge."""
+    logits = torch.zeros(sum(2 + i for i in range(steps)), 6, dtype=F64)
+    logits[:, 0] = 5.0
+    offset = 0
+    for i in range(steps):
+        for op, node in genotype.cell(kind)[2 * i: 2 * i + 2]:
+            kind_of_edge = "reduce" if kind == "reduce" and node < 2 else "normal"
+            row = logits[offset + node]
+            row.zero_()
+            row[op_names(kind_of_edge).index(op)] = 5.0
+        offset += 2 + i
+    return logits
+
+
+@pytest.mark.parametrize("name", ["radar", "hdm05"])
+@pytest.mark.parametrize("training", [True, False])
+def test_one_hot_supernet_equals_genotype_network(name, training):
+    torch.manual_seed(0)
+    genotype = published_genotype(name)
+    supernet = Supernet(SMALL, 8, 3, dtype=F64)
+    alphas = ArchitectureParameters(supernet.num_edges, dtype=F64)
+    with torch.no_grad():
+        alphas.normal.copy_(logits_for(genotype, "normal", 2))
+        alphas.reduce.copy_(logits_for(genotype, "reduce", 2))
+    weights = [alphas.weights(k, "sparsemax") for k in ("normal", "reduce")]
+    assert all(((w == 0) | (w == 1)).all() for w in weights)
+    derived = derive_genotype(*weights, alphas.normal, alphas.reduce, steps=2, multiplier=2)
+    assert {frozenset(p) for p in (derived.normal, derived.reduce)} == \
+        {frozenset(genotype.normal), frozenset(genotype.reduce)}
+    network = inherit_supernet_weights(GenotypeNetwork(derived, SMALL, 8, 3, dtype=F64), supernet)
+    # give the batch norms non-trivial running means and biases first
+    x, _ = spd_classification(4, classes=3, n=8, seed=3)
+    supernet.train()
+    supernet(x, *weights)
+    inherit_supernet_weights(network, supernet)
+    supernet.train(training)
+    network.train(training)
+    with frozen_running_stats(supernet), frozen_running_stats(network):
+        expected = supernet(x, *weights)
+        actual = network(x)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-10)
+
+
+def test_skipping_zero_weight_ops_is_exact():
+    """A mixed edge evaluated on its support equals the mixture over all six operations."""
+    torch.manual_seed(1)
+    plan = plan_cells(SMALL, 8)[1]
+    from spdnas.search.cells import op_shape
+    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None), karcher_iterations=1).double()
+    state = SPDState(random_spd(5, 4, n=4), 1e-4)
+    logits = torch.tensor([0.1, 0.9, -2.0, 0.7, -3.0, 0.2], dtype=F64, requires_grad=True)
+    from spdnas.geometry import sparsemax
+    w = sparsemax(logits)
+    support = [k for k in range(6) if w[k] > 0]
+    assert 1 < len(support) < 6
+    out = edge(state, w, support)
+    full = karcher_mean(torch.stack([op(state) for op in edge.ops], dim=2), w)
+    torch.testing.assert_close(out, full, rtol=1e-12, atol=1e-12)
+    (g_support,) = torch.autograd.grad(out.sum(), logits, retain_graph=True)
+    (g_full,) = torch.autograd.grad(full.sum(), logits)
+    torch.testing.assert_close(g_support, g_full, rtol=1e-10, atol=1e-12)
+
+
+def test_pure_none_edge_is_absent():
+    plan = plan_cells(SMALL, 8)[1]
+    from spdnas.search.cells import op_shape
+    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None), 1)
+    assert edge(SPDState(random_spd(2, 4, n=4), 1e-4), torch.eye(6, dtype=F64)[0], [0]) is None
+
+
+def test_architecture_parameters_are_not_network_parameters():
+    supernet = Supernet(SMALL, 8, 3, dtype=F64)
+    alphas = ArchitectureParameters(supernet.num_edges, dtype=F64)
+    ids = {id(p) for p in supernet.parameters()}
+    assert all(id(a) not in ids for a in alphas.parameters())
+    assert alphas.normal.shape == (5, 6) and alphas.reduce.shape == (5, 6)
+    assert float(alphas.normal.abs().max()) < 0.01  # 1e-3 · N(0, 1)
+
+
+@pytest.mark.parametrize("mixture", ["sparsemax", "softmax", "sigmoid"])
+def test_supernet_forward_backward_all_mixtures(mixture):
+    torch.manual_seed(2)
+    supernet = Supernet(SMALL, 8, 3, dtype=F64)
+    alphas = ArchitectureParameters(supernet.num_edges, dtype=F64)
+    x, y = spd_classification(4, classes=3, n=8, seed=4)
+    logits = supernet(x, alphas.weights("normal", mixture), alphas.weights("reduce", mixture))
+    assert logits.shape == (12, 3)
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    assert alphas.normal.grad is not None and torch.isfinite(alphas.normal.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in supernet.parameters() if p.grad is not None)
+
+
+def test_supernet_rejects_bad_input():
+    supernet = Supernet(SMALL, 8, 3, dtype=F64)
+    alphas = ArchitectureParameters(supernet.num_edges, dtype=F64)
+    w = (alphas.weights("normal", "softmax"), alphas.weights("reduce", "softmax"))
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(B, 8, 8\)"):
+        supernet(random_spd(3, n=6), *w)
+    x = random_spd(3, n=8)
+    x[1] = -x[1]
+    with pytest.raises(ValueError, match=r"network input.*batch index \(1, 0\)"):
+        supernet(x, *w)
+
+
+class TestPlan:
+    def test_radar_schedule(self):
+        plans = plan_cells(ModelConfig(), 20)
+        reduce, normal = plans
+        assert (reduce.kind, reduce.channels, reduce.work_dim, reduce.out_dim) == ("reduce", 2, 20, 10)
+        assert (reduce.pool_kernel, reduce.pool_stride) == (2, 2)
+        assert (normal.kind, normal.channels, normal.out_dim, normal.out_channels) == ("normal", 4, 10, 8)
+        assert normal.prev_prev == (1, 20) and normal.prev == (4, 10)
+
+    def test_hdm05_pooling(self):
+        plans = plan_cells(ModelConfig(reduced_dims=[30], pool_kernel=4, pool_stride=3), 93)
+        assert (plans[0].pool_kernel, plans[0].pool_stride, plans[0].out_dim) == (4, 3, 30)
+        derived = plan_cells(ModelConfig(reduced_dims=[30]), 93)[0]
+        assert (derived.pool_kernel, derived.pool_stride) == (6, 3)
+
+    def test_inconsistent_pooling_is_rejected(self):
+        with pytest.raises(ValueError, match="not the reduced size 10"):
+            plan_cells(ModelConfig(pool_kernel=3, pool_stride=3), 20)
+
+    def test_radar_model_size(self):
+        radar = GenotypeNetwork(published_genotype("radar"), ModelConfig(), 20, 3, dtype=F64)
+        # The paper reports 0.0184 M parameters for its RADAR network.
+        assert 10_000 < count_parameters(radar) < 25_000

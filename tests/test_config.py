@@ -1,0 +1,52 @@
+"""Typed configuration: YAML + dotted overrides, unknown keys and bad values rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from spdnas.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: radar\nsearch:\n  epochs: 7\nmodel:\n  reduced_dims: [10]\n")
+    cfg = load_config(path, ["search.epochs=3", "runtime.dtype=float32", "model.cells=[reduce, normal]",
+                             "search.grad_clip=null", "search.arch_lr=1e-2"])
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.name == "radar" and cfg.search.epochs == 3 and cfg.runtime.dtype == "float32"
+    assert cfg.search.grad_clip is None and cfg.search.arch_lr == pytest.approx(0.01)
+    assert cfg.model.cells == ["reduce", "normal"]
+
+
+def test_int_promotes_to_float_but_not_the_reverse():
+    assert load_config(None, ["search.weight_lr=1"]).search.weight_lr == 1.0
+    with pytest.raises(ConfigError, match=r"search\.epochs: expected int"):
+        load_config(None, ["search.epochs=2.5"])
+
+
+@pytest.mark.parametrize("override, message", [
+    (["search.epoch=3"], r"unknown key\(s\) \['epoch'\]"),
+    (["bogus.x=1"], r"unknown key\(s\) \['bogus'\]"),
+    (["search.order=third"], "search.order must be"),
+    (["model.cells=[reduce, normal, normal]"], "model.cell_channels: need one entry per cell"),
+    (["model.mixture=gumbel"], "model.mixture must be"),
+    (["runtime.dtype=float16"], "runtime.dtype must be"),
+    (["data.search_val_fraction=1.5"], "data.search_val_fraction"),
+    (["search.batch_size=0"], "search.batch_size must be >= 1"),
+    (["noequals"], "not of the form key=value"),
+])
+def test_bad_values_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, override)
+
+
+def test_parse_overrides_types():
+    assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=text"]) == {"a": {"b": 3, "c": [1, 2]}, "d": "text"}
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    configs = sorted(Path(__file__).resolve().parent.parent.glob("configs/*.yaml"))
+    assert configs, "no configs shipped"
+    for path in configs:
+        load_config(path)
