@@ -80,11 +80,17 @@ class TrainConfig:
 
 @dataclass
 class RuntimeConfig:
-    """Where and how to compute."""
+    """Where and how to compute.
+
+    ``threads`` is how many CPU threads decompose batches of matrices in parallel (0: every core
+    this process may use); ``torch_threads`` is torch's intra-op pool, which slows the many
+    small batched operations of SPD networks down on CPU, hence 1.
+    """
 
     device: str = "cpu"
     dtype: str = "float64"
-    threads: int = 1
+    threads: int = 0
+    torch_threads: int = 1
     seed: int = 0
     output_dir: str = "runs"
     progress: bool = True
@@ -211,7 +217,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
-    tree = _merge(tree, parse_overrides(overrides or []))
+    return config_from_dict(_merge(tree, parse_overrides(overrides or [])))
+
+
+def config_from_dict(tree: dict[str, Any]) -> ExperimentConfig:
+    """Build and check an :class:`ExperimentConfig` from nested dictionaries (e.g. a saved one)."""
     config = _build(ExperimentConfig, tree, "")
     check_config(config)
     return config
@@ -240,9 +250,11 @@ def check_config(config: ExperimentConfig) -> None:
     if len(s.arch_betas) != 2:
         problems.append(f"search.arch_betas needs two values, got {s.arch_betas}")
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
-                       ("runtime.threads", r.threads)):
+                       ("runtime.torch_threads", r.torch_threads)):
         if value < 1:
             problems.append(f"{key} must be >= 1, got {value}")
+    if r.threads < 0:
+        problems.append(f"runtime.threads must be >= 0 (0 = all cores), got {r.threads}")
     if not 0 < config.data.search_val_fraction < 1:
         problems.append(f"data.search_val_fraction must be in (0, 1), got {config.data.search_val_fraction}")
     if r.dtype not in ("float32", "float64"):

@@ -128,7 +128,8 @@ def distance(a: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(inner)
 
 
-def karcher_step(x: Tensor, w: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
+def karcher_step(x: Tensor, w: Tensor, base: Tensor,
+                 identity_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One Karcher-flow step ``G ← Exp_G(Σ_k w_k Log_G(X_k))`` (no input checks).
 
     Parameters
@@ -139,6 +140,9 @@ def karcher_step(x: Tensor, w: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
         Weights, non-negative and summing to 1.
     base : Tensor, shape (..., n, n)
         Current estimate ``G``.
+    identity_weight : Tensor, shape (...), optional
+        Weight of an extra point, the identity matrix, whose term ``−log G`` comes from the
+        decomposition of ``G`` that the step needs anyway.
 
     Returns
     -------
@@ -148,9 +152,14 @@ def karcher_step(x: Tensor, w: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
         ``Σ_k w_k log(G^{-1/2} X_k G^{-1/2})``, the step in the frame of ``G`` (its norm is the
         Riemannian gradient norm of the Fréchet function, zero at the mean).
     """
-    g_sqrt, g_isqrt = _sqrt_pair(base)
+    if identity_weight is None:
+        g_sqrt, g_isqrt = _sqrt_pair(base)
+    else:
+        g_sqrt, g_isqrt, g_log = spectral_apply(base, SQRT, INVSQRT, LOG, validate=False)
     logs = spectral_apply(congruence(x, g_isqrt.unsqueeze(-3)), LOG, validate=False)[0]
     step = (w[..., None, None] * logs).sum(-3)
+    if identity_weight is not None:
+        step = step - identity_weight[..., None, None] * g_log
     inner = spectral_apply(step, EXP, validate=False)[0]
     return sym(congruence(inner, g_sqrt)), step
 
@@ -160,6 +169,7 @@ def karcher_mean(
     weights: Tensor | None = None,
     iterations: int = 1,
     tol: float | None = None,
+    identity_weight: Tensor | None = None,
 ) -> Tensor:
     """Weighted Fréchet (Karcher) mean under the AIRM, batched over leading dimensions.
 
@@ -178,6 +188,10 @@ def karcher_mean(
         Maximum number of Karcher-flow steps (≥ 0; 0 returns the arithmetic mean).
     tol : float, optional
         Early-stopping tolerance on the step norm.
+    identity_weight : Tensor, shape (...) or (), optional
+        Include the identity matrix as one more point with this weight (the weights of ``x``
+        and ``identity_weight`` together sum to 1). Cheaper than stacking the identity: its
+        logarithm comes from the decomposition of the current mean.
 
     Returns
     -------
@@ -189,13 +203,20 @@ def karcher_mean(
     k = x.shape[-3]
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device)
-    check_weights(weights, k, "karcher_mean weights")
+    if identity_weight is None:
+        check_weights(weights, k, "karcher_mean weights")
+    else:
+        check_weights(torch.cat((weights.expand(*identity_weight.shape, k),
+                                 identity_weight.unsqueeze(-1)), -1), k + 1, "karcher_mean weights")
     if iterations < 0:
         raise ValueError(f"karcher_mean: iterations must be >= 0, got {iterations}")
     mean = (weights[..., None, None] * x).sum(-3)
+    if identity_weight is not None:
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        mean = mean + identity_weight[..., None, None] * eye
     with trusted():
         for _ in range(iterations):
-            mean, step = karcher_step(x, weights, mean)
+            mean, step = karcher_step(x, weights, mean, identity_weight)
             if tol is not None and float(torch.linalg.matrix_norm(step.detach()).max()) < tol:
                 break
     return mean

@@ -19,7 +19,9 @@ defined for every square matrix and agree with finite differences over all n² e
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -116,6 +118,48 @@ SQRT = SpectralFunction("sqrt", torch.sqrt, _dd_sqrt, needs_spd=True)
 INVSQRT = SpectralFunction("invsqrt", torch.rsqrt, _dd_invsqrt, needs_spd=True)
 
 
+_EIGH_MIN_CHUNK = 32
+_eigh_pool: ThreadPoolExecutor | None = None
+_eigh_threads = 1
+
+
+def set_eigh_threads(threads: int) -> None:
+    """Decompose large CPU batches in ``threads`` parallel chunks (LAPACK's batched ``eigh`` is
+    sequential over the batch; torch's intra-op threads do not split it)."""
+    global _eigh_pool, _eigh_threads
+    threads = max(1, int(threads))
+    if threads == _eigh_threads:
+        return
+    if _eigh_pool is not None:
+        _eigh_pool.shutdown()
+    # Each worker thread must keep LAPACK single-threaded: a fresh thread starts with OpenMP's
+    # default team size, and nested teams oversubscribe the cores (seen: 100x slower for n >= 26).
+    _eigh_pool = (ThreadPoolExecutor(threads - 1, thread_name_prefix="eigh",
+                                     initializer=torch.set_num_threads, initargs=(1,))
+                  if threads > 1 else None)
+    _eigh_threads = threads
+
+
+def _eigh(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh`` of a batch, split over the eigh thread pool when worthwhile."""
+    n = x.shape[-1]
+    batch = x.numel() // (n * n) if n else 0
+    if _eigh_pool is None or x.device.type != "cpu" or batch < 2 * _EIGH_MIN_CHUNK:
+        return torch.linalg.eigh(x)
+    flat = x.reshape(batch, n, n).contiguous()
+    eigvals = flat.new_empty(batch, n)
+    eigvecs = flat.new_empty(batch, n, n)
+    parts = min(_eigh_threads, batch // _EIGH_MIN_CHUNK)
+    bounds = [batch * i // parts for i in range(parts + 1)]
+    chunks = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+    futures = [_eigh_pool.submit(torch.linalg.eigh, flat[c], out=(eigvals[c], eigvecs[c]))
+               for c in chunks[1:]]
+    torch.linalg.eigh(flat[chunks[0]], out=(eigvals[chunks[0]], eigvecs[chunks[0]]))
+    for future in futures:
+        future.result()
+    return eigvals.reshape(*x.shape[:-1]), eigvecs.reshape(x.shape)
+
+
 def sym(x: Tensor) -> Tensor:
     """Symmetric part ``(X + Xᵀ)/2`` of a batch of square matrices, shape ``(..., n, n)``."""
     return 0.5 * (x + x.transpose(-1, -2))
@@ -131,7 +175,7 @@ class _SpectralApply(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, fns: tuple[SpectralFunction, ...]):
-        eigvals, u = torch.linalg.eigh(sym(x))
+        eigvals, u = _eigh(sym(x))
         ctx.fns = fns
         ctx.save_for_backward(eigvals, u)
         ctx.set_materialize_grads(False)

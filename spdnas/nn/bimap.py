@@ -61,9 +61,8 @@ class BiMap(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         w = self.weight
-        # (B, 1, Ci, n, n) @ (Co, Ci, n, m) -> (B, Co, Ci, n, m); then Wᵀ(XW) summed over Ci.
-        xw = x.unsqueeze(1) @ w
-        return (w.transpose(-1, -2) @ xw).sum(2)
+        # One contraction (no broadcast copies of X per output channel or of W per sample).
+        return torch.einsum("oinm,bink,oikl->boml", w, x, w)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels} channels, "

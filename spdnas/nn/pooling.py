@@ -51,7 +51,9 @@ class WeightedChannelPooling(nn.Module):
     """Each output channel is the weighted Karcher mean of the input channels.
 
     The weights are ``sparsemax`` of a learned ``(C, C)`` logit matrix (row ``o`` weighs the
-    inputs of output channel ``o``), initialised uniformly in [0, 1) as in SPDNetNAS.
+    inputs of output channel ``o``), initialised uniformly in [0, 1) as in SPDNetNAS. Only the
+    ``k`` largest weights of each row enter the mean, ``k`` the largest support of any row:
+    the others are exactly zero and sparsemax passes them no gradient, so this is exact.
 
     Shapes
     ------
@@ -68,6 +70,8 @@ class WeightedChannelPooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_spd(x, "WeightedChannelPooling input")
         weights = sparsemax(self.logits)  # (C_out, C_in)
+        support = int((weights > 0).sum(-1).max())
+        top, index = weights.topk(support, dim=-1)  # (C_out, k)
+        chosen = x[:, index]  # (B, C_out, k, n, n)
         with trusted():
-            return karcher_mean(x.unsqueeze(1).expand(-1, self.channels, -1, -1, -1), weights,
-                                iterations=self.karcher_iterations)
+            return karcher_mean(chosen, top, iterations=self.karcher_iterations)

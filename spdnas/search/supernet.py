@@ -65,11 +65,15 @@ class MixedEdge(nn.Module):
     def forward(self, state: SPDState, weights: Tensor, active: list[int]) -> Tensor | None:
         if active == [NONE_INDEX]:
             return None
-        outputs = [self.ops[k](state) for k in active]
-        if len(outputs) == 1:
+        others = [k for k in active if k != NONE_INDEX]
+        outputs = [self.ops[k](state) for k in others]
+        if len(active) == 1:
             return outputs[0]
         stacked = torch.stack(outputs, dim=2)  # (B, C, K_active, m, m)
-        return karcher_mean(stacked, weights[active], iterations=self.karcher_iterations)
+        # `none` is the identity matrix: its log term comes free with the base point's eigh.
+        identity = weights[NONE_INDEX] if NONE_INDEX in active else None
+        return karcher_mean(stacked, weights[others], iterations=self.karcher_iterations,
+                            identity_weight=identity)
 
 
 class SearchCell(CellBase):

@@ -187,3 +187,17 @@ def test_bad_points_are_rejected_with_index():
         karcher_mean(x)
     with pytest.raises(ValueError, match="geodesic end"):
         geodesic(x[0, 0], x[1, 2], 0.5)
+
+
+def test_identity_weight_equals_stacking_the_identity():
+    x = random_spd(2, 3, 4, n=5)
+    w = torch.softmax(torch.randn(2, 3, 5, dtype=torch.float64), -1)
+    eye = torch.eye(5, dtype=torch.float64).expand(2, 3, 1, 5, 5)
+    stacked = karcher_mean(torch.cat((x, eye), dim=2), w, iterations=2)
+    implicit = karcher_mean(x, w[..., :4], iterations=2, identity_weight=w[..., 4])
+    torch.testing.assert_close(implicit, stacked, rtol=1e-12, atol=1e-12)
+    a = w.clone().requires_grad_()
+    with trusted():
+        assert torch.autograd.gradcheck(
+            lambda v, ww: karcher_mean(v, ww[..., :4], identity_weight=ww[..., 4]),
+            (x[:1, :1].clone().requires_grad_(), a[:1, :1].detach().clone().requires_grad_()))

@@ -229,3 +229,17 @@ def test_covariance_pooling_layer():
     assert (torch.linalg.eigvalsh(out) > 0).all()
     assert gradcheck_module(CovariancePooling("ledoit-wolf"), torch.randn(2, 3, 10, dtype=F64),
                             check_params=False)
+
+
+def test_weighted_channel_pooling_uses_only_the_support_exactly():
+    torch.manual_seed(7)
+    wp = WeightedChannelPooling(4, dtype=F64)
+    with torch.no_grad():
+        wp.logits.copy_(torch.tensor([[2.0, 0, 0, 0], [0.5, 0.6, 0, 0], [0.3, 0.9, 0.4, 0.1],
+                                      [0, 0, 0, 3.0]], dtype=F64))
+    x = random_spd(3, 4, n=4)
+    from spdnas.geometry import sparsemax
+    w = sparsemax(wp.logits.detach())
+    assert int((w > 0).sum(-1).max()) < 4
+    full = karcher_mean(x.unsqueeze(1).expand(-1, 4, -1, -1, -1), w)
+    torch.testing.assert_close(wp(x), full, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,110 @@
+"""Figures of a search: mixture weights per edge (paper Fig. 2a) and derived cells (Fig. 2b)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from spdnas.search.genotype import Genotype
+from spdnas.search.space import NORMAL, REDUCE, edge_kind, op_names
+
+NODE_NAMES = ("c_{k-2}", "c_{k-1}")
+
+
+def node_label(index: int) -> str:
+    """``c_{k-2}``, ``c_{k-1}`` for the cell inputs, then ``0, 1, …`` for intermediate nodes."""
+    return NODE_NAMES[index] if index < 2 else str(index - 2)
+
+
+def edge_labels(steps: int) -> list[str]:
+    return [f"{node_label(j)}→{i}" for i in range(steps) for j in range(2 + i)]
+
+
+def alpha_figure(weights: dict[str, list[list[float]]], steps: int, title: str = "") -> Figure:
+    """Heatmaps of mixture weights, one panel per cell type; rows = edges, columns = operations.
+
+    Parameters
+    ----------
+    weights : dict
+        ``{"normal": (edges, 6), "reduce": (edges, 6)}`` nested lists of mixture weights.
+    steps : int
+        Intermediate nodes per cell.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.55 * len(weights[NORMAL]) + 2.2), constrained_layout=True)
+    labels = edge_labels(steps)
+    for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True):
+        data = weights[kind]
+        image = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        pairs = zip(op_names(NORMAL), op_names(REDUCE), strict=True)
+        columns = [f"{a}/{b}" if a != b else a for a, b in pairs]
+        ax.set_xticks(range(len(columns)), columns if kind == REDUCE else op_names(NORMAL),
+                      rotation=35, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        for r, row in enumerate(data):
+            for c, value in enumerate(row):
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center",
+                        color="white" if value < 0.6 else "black", fontsize=8)
+        ax.set_title(f"{kind} cell" + (" (reduced ops on edges from inputs)" if kind == REDUCE else ""))
+        fig.colorbar(image, ax=ax, shrink=0.8, label="mixture weight")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_cell(ax, genotype: Genotype, kind: str) -> None:
+    steps = genotype.steps
+    pos = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for i in range(steps):
+        pos[i + 2] = (1.0 + i, 0.9 if i % 2 == 0 else -0.9)
+    out = steps + 2
+    pos[out] = (steps + 1.0, 0.0)
+    for node, (x, y) in pos.items():
+        label = "c_{k}" if node == out else node_label(node)
+        color = "#9ecae1" if node < 2 else ("#fdd0a2" if node == out else "#c7e9c0")
+        ax.text(x, y, label, ha="center", va="center", fontsize=10,
+                bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "black"})
+    for index, (op, src) in enumerate(genotype.cell(kind)):
+        dst = index // 2 + 2
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        rad = 0.25 if index % 2 else -0.25
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "->", "connectionstyle": f"arc3,rad={rad}", "lw": 1.2,
+                                "shrinkA": 14, "shrinkB": 14})
+        # label at the middle of matplotlib's arc3 Bézier curve
+        dx, dy = x1 - x0, y1 - y0
+        mx, my = (x0 + x1) / 2 + rad * dy / 2, (y0 + y1) / 2 - rad * dx / 2
+        color = "#08519c" if edge_kind(kind, src) == REDUCE else "#006d2c"
+        ax.text(mx, my, op, fontsize=8, ha="center", va="center", color=color,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    for node in genotype.concat(kind):
+        (x0, y0), (x1, y1) = pos[node], pos[out]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "->", "ls": "--", "color": "gray",
+                                "shrinkA": 14, "shrinkB": 14})
+    ax.set_xlim(-0.6, steps + 1.6)
+    ax.set_ylim(-1.6, 1.6)
+    ax.axis("off")
+    ax.set_title(f"{kind} cell")
+
+
+def cells_figure(genotype: Genotype, title: str = "") -> Figure:
+    """The derived normal and reduction cells drawn as graphs (blue ops: reduced)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
+    for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True):
+        _draw_cell(ax, genotype, kind)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
