@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
 
 from tests.deploy.conftest import DOCKERFILE, KUBERAY, REPO
 
@@ -49,13 +49,20 @@ def test_hadolint_rejects_a_careless_dockerfile(tmp_path):
     assert result.returncode != 0 and "DL3006" in result.stdout
 
 
-def test_base_image_is_ray_pinned_to_the_client_version():
+def test_base_image_is_a_pinned_ray_release_the_project_accepts():
     parser = DockerfileParser(str(DOCKERFILE))
     (base,) = parser.parent_images
     repository, _, tag = base.partition(":")
     assert repository == "rayproject/ray"
     assert re.fullmatch(r"\d+\.\d+\.\d+-py3\d+-(gpu|cu\d+)", tag), tag
-    assert tag.split("-")[0] == parser.args["RAY_VERSION"] == ray.__version__
+    ray_version = parser.args["RAY_VERSION"]
+    assert tag.split("-")[0] == ray_version
+    pyproject = (REPO / "pyproject.toml").read_text()
+    ray_requirement = Requirement(re.search(r'"(ray\[[^"]*)"', pyproject).group(1))
+    assert ray_requirement.specifier.contains(ray_version), (ray_requirement, ray_version)
+    # The image's Python matches the project's floor.
+    python = tag.split("-")[1]
+    assert int(python[3:]) >= 10
 
 
 def test_cuda_torch_is_installed_before_the_package():
