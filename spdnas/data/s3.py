@@ -109,12 +109,16 @@ def _transfer_config(multipart_threshold: int):
 
 
 def ls(uri: str) -> list[ObjectInfo]:
-    """Objects under an ``s3://bucket/prefix`` (recursive), keys relative to the prefix, sorted."""
+    """Objects under an ``s3://bucket/prefix`` (recursive), keys relative to the prefix, sorted.
+
+    Directory markers (empty keys ending in ``/``, which some tools and pyarrow create) are skipped.
+    """
     bucket, prefix = split_s3_uri(uri)
     base = f"{prefix}/" if prefix else ""
     out = []
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        out += [ObjectInfo(obj["Key"][len(base):], int(obj["Size"])) for obj in page.get("Contents", [])]
+        out += [ObjectInfo(obj["Key"][len(base):], int(obj["Size"])) for obj in page.get("Contents", [])
+                if not obj["Key"].endswith("/")]
     return sorted(out, key=lambda o: o.key)
 
 
