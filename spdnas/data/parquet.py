@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +59,7 @@ from spdnas.data.validation import (
 
 ROW_GROUP_BYTES = 1 * 2**20
 FILE_BYTES = 4 * 2**20
+PREFETCH_FILES = 4
 
 
 @dataclass
@@ -204,11 +207,29 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
     return manifest
 
 
-def _read_file(folder: Folder, entry: dict, meta: DatasetMeta, *, validate: bool, pd_rtol: float,
-               repair: bool, repair_limit: float) -> FileRows:
-    """Read and check one file listed in the manifest."""
+def _fetched(folder: Folder, entries: list[dict],
+             depth: int = PREFETCH_FILES) -> Iterator[tuple[dict, bytes]]:
+    """(entry, file bytes) in manifest order, with up to ``depth`` files fetched ahead in threads.
+
+    Overlaps S3 round trips (and local reads) with decoding and checking; pyarrow's I/O releases
+    the GIL.
+    """
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="spdnas-read") as pool:
+        pending = deque()
+        for entry in entries:
+            pending.append((entry, pool.submit(folder.read_bytes, entry["path"])))
+            if len(pending) >= depth:
+                head, future = pending.popleft()
+                yield head, future.result()
+        while pending:
+            head, future = pending.popleft()
+            yield head, future.result()
+
+
+def _read_file(folder: Folder, entry: dict, data: bytes, meta: DatasetMeta, *, validate: bool,
+               pd_rtol: float, repair: bool, repair_limit: float) -> FileRows:
+    """Check and decode one file listed in the manifest, given its bytes."""
     name, where = entry["path"], folder.display(entry["path"])
-    data = folder.read_bytes(name)
     if validate and hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise DatasetValidationError("checksum", "SHA-256 differs from the manifest", file=where)
     table = pq.read_table(pa.BufferReader(data))
@@ -257,8 +278,8 @@ def iter_files(uri: str, *, validate: bool = True, repair: bool = False, dtype: 
     rtol = default_pd_rtol(meta.n, dtype) if pd_rtol is None else pd_rtol
     seen: dict[str, str] = {}
     meter = Progress(f"read {uri}", len(manifest["files"]), " files", enabled=progress)
-    for entry in manifest["files"]:
-        rows = _read_file(folder, entry, meta, validate=validate, pd_rtol=rtol, repair=repair,
+    for entry, data in _fetched(folder, manifest["files"]):
+        rows = _read_file(folder, entry, data, meta, validate=validate, pd_rtol=rtol, repair=repair,
                           repair_limit=repair_limit)
         if validate:
             for row, sample_id in enumerate(rows.sample_ids):

@@ -44,8 +44,12 @@ class Folder:
         return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
 
     def read_bytes(self, name: str) -> bytes:
-        """Whole content of ``name`` (one GET on S3)."""
-        with self.fs.open_input_stream(self.path(name)) as handle:
+        """Whole content of ``name``.
+
+        A random-access file knows its size, so on S3 this is one ranged GET of the whole object;
+        ``open_input_stream().read()`` instead pulls small chunks (about 7× slower measured).
+        """
+        with self.fs.open_input_file(self.path(name)) as handle:
             return handle.read()
 
     def write_bytes(self, name: str, data: bytes) -> None:
