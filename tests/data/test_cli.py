@@ -23,9 +23,13 @@ def test_make_info_validate(tmp_path, capsys):
     assert main(["data", "info", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["n", "20"]
-    table = {line.split()[0]: line.split()[1:] for line in lines[-4:]}
-    assert table["clutter"] == ["15", "7", "8", "30"] or table["clutter"] == ["15", "8", "7", "30"]
-    assert table["total"][-1] == "60"
+    table = {line.split()[0]: line.split()[1:] for line in lines[-5:]}
+    assert table["class"] == ["train", "val", "test", "total"]
+    counts = dataset.counts()
+    for k, name in enumerate(dataset.meta.class_names):
+        row = [counts[s][k] for s in ("train", "val", "test")]
+        assert table[name] == [str(c) for c in [*row, sum(row)]]
+    assert table["clutter"][-1] == "30" and table["total"][-1] == "60"
 
     assert main(["data", "validate", str(out)]) == 0
     assert "60 rows" in capsys.readouterr().out
