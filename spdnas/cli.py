@@ -7,6 +7,8 @@ import sys
 
 import torch
 
+from spdnas.data.cli import add_data_commands
+
 
 def _quickstart(args: argparse.Namespace) -> int:
     """Geometry demo: minimum-distance-to-mean classification of synthetic SPD classes."""
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick = sub.add_parser("quickstart", help="run the main demo end to end")
     quick.add_argument("--seed", type=int, default=0)
     quick.set_defaults(func=_quickstart)
+    add_data_commands(sub)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""``spdnas data ...``: make, validate, inspect, upload, download and list datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    """``["snr_db=0", "class_balance=[1,1,2]", "raw_dir=/tmp/x"]`` → dict (JSON values, else str)."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _make(args: argparse.Namespace) -> int:
+    from spdnas.data import make_dataset
+
+    dataset = make_dataset(args.name, args.out, overwrite=args.overwrite, progress=True,
+                           **_parse_params(args.param))
+    print(f"wrote {len(dataset)} samples ({args.name}, n = {dataset.n}, {dataset.num_classes} classes) "
+          f"to {args.out}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import torch
+
+    from spdnas.data import validate_dataset
+
+    report = validate_dataset(args.uri, repair=args.repair, dtype=getattr(torch, args.dtype), progress=True)
+    print(f"OK: {report['rows']} rows in {report['files']} files passed every check "
+          f"(positive definiteness judged for {args.dtype})")
+    if report["repairable"]:
+        print(f"{report['repairable']} rows pass only after repair (read them with repair=True)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from spdnas.data.storage import Folder
+
+    manifest = Folder(args.uri).read_manifest()
+    meta = manifest["meta"]
+    classes = meta["class_names"]
+    size = sum(f["bytes"] for f in manifest["files"])
+    print(f"dataset  {meta['name']} (schema v{manifest['schema_version']}, {manifest['dtype']}, "
+          f"{manifest['encoding']})")
+    print(f"n        {meta['n']}")
+    print(f"rows     {manifest['num_rows']} in {len(manifest['files'])} files ({size / 2**20:.1f} MiB)")
+    print(f"source   {meta['source']}")
+    print(f"licence  {meta['licence']}")
+    print(f"classes  {len(classes)}")
+    width = max(8, *(len(c) for c in classes))
+    splits = list(manifest["counts"])
+    print(f"{'class':<{width}} " + " ".join(f"{s:>7}" for s in [*splits, "total"]))
+    for k, name in enumerate(classes):
+        row = [manifest["counts"][s][k] for s in splits]
+        print(f"{name:<{width}} " + " ".join(f"{c:>7}" for c in [*row, sum(row)]))
+    totals = [sum(manifest["counts"][s]) for s in splits]
+    print(f"{'total':<{width}} " + " ".join(f"{c:>7}" for c in [*totals, sum(totals)]))
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from spdnas.data import s3
+
+    keys = s3.upload(args.local, args.uri, overwrite=args.overwrite,
+                     multipart_threshold=int(args.multipart_threshold_mib * 2**20))
+    print(f"uploaded {len(keys)} files to {args.uri}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from spdnas.data import s3
+
+    files = s3.download(args.uri, args.local, overwrite=args.overwrite)
+    print(f"downloaded {len(files)} files to {args.local}")
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from spdnas.data import s3
+
+    objects = s3.ls(args.uri)
+    for obj in objects:
+        print(f"{obj.size:>12}  {obj.key}")
+    print(f"{len(objects)} objects, {sum(o.size for o in objects) / 2**20:.1f} MiB")
+    return 0
+
+
+def _guarded(command):
+    """Run ``command``; expected failures print one line on stderr and return exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, TypeError, ImportError)
+        try:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            expected += (BotoCoreError, ClientError)
+        except ImportError:
+            pass
+        try:
+            return command(args)
+        except expected as err:
+            print(f"spdnas data {args.data_command}: error: {err}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command and its subcommands to the ``spdnas`` parser."""
+    data = subparsers.add_parser("data", help="make, check, inspect and move SPD datasets")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    make = sub.add_parser("make", help="build a dataset (generator or importer) and write it as Parquet")
+    make.add_argument("name", help="radar-synth, japanese-vowels, basic-motions, radar-npy, hdm05-npy, afew")
+    make.add_argument("out", help="output folder or s3://bucket/prefix")
+    make.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="builder parameter (JSON value or string), e.g. snr_db=0 or src=/data/hdm05")
+    make.add_argument("--overwrite", action="store_true", help="replace an existing dataset at OUT")
+    make.set_defaults(func=_guarded(_make))
+
+    validate = sub.add_parser("validate", help="run every check on a dataset (exit status 1 on failure)")
+    validate.add_argument("uri")
+    validate.add_argument("--repair", action="store_true", help="accept rows that repair would fix")
+    validate.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                          help="dtype the data will be used in (sets the positive-definiteness tolerance)")
+    validate.set_defaults(func=_guarded(_validate))
+
+    info = sub.add_parser("info", help="print n, classes and counts per split and class")
+    info.add_argument("uri")
+    info.set_defaults(func=_guarded(_info))
+
+    upload = sub.add_parser("upload", help="upload a dataset folder (or file) to s3://bucket/prefix")
+    upload.add_argument("local")
+    upload.add_argument("uri")
+    upload.add_argument("--overwrite", action="store_true")
+    upload.add_argument("--multipart-threshold-mib", type=float, default=8.0)
+    upload.set_defaults(func=_guarded(_upload))
+
+    download = sub.add_parser("download", help="download s3://bucket/prefix into a local folder")
+    download.add_argument("uri")
+    download.add_argument("local")
+    download.add_argument("--overwrite", action="store_true")
+    download.set_defaults(func=_guarded(_download))
+
+    ls = sub.add_parser("ls", help="list the objects under s3://bucket/prefix")
+    ls.add_argument("uri")
+    ls.set_defaults(func=_guarded(_ls))

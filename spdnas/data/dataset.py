@@ -1,0 +1,191 @@
+"""In-memory SPD dataset, its metadata, and deterministic stratified splits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spdnas.data.schema import SCHEMA_VERSION, SPLITS
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """Dataset-level metadata, stored in the manifest and in every Parquet file.
+
+    Parameters
+    ----------
+    name : str
+        Short dataset name (e.g. ``"radar-synth"``).
+    n : int
+        Matrix size: every sample is an ``n × n`` SPD matrix.
+    class_names : tuple of str
+        Class names; label ``k`` means ``class_names[k]``.
+    source : str
+        Where the data came from (generator, original files, package).
+    licence : str
+        Licence of the data, as far as it is known.
+    provenance : dict
+        How the dataset was made: builder, parameters, covariance estimator, versions.
+    schema_version : int
+        Version of the on-disk schema (see :mod:`spdnas.data.schema`).
+    """
+
+    name: str
+    n: int
+    class_names: tuple[str, ...]
+    source: str = ""
+    licence: str = ""
+    provenance: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.n < 1:
+            raise ValueError(f"DatasetMeta: n must be positive, got {self.n}")
+        if not self.class_names:
+            raise ValueError("DatasetMeta: class_names must not be empty")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (lists instead of tuples)."""
+        return {"name": self.name, "n": self.n, "class_names": list(self.class_names),
+                "source": self.source, "licence": self.licence, "provenance": self.provenance,
+                "schema_version": self.schema_version}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> DatasetMeta:
+        """Inverse of :meth:`to_dict`; ``KeyError`` names a missing field."""
+        return cls(name=data["name"], n=int(data["n"]), class_names=tuple(data["class_names"]),
+                   source=data.get("source", ""), licence=data.get("licence", ""),
+                   provenance=dict(data.get("provenance", {})),
+                   schema_version=int(data.get("schema_version", SCHEMA_VERSION)))
+
+
+def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: Mapping[str, float],
+                     seed: int) -> np.ndarray:
+    """Seeded, stratified assignment of samples to splits.
+
+    Within each class the samples are ordered by ``sample_id`` and then permuted with a
+    generator seeded by ``seed``, so the result depends only on (ids, labels, seed), not on
+    row order. Per-class counts follow ``fractions`` by largest remainder.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+    sample_ids : sequence of str, length N
+    fractions : mapping split name → fraction
+        Non-negative, summing to 1, e.g. ``{"train": 0.5, "val": 0.25, "test": 0.25}``.
+    seed : int
+
+    Returns
+    -------
+    ndarray of str, shape (N,)
+        The split name of every sample.
+    """
+    names = list(fractions)
+    weights = np.array([float(fractions[s]) for s in names])
+    if any(s not in SPLITS for s in names):
+        raise ValueError(f"stratified_split: split names must be among {SPLITS}, got {names}")
+    if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-9:
+        raise ValueError(f"stratified_split: fractions must be ≥ 0 and sum to 1, got {dict(fractions)}")
+    labels = np.asarray(labels)
+    ids = np.asarray(sample_ids, dtype=str)
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(labels), dtype=object)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[np.argsort(ids[members], kind="stable")]
+        members = members[rng.permutation(len(members))]
+        exact = weights * len(members)
+        counts = np.floor(exact).astype(int)
+        remainder_order = np.argsort(-(exact - counts), kind="stable")
+        counts[remainder_order[: len(members) - counts.sum()]] += 1
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
+            out[members[lo:hi]] = name
+    return out.astype(str)
+
+
+@dataclass
+class SPDDataset:
+    """A labelled set of SPD matrices held in memory.
+
+    Parameters
+    ----------
+    matrices : Tensor, shape (N, n, n)
+        Symmetric positive definite matrices (float64 by default, float32 allowed).
+    labels : LongTensor, shape (N,)
+        Class indices in ``[0, len(meta.class_names))``.
+    splits : ndarray of str, shape (N,)
+        ``"train"``, ``"val"`` or ``"test"`` per sample.
+    sample_ids : ndarray of str, shape (N,)
+        Stable, unique sample identifiers.
+    meta : DatasetMeta
+    groups : ndarray of str (or None entries), shape (N,), optional
+        Subject/group identifiers.
+    """
+
+    matrices: Tensor
+    labels: Tensor
+    splits: np.ndarray
+    sample_ids: np.ndarray
+    meta: DatasetMeta
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = torch.as_tensor(self.labels, dtype=torch.long)
+        self.splits = np.asarray(self.splits, dtype=str)
+        self.sample_ids = np.asarray(self.sample_ids, dtype=str)
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=object)
+        size = self.matrices.shape[0] if self.matrices.dim() == 3 else -1
+        if self.matrices.dim() != 3 or self.matrices.shape[1:] != (self.meta.n, self.meta.n):
+            raise ValueError(f"SPDDataset: matrices must have shape (N, {self.meta.n}, {self.meta.n}), "
+                             f"got {tuple(self.matrices.shape)}")
+        for name in ("labels", "splits", "sample_ids", "groups"):
+            value = getattr(self, name)
+            if value is not None and len(value) != size:
+                raise ValueError(f"SPDDataset: {name} has {len(value)} entries for {size} matrices")
+
+    def __len__(self) -> int:
+        return int(self.matrices.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Matrix size."""
+        return self.meta.n
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(meta.class_names)``)."""
+        return len(self.meta.class_names)
+
+    def select(self, index: np.ndarray | Tensor) -> SPDDataset:
+        """The samples at ``index`` (integer positions or a boolean mask of shape (N,))."""
+        index = torch.as_tensor(np.asarray(index))
+        if index.dtype == torch.bool:
+            index = torch.nonzero(index).flatten()
+        positions = index.numpy()
+        return replace(self, matrices=self.matrices[index], labels=self.labels[index],
+                       splits=self.splits[positions], sample_ids=self.sample_ids[positions],
+                       groups=None if self.groups is None else self.groups[positions])
+
+    def subset(self, split: str) -> SPDDataset:
+        """The samples of one split (``"train"``, ``"val"`` or ``"test"``)."""
+        if split not in SPLITS:
+            raise ValueError(f"SPDDataset.subset: unknown split {split!r}; expected one of {SPLITS}")
+        return self.select(self.splits == split)
+
+    def with_stratified_split(self, fractions: Mapping[str, float], seed: int) -> SPDDataset:
+        """A copy whose splits are re-drawn by :func:`stratified_split`."""
+        splits = stratified_split(self.labels.numpy(), self.sample_ids, fractions, seed)
+        return replace(self, splits=splits)
+
+    def counts(self) -> dict[str, list[int]]:
+        """Samples per class in each split present: ``{split: [count of class 0, ...]}``."""
+        labels = self.labels.numpy()
+        return {split: np.bincount(labels[self.splits == split], minlength=self.num_classes).tolist()
+                for split in SPLITS if (self.splits == split).any()}

@@ -1,0 +1,262 @@
+"""S3 access: boto3 transfers (upload, download, ls) and the pyarrow filesystem for a URI.
+
+Endpoint, region and credentials come from the standard AWS chain, never from code: boto3
+resolves them itself (``AWS_ENDPOINT_URL[_S3]``, ``AWS_REGION``, ``~/.aws/config``, instance
+roles, ...); for pyarrow, :func:`pyarrow_filesystem` reads the endpoint from
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` and the region from ``AWS_REGION`` /
+``AWS_DEFAULT_REGION`` (else the boto3 profile), and leaves credentials to the AWS SDK chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from spdnas.data.progress import Progress
+from spdnas.data.schema import MANIFEST_NAME
+
+MAX_ATTEMPTS = 10
+MULTIPART_THRESHOLD = 8 * 2**20
+CHECKSUM_ALGORITHM = "CRC32"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One S3 object: key relative to the listed prefix, size in bytes."""
+
+    key: str
+    size: int
+
+
+def is_s3_uri(uri: str) -> bool:
+    """Whether ``uri`` starts with ``s3://``."""
+    return str(uri).startswith("s3://")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")`` (no trailing slash)."""
+    if not is_s3_uri(uri):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI without a bucket: {uri!r}")
+    return bucket, key.strip("/")
+
+
+def endpoint_url() -> str | None:
+    """The S3 endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (None: AWS default)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def region() -> str | None:
+    """The region from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the boto3 profile's."""
+    value = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if value:
+        return value
+    import boto3
+
+    return boto3.session.Session().region_name
+
+
+def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Filesystem and path for a local path or an ``s3://bucket/prefix`` URI.
+
+    Parameters
+    ----------
+    uri : str
+        Local path (absolute or relative) or ``s3://bucket/prefix``.
+
+    Returns
+    -------
+    (pyarrow.fs.FileSystem, str)
+        A ``LocalFileSystem`` and the absolute path, or an ``S3FileSystem`` (endpoint, scheme
+        and region from the environment; ``http://`` endpoints get ``scheme="http"``) and
+        ``"bucket/prefix"``.
+    """
+    if not is_s3_uri(uri):
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+    bucket, key = split_s3_uri(uri)
+    kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS)}
+    endpoint = endpoint_url()
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    resolved_region = region()
+    if resolved_region:
+        kwargs["region"] = resolved_region
+    return pafs.S3FileSystem(**kwargs), f"{bucket}/{key}".rstrip("/")
+
+
+def client():
+    """A boto3 S3 client with standard retries (endpoint/credentials from the AWS chain)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"}))
+
+
+def _transfer_config(multipart_threshold: int):
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=multipart_threshold,
+                          multipart_chunksize=max(multipart_threshold, 5 * 2**20), max_concurrency=4)
+
+
+def ls(uri: str) -> list[ObjectInfo]:
+    """Objects under an ``s3://bucket/prefix`` (recursive), keys relative to the prefix, sorted.
+
+    Directory markers (empty keys ending in ``/``, which some tools and pyarrow create) are skipped.
+    """
+    bucket, prefix = split_s3_uri(uri)
+    base = f"{prefix}/" if prefix else ""
+    out = []
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        out += [ObjectInfo(obj["Key"][len(base):], int(obj["Size"])) for obj in page.get("Contents", [])
+                if not obj["Key"].endswith("/")]
+    return sorted(out, key=lambda o: o.key)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 digest of a local file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_against_manifest(folder: Path) -> int:
+    """Check the files of a local dataset folder against its manifest's SHA-256 digests.
+
+    Returns the number of files checked (0 if the folder has no manifest).
+
+    Raises
+    ------
+    ValueError
+        Naming the first file that is missing or whose digest differs.
+    """
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return 0
+    files = json.loads(manifest_path.read_text())["files"]
+    for entry in files:
+        path = folder / entry["path"]
+        if not path.is_file():
+            raise ValueError(f"{path}: listed in {manifest_path} but missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise ValueError(f"{path}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
+    return len(files)
+
+
+def _local_files(local: Path) -> list[tuple[Path, str]]:
+    """(path, relative key) of every file to upload; the manifest goes last."""
+    if local.is_file():
+        return [(local, local.name)]
+    files = sorted((p, p.relative_to(local).as_posix()) for p in local.rglob("*") if p.is_file())
+    return sorted(files, key=lambda item: item[1] == MANIFEST_NAME)
+
+
+def upload(local: str | Path, uri: str, *, overwrite: bool = False,
+           multipart_threshold: int = MULTIPART_THRESHOLD, progress: bool = True) -> list[str]:
+    """Upload a file or a folder (a dataset) to ``s3://bucket/prefix``.
+
+    Files above ``multipart_threshold`` go up in parts; every request carries a CRC32
+    checksum that S3 verifies. A dataset folder is first checked against its manifest's
+    SHA-256 digests, and its manifest is uploaded last, so readers never see a manifest whose
+    files are not all there.
+
+    Returns
+    -------
+    list of str
+        The object keys written.
+
+    Raises
+    ------
+    FileExistsError
+        If objects exist under the prefix and ``overwrite`` is false.
+    """
+    local = Path(local)
+    if not local.exists():
+        raise FileNotFoundError(f"upload: {local} does not exist")
+    bucket, prefix = split_s3_uri(uri)
+    if not overwrite and ls(uri):
+        raise FileExistsError(f"upload: {uri} already holds objects; pass overwrite=True (--overwrite)")
+    if local.is_dir():
+        verify_against_manifest(local)
+    files = _local_files(local)
+    s3, config = client(), _transfer_config(multipart_threshold)
+    meter = Progress(f"upload {uri}", sum(p.stat().st_size for p, _ in files), "B", enabled=progress)
+    keys = []
+    for path, rel in files:
+        key = f"{prefix}/{rel}" if prefix else rel
+        s3.upload_file(str(path), bucket, key, ExtraArgs={"ChecksumAlgorithm": CHECKSUM_ALGORITHM},
+                       Config=config, Callback=meter.update)
+        keys.append(key)
+    meter.close()
+    return keys
+
+
+def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: bool = True) -> list[Path]:
+    """Download everything under ``s3://bucket/prefix`` into the folder ``local``.
+
+    Responses are checked against their S3 checksums where the object has one; a dataset's
+    files are then checked against its manifest's SHA-256 digests. Files are written under
+    temporary names and renamed only after every check passed.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``local`` exists and is not empty, unless ``overwrite``.
+    """
+    local = Path(local)
+    if local.exists() and any(local.iterdir()) and not overwrite:
+        raise FileExistsError(f"download: {local} is not empty; pass overwrite=True (--overwrite)")
+    bucket, prefix = split_s3_uri(uri)
+    objects = ls(uri)
+    if not objects:
+        raise FileNotFoundError(f"download: no objects under {uri}")
+    s3 = client()
+    meter = Progress(f"download {uri}", sum(o.size for o in objects), "B", enabled=progress)
+    staging = local / ".spdnas-download"
+    staged = []
+    for obj in objects:
+        target = staging / obj.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        key = f"{prefix}/{obj.key}" if prefix else obj.key
+        s3.download_file(bucket, key, str(target), ExtraArgs={"ChecksumMode": "ENABLED"},
+                         Callback=meter.update)
+        staged.append(obj.key)
+    meter.close()
+    try:
+        verify_against_manifest(staging)
+    except ValueError:
+        _remove_tree(staging)
+        raise
+    written = []
+    for rel in staged:
+        final = local / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, final)
+        written.append(final)
+    _remove_tree(staging)
+    return written
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove the staging folder this module created (files first, then folders)."""
+    if not folder.exists():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    folder.rmdir()

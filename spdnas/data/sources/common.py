@@ -1,0 +1,74 @@
+"""Helpers shared by the dataset builders: file-name labels, splits, assembling a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spdnas.data.dataset import DatasetMeta, SPDDataset, stratified_split
+
+PAPER_FRACTIONS = {"train": 0.5, "val": 0.25, "test": 0.25}
+
+
+def label_from_name(path: Path, num_classes: int) -> int:
+    """Label encoded as the last ``_`` token of a file name (``walk_0012_3.npy`` → 3).
+
+    Raises
+    ------
+    ValueError
+        Naming the file if the token is not an integer in ``[0, num_classes)``.
+    """
+    token = path.stem.rsplit("_", 1)[-1]
+    if not token.isdigit() or int(token) >= num_classes:
+        raise ValueError(f"{path}: expected the label (0–{num_classes - 1}) as the last '_' token of the "
+                         f"file name, got {token!r}")
+    return int(token)
+
+
+def sorted_files(folder: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` in ``folder``, sorted by name; error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no files matching {pattern!r}")
+    return files
+
+
+def parse_fractions(fractions: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
+    """Split fractions as a dict; a sequence means (train, val, test); None → 50/25/25."""
+    if fractions is None:
+        return dict(PAPER_FRACTIONS)
+    if isinstance(fractions, Mapping):
+        return {str(k): float(v) for k, v in fractions.items()}
+    return dict(zip(("train", "val", "test"), (float(f) for f in fractions), strict=True))
+
+
+def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str], meta: DatasetMeta, *,
+             splits: Sequence[str] | None = None, fractions=None, seed: int = 0,
+             groups: Sequence[str] | None = None) -> SPDDataset:
+    """Build an :class:`SPDDataset`, drawing a seeded stratified split when ``splits`` is None.
+
+    Parameters
+    ----------
+    matrices : Tensor, shape (N, n, n)
+    labels : sequence of int, length N
+    sample_ids : sequence of str, length N
+    meta : DatasetMeta
+    splits : sequence of str, optional
+        Given splits (e.g. an official train/test split).
+    fractions : see :func:`parse_fractions`
+    seed : int
+    groups : sequence of str, optional
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if splits is None:
+        splits = stratified_split(labels, sample_ids, parse_fractions(fractions), seed)
+    return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=np.asarray(splits),
+                      sample_ids=np.asarray(sample_ids), meta=meta,
+                      groups=None if groups is None else np.asarray(groups, dtype=object))

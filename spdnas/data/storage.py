@@ -1,0 +1,91 @@
+"""Byte-level access to a dataset folder (local or S3) through a pyarrow filesystem."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.fs as pafs
+
+from spdnas.data.s3 import pyarrow_filesystem
+from spdnas.data.schema import FORMAT_NAME, MANIFEST_NAME, SCHEMA_VERSION
+
+
+class Folder:
+    """A dataset folder: a pyarrow filesystem and a base path.
+
+    Parameters
+    ----------
+    uri : str
+        Local path or ``s3://bucket/prefix``.
+    """
+
+    def __init__(self, uri: str):
+        self.uri = str(uri)
+        self.fs, self.base = pyarrow_filesystem(self.uri)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, name: str) -> str:
+        """Filesystem path of ``name`` inside the folder."""
+        return f"{self.base}/{name}"
+
+    def display(self, name: str) -> str:
+        """``name`` as the user would write it (for messages)."""
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def list_names(self) -> list[str]:
+        """Names (relative paths) of all files in the folder; empty if it does not exist."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        prefix = self.base.rstrip("/") + "/"
+        return sorted(info.path[len(prefix):] for info in self.fs.get_file_info(selector)
+                      if info.type == pafs.FileType.File)
+
+    def exists(self, name: str) -> bool:
+        """Whether the file ``name`` exists."""
+        return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
+
+    def read_bytes(self, name: str) -> bytes:
+        """Whole content of ``name``.
+
+        A random-access file knows its size, so on S3 this is one ranged GET of the whole object;
+        ``open_input_stream().read()`` instead pulls small chunks (about 7× slower measured).
+        """
+        with self.fs.open_input_file(self.path(name)) as handle:
+            return handle.read()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write ``name``; locally through a temporary file and a rename (atomic replace)."""
+        if not self.is_local:
+            with self.fs.open_output_stream(self.path(name)) as handle:
+                handle.write(data)
+            return
+        self.fs.create_dir(self.base, recursive=True)
+        temporary = self.path(f".{name}.tmp")
+        with self.fs.open_output_stream(temporary) as handle:
+            handle.write(data)
+        self.fs.move(temporary, self.path(name))
+
+    def delete(self, name: str) -> None:
+        """Delete the file ``name``."""
+        self.fs.delete_file(self.path(name))
+
+    def read_manifest(self) -> dict:
+        """The parsed ``dataset.json``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the folder holds no manifest.
+        ValueError
+            If the manifest is of another format or schema version.
+        """
+        if not self.exists(MANIFEST_NAME):
+            raise FileNotFoundError(f"{self.display(MANIFEST_NAME)}: not found — {self.uri} is not an "
+                                    f"spdnas dataset (make one with `spdnas data make`)")
+        manifest = json.loads(self.read_bytes(MANIFEST_NAME))
+        if manifest.get("format") != FORMAT_NAME:
+            raise ValueError(f"{self.display(MANIFEST_NAME)}: format {manifest.get('format')!r}, "
+                             f"expected {FORMAT_NAME!r}")
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{self.display(MANIFEST_NAME)}: schema version {manifest.get('schema_version')}"
+                             f", this spdnas reads version {SCHEMA_VERSION}")
+        return manifest

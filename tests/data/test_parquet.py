@@ -1,0 +1,154 @@
+"""Schema round trip, file layout, overwrite rules and deterministic splits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from spdnas.data import SPDDataset, read_dataset, stratified_split, write_dataset
+from spdnas.data.schema import decode_matrices, encode_matrices
+from tests.data.conftest import toy_dataset
+
+
+def by_id(dataset: SPDDataset) -> SPDDataset:
+    return dataset.select(np.argsort(dataset.sample_ids))
+
+
+@pytest.mark.parametrize("encoding", ["triu", "full"])
+def test_encode_decode_inverse(encoding):
+    x = toy_dataset(count=4, n=7).matrices.numpy()
+    values = encode_matrices(x, encoding)
+    assert values.shape == (4, 28 if encoding == "triu" else 49)
+    assert np.array_equal(decode_matrices(values, encoding), x)
+
+
+def test_decode_rejects_width_of_no_matrix():
+    with pytest.raises(ValueError, match="do not form"):
+        decode_matrices(np.zeros((2, 11)), "triu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("encoding", ["triu", "full"])
+def test_round_trip_is_bit_exact(tmp_path, dtype, encoding):
+    original = toy_dataset(count=30, n=6, dtype=dtype, groups=True)
+    write_dataset(original, tmp_path / "ds", encoding=encoding)
+    back = read_dataset(str(tmp_path / "ds"), dtype=dtype)
+    a, b = by_id(original), by_id(back)
+    assert b.matrices.dtype == dtype
+    assert torch.equal(a.matrices, b.matrices)
+    assert torch.equal(a.labels, b.labels)
+    assert (a.splits == b.splits).all() and (a.sample_ids == b.sample_ids).all()
+    assert list(a.groups) == list(b.groups)
+    assert b.meta == original.meta
+
+
+def test_float32_file_read_as_float64_is_exact_upcast(tmp_path):
+    original = toy_dataset(count=8, dtype=torch.float32)
+    write_dataset(original, tmp_path / "ds")
+    back = read_dataset(str(tmp_path / "ds"))
+    assert back.matrices.dtype == torch.float64
+    assert torch.equal(by_id(back).matrices, by_id(original).matrices.double())
+
+
+def test_groups_absent_reads_as_none(tmp_path):
+    write_dataset(toy_dataset(count=8), tmp_path / "ds")
+    assert read_dataset(str(tmp_path / "ds")).groups is None
+
+
+def test_multiple_files_and_row_groups(tmp_path):
+    original = toy_dataset(count=50)
+    manifest = write_dataset(original, tmp_path / "ds", rows_per_file=20, row_group_size=8)
+    assert [f["rows"] for f in manifest["files"]] == [20, 20, 10]
+    groups = [pq.ParquetFile(tmp_path / "ds" / f["path"]).metadata.num_row_groups for f in manifest["files"]]
+    assert groups == [3, 3, 2]
+    back = read_dataset(str(tmp_path / "ds"))
+    assert len(back) == 50 and torch.equal(by_id(back).matrices, by_id(original).matrices)
+    # rows are stored grouped by split, in the order train, val, test
+    first_positions = [np.flatnonzero(back.splits == s)[0] for s in ("train", "val", "test")]
+    assert first_positions == sorted(first_positions)
+
+
+def test_default_sizes_split_large_datasets_into_equal_files(tmp_path):
+    manifest = write_dataset(toy_dataset(count=400, n=60), tmp_path / "ds")
+    rows = [f["rows"] for f in manifest["files"]]
+    assert len(rows) >= 2 and max(rows) - min(rows) <= 1
+    assert all(f["bytes"] < 5 * 2**20 for f in manifest["files"])
+
+
+def test_refuses_to_overwrite_and_keeps_existing_data(tmp_path):
+    first = toy_dataset(count=12, seed=1)
+    write_dataset(first, tmp_path / "ds")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_dataset(toy_dataset(count=12, seed=2), tmp_path / "ds")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()} == before
+
+
+def test_overwrite_replaces_and_removes_previous_generation(tmp_path):
+    write_dataset(toy_dataset(count=12, seed=1), tmp_path / "ds")
+    second = toy_dataset(count=16, seed=2)
+    manifest = write_dataset(second, tmp_path / "ds", overwrite=True)
+    names = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    assert names == sorted(["dataset.json", *(f["path"] for f in manifest["files"])])
+    assert all(name.startswith("g1-") for name in names if name.endswith(".parquet"))
+    assert torch.equal(by_id(read_dataset(str(tmp_path / "ds"))).matrices, by_id(second).matrices)
+
+
+def test_never_writes_into_a_folder_that_is_not_a_dataset(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an spdnas dataset"):
+        write_dataset(toy_dataset(), tmp_path / "ds", overwrite=True)
+    assert (tmp_path / "ds" / "notes.txt").read_text() == "mine"
+
+
+def test_manifest_records_metadata_and_counts(tmp_path):
+    dataset = toy_dataset(count=24)
+    manifest = write_dataset(dataset, tmp_path / "ds")
+    on_disk = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert on_disk == manifest
+    assert manifest["meta"]["class_names"] == ["c0", "c1", "c2"]
+    assert manifest["counts"] == dataset.counts()
+    kv = pq.read_schema(tmp_path / "ds" / manifest["files"][0]["path"]).metadata
+    assert json.loads(kv[b"spdnas.meta"]) == manifest["meta"]
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json"):
+        read_dataset(str(tmp_path))
+
+
+def test_stratified_split_is_deterministic_stratified_and_order_free():
+    labels = np.repeat([0, 1, 2], [40, 20, 13])
+    ids = np.array([f"id{i:03d}" for i in range(len(labels))])
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    a = stratified_split(labels, ids, fractions, seed=7)
+    assert (a == stratified_split(labels, ids, fractions, seed=7)).all()
+    assert not (a == stratified_split(labels, ids, fractions, seed=8)).all()
+    for k, size in enumerate((40, 20, 13)):
+        counts = [(a[labels == k] == s).sum() for s in fractions]
+        assert sum(counts) == size and abs(counts[0] - size / 2) <= 1 and abs(counts[1] - size / 4) <= 1
+    order = np.random.default_rng(0).permutation(len(labels))
+    shuffled = stratified_split(labels[order], ids[order], fractions, seed=7)
+    assert (shuffled == a[order]).all()
+
+
+def test_stratified_split_rejects_bad_fractions():
+    with pytest.raises(ValueError, match="sum to 1"):
+        stratified_split(np.zeros(4), ["a", "b", "c", "d"], {"train": 0.5, "test": 0.3}, 0)
+
+
+def test_dataset_subset_and_counts():
+    dataset = toy_dataset(count=24)
+    train = dataset.subset("train")
+    assert len(train) == 12 and set(train.splits) == {"train"}
+    assert sum(dataset.counts()["test"]) == 6
+    assert dataset.num_classes == 3 and dataset.n == 5
+    resplit = dataset.with_stratified_split({"train": 0.5, "val": 0.5}, seed=0)
+    assert set(resplit.splits) == {"train", "val"}
+    with pytest.raises(ValueError, match="unknown split"):
+        dataset.subset("training")

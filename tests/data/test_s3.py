@@ -1,0 +1,102 @@
+"""S3 round trips against moto's server on 127.0.0.1, over HTTP, as against AWS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from spdnas.cli import main
+from spdnas.data import read_dataset, write_dataset
+from spdnas.data import s3 as s3mod
+from tests.data.conftest import BUCKET, toy_dataset
+
+
+def by_id(dataset):
+    return dataset.select(np.argsort(dataset.sample_ids))
+
+
+def test_pyarrow_filesystem_uses_the_environment(s3_server, monkeypatch):
+    fs, path = s3mod.pyarrow_filesystem("s3://my-bucket/some/prefix/")
+    assert isinstance(fs, pafs.S3FileSystem) and path == "my-bucket/some/prefix"
+    assert fs.region == "us-east-1"
+    local, local_path = s3mod.pyarrow_filesystem("relative/dir")
+    assert isinstance(local, pafs.LocalFileSystem) and local_path.endswith("/relative/dir")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.test:9443")
+    assert s3mod.endpoint_url() == "https://s3.example.test:9443"
+
+
+def test_split_s3_uri():
+    assert s3mod.split_s3_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(ValueError, match="not an s3"):
+        s3mod.split_s3_uri("/local/path")
+
+
+def test_cli_upload_ls_download_round_trip(tmp_path, s3_prefix, capsys):
+    local = tmp_path / "radar"
+    assert main(["data", "make", "radar-synth", str(local), "--param", "n_samples=90"]) == 0
+    assert main(["data", "upload", str(local), s3_prefix]) == 0
+    assert main(["data", "ls", s3_prefix]) == 0
+    listing = capsys.readouterr().out
+    assert "dataset.json" in listing and ".parquet" in listing
+
+    assert main(["data", "upload", str(local), s3_prefix]) == 1
+    assert "overwrite" in capsys.readouterr().err
+
+    back = tmp_path / "back"
+    assert main(["data", "download", s3_prefix, str(back)]) == 0
+    for path in local.iterdir():
+        assert (back / path.name).read_bytes() == path.read_bytes()
+    assert not (back / ".spdnas-download").exists()
+    assert main(["data", "download", s3_prefix, str(back)]) == 1
+
+    from_s3 = read_dataset(s3_prefix)
+    assert torch.equal(from_s3.matrices, read_dataset(str(local)).matrices)
+    assert main(["data", "info", s3_prefix]) == 0 and "radar-synth" in capsys.readouterr().out
+
+
+def test_write_and_read_directly_on_s3(s3_prefix):
+    original = toy_dataset(count=40, n=8, dtype=torch.float32)
+    manifest = write_dataset(original, s3_prefix, rows_per_file=15)
+    assert len(manifest["files"]) == 3
+    assert sorted(o.key for o in s3mod.ls(s3_prefix)) == sorted(
+        ["dataset.json", *(f["path"] for f in manifest["files"])])
+    back = read_dataset(s3_prefix, dtype=torch.float32)
+    assert torch.equal(by_id(back).matrices, by_id(original).matrices)
+    with pytest.raises(FileExistsError):
+        write_dataset(original, s3_prefix)
+    write_dataset(toy_dataset(count=10, n=8), s3_prefix, overwrite=True)
+    assert len(read_dataset(s3_prefix)) == 10
+    assert all(o.key.startswith(("g1-", "dataset.json")) for o in s3mod.ls(s3_prefix))
+
+
+def test_multipart_upload_of_a_large_file(tmp_path, s3_prefix):
+    dataset = toy_dataset(count=200, n=93)
+    write_dataset(dataset, tmp_path / "big", rows_per_file=200)
+    part = next((tmp_path / "big").glob("*.parquet"))
+    assert part.stat().st_size > 6 * 2**20
+    s3mod.upload(tmp_path / "big", s3_prefix, multipart_threshold=5 * 2**20, progress=False)
+    head = s3mod.client().head_object(Bucket=BUCKET, Key=f"{s3_prefix.split('/', 3)[3]}/{part.name}")
+    assert head["ETag"].strip('"').endswith("-2")  # a two-part upload
+    assert torch.equal(by_id(read_dataset(s3_prefix)).matrices, by_id(dataset).matrices)
+
+
+def test_download_detects_a_modified_object(tmp_path, s3_prefix):
+    write_dataset(toy_dataset(count=12), tmp_path / "ds")
+    s3mod.upload(tmp_path / "ds", s3_prefix, progress=False)
+    part = next((tmp_path / "ds").glob("*.parquet")).name
+    bucket, prefix = s3mod.split_s3_uri(s3_prefix)
+    s3mod.client().put_object(Bucket=bucket, Key=f"{prefix}/{part}", Body=b"not the parquet file")
+    with pytest.raises(ValueError, match="SHA-256"):
+        s3mod.download(s3_prefix, tmp_path / "back", progress=False)
+    assert not (tmp_path / "back" / part).exists()
+
+
+def test_upload_refuses_a_corrupt_local_dataset(tmp_path, s3_prefix):
+    write_dataset(toy_dataset(count=12), tmp_path / "ds")
+    part = next((tmp_path / "ds").glob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="SHA-256"):
+        s3mod.upload(tmp_path / "ds", s3_prefix, progress=False)
+    assert s3mod.ls(s3_prefix) == []

@@ -1,0 +1,225 @@
+"""Builders: synthetic radar, importers of the paper's layouts, UEA readers, the registry."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from spdnas.data import DatasetValidationError, builders, make_dataset, read_dataset
+from spdnas.data.sources.radar import CLASS_NAMES, radar_covariances, synthesize_signals, window_signals
+from spdnas.data.sources.uea import read_ts
+from tests.helpers import random_spd
+
+HAVE_AEON = importlib.util.find_spec("aeon") is not None
+
+
+def is_spd(x: torch.Tensor) -> bool:
+    return torch.equal(x, x.mT) and bool((torch.linalg.cholesky_ex(x).info == 0).all())
+
+
+def test_registry_lists_all_builders():
+    expected = {"radar-synth", "radar-npy", "hdm05-npy", "afew", "japanese-vowels", "basic-motions"}
+    assert expected <= set(builders())
+
+
+def test_unknown_builder_and_parameter_are_clear_errors():
+    with pytest.raises(KeyError, match="radar-synth"):
+        make_dataset("radar", None)
+    with pytest.raises(TypeError, match="snr"):
+        make_dataset("radar-synth", None, snr=3)
+
+
+def test_window_signals_matches_the_paper_layout():
+    signal = torch.arange(50.0)
+    windows = window_signals(signal)
+    assert windows.shape == (20, 4)
+    assert torch.equal(windows[:, 2], torch.arange(20.0, 40.0))
+
+
+def test_radar_covariance_is_real_part_of_hermitian_covariance():
+    g = torch.Generator().manual_seed(0)
+    signal = torch.randn(1, 230, dtype=torch.complex128, generator=g)
+    windows = window_signals(signal)[0]
+    centred = windows - windows.mean(-1, keepdim=True)
+    hermitian = centred @ centred.conj().T / (centred.shape[-1] - 1)
+    assert torch.allclose(radar_covariances(signal, shrinkage=0.0)[0], hermitian.real, atol=1e-12)
+
+
+def test_radar_generator_is_seeded_and_balanced():
+    signals, labels = synthesize_signals(60, seed=3, length=210)
+    again, labels_again = synthesize_signals(60, seed=3, length=210)
+    other, _ = synthesize_signals(60, seed=4, length=210)
+    assert signals.shape == (60, 210) and np.iscomplexobj(signals)
+    assert np.array_equal(signals, again) and np.array_equal(labels, labels_again)
+    assert not np.allclose(signals, other)
+    assert np.bincount(labels).tolist() == [20, 20, 20]
+    _, skewed = synthesize_signals(60, seed=3, class_balance=[1, 1, 2])
+    assert np.bincount(skewed).tolist() == [15, 15, 30]
+
+
+def test_radar_snr_sets_signal_power():
+    for snr in (-5.0, 10.0):
+        signals, _ = synthesize_signals(300, snr_db=snr, snr_jitter_db=0.0, seed=0)
+        power = np.mean(np.abs(signals) ** 2)
+        assert power == pytest.approx(1 + 10 ** (snr / 10), rel=0.05)
+
+
+def test_radar_synth_dataset(tmp_path):
+    dataset = make_dataset("radar-synth", str(tmp_path / "ds"), n_samples=90, length=210, seed=1)
+    assert dataset.matrices.shape == (90, 20, 20) and dataset.meta.class_names == CLASS_NAMES
+    assert is_spd(dataset.matrices)
+    counts = dataset.counts()
+    assert counts["train"] == [15, 15, 15]
+    assert all(v + t == 15 and abs(v - t) == 1 for v, t in zip(counts["val"], counts["test"], strict=True))
+    assert dataset.meta.provenance["builder"] == "radar-synth"
+    assert dataset.meta.provenance["params"]["seed"] == 1
+    back = read_dataset(str(tmp_path / "ds"))
+    order = np.argsort(back.sample_ids)
+    assert torch.equal(back.matrices[order], dataset.matrices[np.argsort(dataset.sample_ids)])
+
+
+def test_radar_raw_layout_round_trips_through_the_importer(tmp_path):
+    raw = tmp_path / "raw"
+    made = make_dataset("radar-synth", None, n_samples=30, length=240, seed=2, raw_dir=str(raw))
+    files = sorted(raw.glob("*.npy"))
+    assert len(files) == 30
+    first = np.load(files[0])
+    assert first.ndim == 1 and np.iscomplexobj(first) and len(first) == 240
+    assert all(int(f.stem.rsplit("_", 1)[1]) == y for f, y in zip(files, made.labels.tolist(), strict=True))
+    imported = make_dataset("radar-npy", None, src=str(raw))
+    assert torch.equal(imported.matrices, made.matrices)
+    assert (imported.sample_ids == made.sample_ids).all() and (imported.splits == made.splits).all()
+    assert torch.equal(imported.labels, made.labels)
+    with pytest.raises(FileExistsError):
+        make_dataset("radar-synth", None, n_samples=30, raw_dir=str(raw))
+
+
+def test_radar_importer_names_bad_file(tmp_path):
+    np.save(tmp_path / "sample_0_1.npy", np.ones(50, dtype=complex))
+    np.save(tmp_path / "sample_1_x.npy", np.ones(50, dtype=complex))
+    with pytest.raises(ValueError, match=r"sample_1_x\.npy"):
+        make_dataset("radar-npy", None, src=str(tmp_path))
+
+
+def spd_files(folder, count, n, labels, suffix="", seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    matrices = random_spd(count, n=n, generator=torch.Generator().manual_seed(seed)).numpy()
+    for i, (m, y) in enumerate(zip(matrices, labels, strict=True)):
+        np.save(folder / f"seq{suffix}_{i:03d}_{y}.npy", m)
+    return matrices
+
+
+def test_hdm05_importer(tmp_path):
+    labels = [0, 116, 5, 5, 116, 0, 3, 3]
+    matrices = spd_files(tmp_path / "hdm", 8, 93, labels)
+    dataset = make_dataset("hdm05-npy", str(tmp_path / "out"), src=str(tmp_path / "hdm"))
+    assert dataset.matrices.shape == (8, 93, 93) and dataset.num_classes == 117
+    assert dataset.labels.tolist() == labels
+    assert torch.equal(dataset.matrices, torch.from_numpy(matrices))
+    assert list(dataset.sample_ids[:2]) == ["seq_000_0", "seq_001_116"]
+    assert len(read_dataset(str(tmp_path / "out"))) == 8
+
+
+def test_hdm05_importer_takes_real_part_and_names_bad_files(tmp_path):
+    matrices = spd_files(tmp_path / "hdm", 3, 93, [1, 2, 3])
+    np.save(tmp_path / "hdm" / "seq_000_1.npy", matrices[0].astype(np.complex128))
+    dataset = make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    assert dataset.matrices.dtype == torch.float64
+    assert torch.equal(dataset.matrices[0], torch.from_numpy(matrices[0]))
+    np.save(tmp_path / "hdm" / "seq_009_4.npy", np.eye(92))
+    with pytest.raises(ValueError, match=r"seq_009_4\.npy"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    (tmp_path / "hdm" / "seq_009_4.npy").unlink()
+    asymmetric = matrices[1].copy()
+    asymmetric[0, 5] += 1.0
+    np.save(tmp_path / "hdm" / "seq_001_2.npy", asymmetric)
+    with pytest.raises(DatasetValidationError, match="seq_001_2") as info:
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    assert info.value.check == "symmetric"
+
+
+def test_afew_npy_layout(tmp_path):
+    spd_files(tmp_path / "afew" / "train", 4, 400, [0, 6, 2, 2])
+    spd_files(tmp_path / "afew" / "val", 2, 400, [3, 6], seed=1)
+    dataset = make_dataset("afew", None, src=str(tmp_path / "afew"))
+    assert dataset.matrices.shape == (6, 400, 400)
+    assert dataset.splits.tolist() == ["train"] * 4 + ["test"] * 2
+    assert dataset.labels.tolist() == [0, 6, 2, 2, 3, 6]
+    assert dataset.meta.class_names[6] == "Surprise"
+    kept = make_dataset("afew", None, src=str(tmp_path / "afew"), val_as="val")
+    assert set(kept.splits) == {"train", "val"}
+
+
+def test_afew_mat_layout(tmp_path):
+    from scipy.io import savemat
+
+    g = torch.Generator().manual_seed(0)
+    expected = {}
+    for split, folders in (("train", (1, 4, 7)), ("val", (2, 7))):
+        for folder in folders:
+            (tmp_path / split / str(folder)).mkdir(parents=True)
+            matrix = random_spd(n=100, generator=g).numpy()
+            savemat(tmp_path / split / str(folder) / "clip01.mat", {"Y1": matrix})
+            expected[f"{split}/{folder}/clip01"] = (matrix, folder - 1)
+    dataset = make_dataset("afew", None, src=str(tmp_path))
+    assert dataset.n == 100 and len(dataset) == 5
+    for i, sample_id in enumerate(dataset.sample_ids):
+        matrix, label = expected[sample_id]
+        assert int(dataset.labels[i]) == label
+        assert torch.equal(dataset.matrices[i], torch.from_numpy(matrix))
+    savemat(tmp_path / "val" / "2" / "clip02.mat", {"X": np.eye(100)})
+    with pytest.raises(ValueError, match=r"clip02\.mat.*Y1"):
+        make_dataset("afew", None, src=str(tmp_path))
+
+
+def test_afew_missing_folder(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(FileNotFoundError, match="val"):
+        make_dataset("afew", None, src=str(tmp_path))
+
+
+TS_TEXT = """# a comment
+@problemName Tiny
+@univariate false
+@classLabel true up down
+@data
+1,2,3,4:2,1,2,5:0,0,1,1:up
+4,3,2,1,0:5,3,2,1,1:1,0,1,0,1:down
+"""
+
+
+def test_read_ts_parses_variable_length_multichannel(tmp_path):
+    path = tmp_path / "Tiny_TRAIN.ts"
+    path.write_text(TS_TEXT)
+    parsed = read_ts(path)
+    assert parsed.class_names == ("up", "down") and parsed.labels == [0, 1]
+    assert parsed.series[0].shape == (3, 4) and parsed.series[1].shape == (3, 5)
+    assert parsed.series[1][1].tolist() == [5, 3, 2, 1, 1]
+
+
+def test_read_ts_names_line_of_missing_values(tmp_path):
+    path = tmp_path / "Bad_TRAIN.ts"
+    path.write_text(TS_TEXT.replace("5,3,2,1,1", "5,?,2,1,1"))
+    with pytest.raises(ValueError, match=r"Bad_TRAIN.ts:7"):
+        read_ts(path)
+
+
+@pytest.mark.skipif(not HAVE_AEON, reason="aeon (which bundles the UEA files) is not installed")
+def test_japanese_vowels_from_bundled_files(tmp_path):
+    dataset = make_dataset("japanese-vowels", str(tmp_path / "jv"))
+    assert dataset.n == 12 and dataset.num_classes == 9
+    assert {s: sum(c) for s, c in dataset.counts().items()} == {"train": 270, "test": 370}
+    assert dataset.counts()["train"] == [30] * 9
+    assert is_spd(dataset.matrices)
+    back = read_dataset(str(tmp_path / "jv"))
+    assert torch.equal(back.matrices, dataset.matrices)
+
+
+@pytest.mark.skipif(not HAVE_AEON, reason="aeon (which bundles the UEA files) is not installed")
+def test_basic_motions_with_validation_split():
+    dataset = make_dataset("basic-motions", None, val_fraction=0.25, split_seed=1)
+    assert dataset.n == 6 and dataset.meta.class_names == ("Standing", "Running", "Walking", "Badminton")
+    assert dataset.counts() == {"train": [8] * 4, "val": [2] * 4, "test": [10] * 4}
