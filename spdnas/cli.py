@@ -1,49 +1,125 @@
-"""The ``spdnas`` command (also ``python -m spdnas``)."""
+"""The ``spdnas`` command (also ``python -m spdnas``).
+
+Every experiment command takes ``--config FILE`` (YAML, see ``configs/``) and any number of
+``key=value`` overrides (``search.epochs=5 runtime.dtype=float32``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import torch
 
 from spdnas.data.cli import add_data_commands
 
 
-def _quickstart(args: argparse.Namespace) -> int:
-    """Geometry demo: minimum-distance-to-mean classification of synthetic SPD classes."""
-    from spdnas.geometry import distance, karcher_mean
+def _config(args: argparse.Namespace):
+    from spdnas.config import load_config
 
-    g = torch.Generator().manual_seed(args.seed)
-    n, per_class, classes = 6, 40, 3
-    centres = []
-    for _ in range(classes):
-        a = torch.randn(n, n, dtype=torch.float64, generator=g)
-        centres.append(a @ a.T / n + torch.eye(n, dtype=torch.float64))
-    samples, labels = [], []
-    for c, centre in enumerate(centres):
-        noise = torch.randn(per_class, n, 3 * n, dtype=torch.float64, generator=g)
-        cov = noise @ noise.mT / (3 * n)
-        root = torch.linalg.cholesky(centre)
-        samples.append(root @ cov @ root.T)
-        labels += [c] * per_class
-    x, y = torch.cat(samples), torch.tensor(labels)
-    train = torch.arange(len(y)) % 2 == 0
-    means = torch.stack([karcher_mean(x[train & (y == c)], iterations=20, tol=1e-10)
-                         for c in range(classes)])
-    dist = distance(means[None], x[~train][:, None])
-    accuracy = float((dist.argmin(1) == y[~train]).double().mean())
-    print(f"minimum distance to Karcher mean, {classes} classes of {n}x{n} SPD matrices: "
-          f"test accuracy {100 * accuracy:.1f}% on {int((~train).sum())} samples")
+    return load_config(args.config, args.overrides)
+
+
+def _print_paths(paths: dict[str, str]) -> None:
+    for name, path in paths.items():
+        print(f"  {name:14s} {path}")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from spdnas.pipeline import search
+
+    outcome = search(_config(args), resume=not args.no_resume)
+    print(f"genotype: {outcome.genotype.to_json()}")
+    _print_paths(outcome.paths)
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from spdnas.pipeline import resolve_genotype, retrain, summary_line
+
+    outcome = retrain(_config(args), resolve_genotype(args.genotype), resume=not args.no_resume)
+    print(summary_line(outcome))
+    _print_paths(outcome.paths)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from spdnas.config import config_from_dict, load_config
+    from spdnas.engine.loops import evaluate
+    from spdnas.pipeline import confusion_matrix, load_experiment_data, load_model
+
+    model, saved = load_model(args.model)
+    config = load_config(args.config, args.overrides) if args.config else config_from_dict(saved["config"])
+    data = load_experiment_data(config)
+    split = getattr(data, args.split)
+    dtype = next(model.parameters()).dtype
+    metrics = evaluate(model, split.to("cpu", dtype), config.train.batch_size, args.split)
+    with torch.no_grad():
+        predictions = model(split.x.to(dtype)).argmax(1).numpy()
+    matrix = confusion_matrix(predictions, split.y.numpy(), data.num_classes)
+    report = {**metrics, "confusion_matrix": matrix.tolist(),
+              "class_names": list(data.dataset.meta.class_names)}
+    print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))
+    width = max(len(c) for c in report["class_names"])
+    print("confusion matrix (rows: true class, columns: predicted)")
+    for name, row in zip(report["class_names"], matrix, strict=True):
+        print(f"  {name:>{width}s} " + " ".join(f"{v:5d}" for v in row))
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from spdnas.pipeline import load_dataset, retrain, search, session, summary_line
+
+    config = _config(args)
+    dataset = load_dataset(config)
+    print(f"dataset {dataset.meta.name}: {len(dataset)} matrices {dataset.n}x{dataset.n}, "
+          f"{dataset.num_classes} classes, splits {dataset.counts()}", flush=True)
+    with session(config):
+        found = search(config, resume=not args.no_resume)
+        trained = retrain(config, found.genotype, resume=not args.no_resume)
+    print(f"\nfound genotype: normal {found.genotype.normal}, reduce {found.genotype.reduce}")
+    print(f"retrained: {summary_line(trained)}")
+    _print_paths({f"search/{k}": v for k, v in found.paths.items()}
+                 | {f"train/{k}": v for k, v in trained.paths.items()})
+    return 0
+
+
+def _add_experiment_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    parser.add_argument("--config", default=default_config, help="experiment YAML (see configs/)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spdnas", description=__doc__)
+
+    parser = argparse.ArgumentParser(prog="spdnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    quick = sub.add_parser("quickstart", help="run the main demo end to end")
-    quick.add_argument("--seed", type=int, default=0)
+
+    quick = sub.add_parser("quickstart", help="make the default dataset, search, retrain, evaluate")
+    _add_experiment_args(quick, "configs/quickstart.yaml")
     quick.set_defaults(func=_quickstart)
+
+    search = sub.add_parser("search", help="bi-level architecture search; writes genotype.json")
+    _add_experiment_args(search)
+    search.set_defaults(func=_search)
+
+    train = sub.add_parser("train", help="retrain a genotype from scratch and evaluate it on test")
+    train.add_argument("--genotype", required=True, help="genotype JSON file, or 'radar' / 'hdm05'")
+    _add_experiment_args(train)
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained model (model.pt) on a split")
+    evaluate.add_argument("--model", required=True, help="model.pt written by `spdnas train`")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--output", help="also write the metrics and confusion matrix as JSON")
+    evaluate.add_argument("--config", help="experiment YAML (default: the one saved with the model)")
+    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    evaluate.set_defaults(func=_evaluate)
+
     add_data_commands(sub)
     return parser
 

@@ -98,6 +98,29 @@ class RuntimeConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How runs are executed: in this process, or by Ray Train on a local or remote Ray.
+
+    ``backend: ray`` with no ``address`` (and no ``RAY_ADDRESS``) starts a private local Ray
+    with this machine's CPUs (no dashboard unless ``dashboard: true``) and stops it afterwards.
+    ``data: replicate`` streams the whole dataset to every worker, which then takes its slice
+    of each global batch (N workers compute exactly what one would); ``data: shard`` gives each
+    worker its own part of the rows (for datasets too large to replicate).
+    """
+
+    backend: str = "ray"
+    address: str | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.0
+    data: str = "replicate"
+    sync_batchnorm: bool = True
+    max_failures: int = 2
+    keep_checkpoints: int = 2
+    dashboard: bool = False
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: data, model, search, retraining and runtime settings."""
 
@@ -107,6 +130,7 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,5 +283,15 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"data.search_val_fraction must be in (0, 1), got {config.data.search_val_fraction}")
     if r.dtype not in ("float32", "float64"):
         problems.append(f"runtime.dtype must be float32 or float64, got {r.dtype!r}")
+    d = config.distributed
+    if d.backend not in ("ray", "local"):
+        problems.append(f"distributed.backend must be 'ray' or 'local', got {d.backend!r}")
+    if d.data not in ("replicate", "shard"):
+        problems.append(f"distributed.data must be 'replicate' or 'shard', got {d.data!r}")
+    if d.num_workers < 1:
+        problems.append(f"distributed.num_workers must be >= 1, got {d.num_workers}")
+    for key, size in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size)):
+        if size % d.num_workers:
+            problems.append(f"{key}={size} must be divisible by distributed.num_workers={d.num_workers}")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

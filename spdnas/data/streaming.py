@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from spdnas.data.dataset import DatasetMeta
+from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.parquet import validate_dataset
 from spdnas.data.schema import SPLITS, batch_matrices
 from spdnas.data.storage import Folder
@@ -120,3 +121,34 @@ def torch_batches(shard, *, batch_size: int, dtype: torch.dtype = torch.float64,
             yield matrices, labels, batch.column("sample_id").to_pylist()
         else:
             yield matrices, labels
+
+
+def shard_dataset(shard, meta: DatasetMeta, *, dtype: torch.dtype = torch.float64,
+                  batch_size: int = 4096) -> SPDDataset:
+    """Collect a Ray Data shard into an in-memory :class:`SPDDataset` (rows in stream order).
+
+    For data-parallel workers that hold their data in memory: read once through Ray Data
+    (local or S3), then iterate epochs locally.
+
+    Parameters
+    ----------
+    shard : ray.data.DataIterator or ray.data.Dataset
+    meta : DatasetMeta
+        The dataset's metadata (from its manifest).
+    dtype : torch.dtype
+    batch_size : int
+        Rows per Arrow batch while collecting.
+    """
+    matrices, labels, splits, ids, groups = [], [], [], [], []
+    for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", prefetch_batches=1):
+        matrices.append(torch.from_numpy(batch_matrices(batch)).to(dtype))
+        labels.append(np.array(batch.column("label"), dtype=np.int64))
+        splits.append(np.array(batch.column("split").to_pylist(), dtype=str))
+        ids.append(np.array(batch.column("sample_id").to_pylist(), dtype=str))
+        groups.append(np.array(batch.column("group").to_pylist(), dtype=object))
+    if not matrices:
+        raise ValueError(f"shard_dataset: the shard of dataset {meta.name!r} holds no rows")
+    group = np.concatenate(groups)
+    return SPDDataset(matrices=torch.cat(matrices), labels=torch.from_numpy(np.concatenate(labels)),
+                      splits=np.concatenate(splits), sample_ids=np.concatenate(ids), meta=meta,
+                      groups=None if all(g is None for g in group) else group)

@@ -68,3 +68,48 @@ def iterate(data: TensorData, batch_size: int, seed: int, epoch: int, rank: int 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How one of ``world`` data-parallel workers takes its part of the data.
+
+    ``local_data=False`` (replicated data): every worker holds all samples and takes its slice
+    of each global batch, so N workers see exactly the batches one worker would.
+    ``local_data=True``: every worker holds only its own shard and draws local batches of
+    ``batch_size / world`` from it; ``steps`` (the same on every worker) caps each epoch.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_data: bool = False
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} outside world of size {self.world}")
+
+    def local_batch_size(self, batch_size: int) -> int:
+        if batch_size % self.world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {self.world} workers")
+        return batch_size // self.world
+
+    def batches(self, data: TensorData, batch_size: int, seed: int,
+                epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """This worker's ``(x, y)`` batches of the epoch (full global batches only)."""
+        if self.local_data:
+            return iterate(data, self.local_batch_size(batch_size), seed + 7919 * self.rank, epoch)
+        self.local_batch_size(batch_size)
+        return iterate(data, batch_size, seed, epoch, self.rank, self.world)
+
+    def steps_per_epoch(self, n: int, batch_size: int) -> int:
+        size = self.local_batch_size(batch_size) if self.local_data else batch_size
+        local = num_batches(n, size)
+        return local if self.steps is None else min(local, self.steps)
+
+    def evaluation_slice(self) -> tuple[int, int]:
+        """``(rank, world)`` for slicing evaluation batches: none when the data is local."""
+        return (0, 1) if self.local_data else (self.rank, self.world)
+
+
+SINGLE_PROCESS = Sharding()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spdnas.engine.batches import TensorData, iterate, num_batches, shard_slice
+from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData, shard_slice
 from spdnas.engine.progress import Progress
 from spdnas.search.bilevel import GradReducer
 from spdnas.search.searcher import Searcher, clip_and_reduce
@@ -32,7 +32,7 @@ def _summarise(totals: Tensor, prefix: str) -> dict[str, float]:
 
 
 def search_epoch(searcher: Searcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
-                 epoch: int, rank: int = 0, world: int = 1, sum_reduce: SumReducer | None = None,
+                 epoch: int, sharding: Sharding = SINGLE_PROCESS, sum_reduce: SumReducer | None = None,
                  progress: bool = True) -> dict[str, float]:
     """One epoch of bi-level search; val batches are drawn in lockstep with train batches.
 
@@ -40,12 +40,13 @@ def search_epoch(searcher: Searcher, train: TensorData, val: TensorData, batch_s
     validation loss, summed over all workers.
     """
     sum_reduce = sum_reduce or _sum_identity
-    steps = min(num_batches(len(train), batch_size), num_batches(len(val), batch_size))
-    bar = Progress(steps, f"search epoch {epoch + 1}", enabled=progress and rank == 0)
-    val_iter = iterate(val, batch_size, seed + 1, epoch, rank, world)
+    steps = min(sharding.steps_per_epoch(len(train), batch_size),
+                sharding.steps_per_epoch(len(val), batch_size))
+    bar = Progress(steps, f"search epoch {epoch + 1}", enabled=progress and sharding.rank == 0)
+    train_iter = sharding.batches(train, batch_size, seed, epoch)
+    val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
     totals = torch.zeros(4, dtype=torch.float64)
-    for _, train_batch, val_batch in zip(range(steps), iterate(train, batch_size, seed, epoch, rank, world),
-                                         val_iter, strict=False):
+    for _, train_batch, val_batch in zip(range(steps), train_iter, val_iter, strict=False):
         m = searcher.step(train_batch, val_batch)
         totals += torch.tensor([m.train_loss * m.train_count, m.train_correct, m.train_count,
                                 m.val_loss * m.train_count], dtype=torch.float64)
@@ -58,17 +59,17 @@ def search_epoch(searcher: Searcher, train: TensorData, val: TensorData, batch_s
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData, batch_size: int,
-                seed: int, epoch: int, rank: int = 0, world: int = 1, grad_clip: float | None = None,
+                seed: int, epoch: int, sharding: Sharding = SINGLE_PROCESS, grad_clip: float | None = None,
                 grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None,
                 progress: bool = True) -> dict[str, float]:
     """One epoch of supervised training of ``model`` (logits from ``model(x)``)."""
     sum_reduce = sum_reduce or _sum_identity
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    bar = Progress(num_batches(len(data), batch_size), f"train epoch {epoch + 1}",
-                   enabled=progress and rank == 0)
+    steps = sharding.steps_per_epoch(len(data), batch_size)
+    bar = Progress(steps, f"train epoch {epoch + 1}", enabled=progress and sharding.rank == 0)
     totals = torch.zeros(3, dtype=torch.float64)
-    for x, y in iterate(data, batch_size, seed, epoch, rank, world):
+    for _, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
@@ -85,12 +86,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
 
 @torch.no_grad()
 def evaluate(forward: Callable[[Tensor], Tensor], data: TensorData, batch_size: int, prefix: str,
-             rank: int = 0, world: int = 1, sum_reduce: SumReducer | None = None) -> dict[str, float]:
-    """Loss and accuracy of ``forward`` over ``data`` (each worker takes its shard of each batch).
+             sharding: Sharding = SINGLE_PROCESS, sum_reduce: SumReducer | None = None) -> dict[str, float]:
+    """Loss and accuracy of ``forward`` over ``data`` (replicated data: each worker takes its
+    slice of each batch; local shards: each worker evaluates its own).
 
     The caller puts the model in evaluation mode (batch norms on running statistics).
     """
     sum_reduce = sum_reduce or _sum_identity
+    rank, world = sharding.evaluation_slice()
     totals = torch.zeros(3, dtype=torch.float64)
     n = len(data)
     for start in range(0, n, batch_size):

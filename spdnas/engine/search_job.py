@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from spdnas.config import ExperimentConfig
-from spdnas.engine.batches import TensorData
+from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
 from spdnas.engine.loops import SumReducer, evaluate, search_epoch
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.state import capture_rng, restore_rng
@@ -27,13 +27,13 @@ class SearchJob:
     """
 
     def __init__(self, config: ExperimentConfig, train: TensorData, val: TensorData, num_classes: int,
-                 rank: int = 0, world: int = 1, grad_reduce: GradReducer | None = None,
+                 sharding: Sharding = SINGLE_PROCESS, grad_reduce: GradReducer | None = None,
                  sum_reduce: SumReducer | None = None):
         self.config = config
         self.dtype, self.device = setup_runtime(config.runtime)
         self.train = train.to(self.device, self.dtype)
         self.val = val.to(self.device, self.dtype)
-        self.rank, self.world, self.sum_reduce = rank, world, sum_reduce
+        self.sharding, self.sum_reduce = sharding, sum_reduce
         torch.manual_seed(config.runtime.seed)
         self.searcher = Searcher(config.model, config.search, int(train.x.shape[-1]), num_classes,
                                  dtype=self.dtype, device=self.device, reduce=grad_reduce)
@@ -51,11 +51,10 @@ class SearchJob:
         start = time.perf_counter()
         cfg = self.config
         metrics = search_epoch(self.searcher, self.train, self.val, cfg.search.batch_size, cfg.runtime.seed,
-                               self.epoch, self.rank, self.world, self.sum_reduce,
-                               progress=cfg.runtime.progress)
+                               self.epoch, self.sharding, self.sum_reduce, progress=cfg.runtime.progress)
         self.searcher.supernet.eval()
         metrics.update(evaluate(self.searcher.forward, self.val, cfg.search.batch_size, "search_val",
-                                self.rank, self.world, self.sum_reduce))
+                                self.sharding, self.sum_reduce))
         normal, reduce = (w.detach().cpu().tolist() for w in self.searcher.mixture())
         record = {"epoch": self.epoch + 1, **metrics, "seconds": time.perf_counter() - start,
                   "genotype": self.genotype().to_dict(), "weights_normal": normal, "weights_reduce": reduce}

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from spdnas.config import ExperimentConfig
-from spdnas.engine.batches import TensorData
+from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
 from spdnas.engine.loops import SumReducer, evaluate, train_epoch
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.state import capture_rng, restore_rng
@@ -28,13 +28,13 @@ class TrainJob:
     """
 
     def __init__(self, config: ExperimentConfig, genotype: Genotype, train: TensorData, val: TensorData,
-                 num_classes: int, rank: int = 0, world: int = 1,
+                 num_classes: int, sharding: Sharding = SINGLE_PROCESS,
                  grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None):
         self.config, self.genotype = config, genotype
         self.dtype, self.device = setup_runtime(config.runtime)
         self.train = train.to(self.device, self.dtype)
         self.val = val.to(self.device, self.dtype)
-        self.rank, self.world = rank, world
+        self.sharding = sharding
         self.grad_reduce, self.sum_reduce = grad_reduce, sum_reduce
         torch.manual_seed(config.runtime.seed)
         self.model = GenotypeNetwork(genotype, config.model, int(train.x.shape[-1]), num_classes,
@@ -62,11 +62,10 @@ class TrainJob:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         metrics = train_epoch(self.model, self.optimizer, self.train, t.batch_size, self.config.runtime.seed,
-                              self.epoch, self.rank, self.world, t.grad_clip, self.grad_reduce,
+                              self.epoch, self.sharding, t.grad_clip, self.grad_reduce,
                               self.sum_reduce, progress=self.config.runtime.progress)
         self.model.eval()
-        metrics.update(evaluate(self.model, self.val, t.batch_size, "val", self.rank, self.world,
-                                self.sum_reduce))
+        metrics.update(evaluate(self.model, self.val, t.batch_size, "val", self.sharding, self.sum_reduce))
         self.epoch += 1
         if metrics["val_accuracy"] > self.best["val_accuracy"]:
             self.best = {"val_accuracy": metrics["val_accuracy"], "epoch": self.epoch,
@@ -81,11 +80,11 @@ class TrainJob:
         test = test.to(self.device, self.dtype)
         bs = self.config.train.batch_size
         self.model.eval()
-        last = evaluate(self.model, test, bs, "test", self.rank, self.world, self.sum_reduce)
+        last = evaluate(self.model, test, bs, "test", self.sharding, self.sum_reduce)
         current = copy.deepcopy(self.model.state_dict())
         self.model.load_state_dict(self.best["model"])
         self.model.eval()
-        best = evaluate(self.model, test, bs, "test", self.rank, self.world, self.sum_reduce)
+        best = evaluate(self.model, test, bs, "test", self.sharding, self.sum_reduce)
         self.model.load_state_dict(current)
         return {"test_accuracy": best["test_accuracy"], "test_loss": best["test_loss"],
                 "test_accuracy_last": last["test_accuracy"], "best_epoch": self.best["epoch"],

@@ -7,6 +7,8 @@ unless validation is switched off (:func:`spdnas.geometry.validate.trusted`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -128,8 +130,8 @@ def distance(a: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(inner)
 
 
-def karcher_step(x: Tensor, w: Tensor, base: Tensor,
-                 identity_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def karcher_step(x: Tensor, w: Tensor, base: Tensor, identity_weight: Tensor | None = None,
+                 sum_reduce: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """One Karcher-flow step ``G ← Exp_G(Σ_k w_k Log_G(X_k))`` (no input checks).
 
     Parameters
@@ -143,6 +145,9 @@ def karcher_step(x: Tensor, w: Tensor, base: Tensor,
     identity_weight : Tensor, shape (...), optional
         Weight of an extra point, the identity matrix, whose term ``−log G`` comes from the
         decomposition of ``G`` that the step needs anyway.
+    sum_reduce : callable, optional
+        Applied to the weighted sum over ``K`` (a differentiable all-reduce when the ``K``
+        points are spread over processes).
 
     Returns
     -------
@@ -158,6 +163,8 @@ def karcher_step(x: Tensor, w: Tensor, base: Tensor,
         g_sqrt, g_isqrt, g_log = spectral_apply(base, SQRT, INVSQRT, LOG, validate=False)
     logs = spectral_apply(congruence(x, g_isqrt.unsqueeze(-3)), LOG, validate=False)[0]
     step = (w[..., None, None] * logs).sum(-3)
+    if sum_reduce is not None:
+        step = sum_reduce(step)
     if identity_weight is not None:
         step = step - identity_weight[..., None, None] * g_log
     inner = spectral_apply(step, EXP, validate=False)[0]
@@ -170,6 +177,7 @@ def karcher_mean(
     iterations: int = 1,
     tol: float | None = None,
     identity_weight: Tensor | None = None,
+    sum_reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Weighted Fréchet (Karcher) mean under the AIRM, batched over leading dimensions.
 
@@ -192,6 +200,10 @@ def karcher_mean(
         Include the identity matrix as one more point with this weight (the weights of ``x``
         and ``identity_weight`` together sum to 1). Cheaper than stacking the identity: its
         logarithm comes from the decomposition of the current mean.
+    sum_reduce : callable, optional
+        Applied to every weighted sum over ``K``, e.g. a differentiable all-reduce when the
+        points (and their weights, which then sum to 1 over all processes) are spread over
+        several processes. The weights are not checked in that case.
 
     Returns
     -------
@@ -203,7 +215,9 @@ def karcher_mean(
     k = x.shape[-3]
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device)
-    if identity_weight is None:
+    if sum_reduce is not None:
+        pass  # the weights only sum to 1 across processes
+    elif identity_weight is None:
         check_weights(weights, k, "karcher_mean weights")
     else:
         check_weights(torch.cat((weights.expand(*identity_weight.shape, k),
@@ -211,12 +225,14 @@ def karcher_mean(
     if iterations < 0:
         raise ValueError(f"karcher_mean: iterations must be >= 0, got {iterations}")
     mean = (weights[..., None, None] * x).sum(-3)
+    if sum_reduce is not None:
+        mean = sum_reduce(mean)
     if identity_weight is not None:
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
         mean = mean + identity_weight[..., None, None] * eye
     with trusted():
         for _ in range(iterations):
-            mean, step = karcher_step(x, weights, mean, identity_weight)
+            mean, step = karcher_step(x, weights, mean, identity_weight, sum_reduce)
             if tol is not None and float(torch.linalg.matrix_norm(step.detach()).max()) < tol:
                 break
     return mean

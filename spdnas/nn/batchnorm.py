@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import geoopt
@@ -47,10 +47,24 @@ class BatchNormSPD(nn.Module):
         self.bias = geoopt.ManifoldParameter(eye.clone(), manifold=geoopt.SymmetricPositiveDefinite())
         self.register_buffer("running_mean", eye.clone())
         self.update_running_stats = True
+        self.sync: tuple[Callable[[Tensor], Tensor], int] | None = None
+
+    def synchronise(self, sum_reduce: Callable[[Tensor], Tensor] | None, world: int = 1) -> None:
+        """Average over the whole global batch of ``world`` data-parallel processes (each with
+        an equal share): ``sum_reduce`` is a differentiable all-reduce (sum); ``None`` undoes."""
+        self.sync = None if sum_reduce is None else (sum_reduce, world)
 
     def batch_mean(self, x: Tensor) -> Tensor:
-        """Karcher mean of all matrices of ``x`` (shape ``(B, C, n, n)``), shape ``(n, n)``."""
-        return karcher_mean(x.reshape(-1, self.dim, self.dim), iterations=self.karcher_iterations)
+        """Karcher mean of all matrices of ``x`` (shape ``(B, C, n, n)``), shape ``(n, n)``.
+
+        With :meth:`synchronise` set, the mean of the global batch across processes.
+        """
+        flat = x.reshape(-1, self.dim, self.dim)
+        if self.sync is None:
+            return karcher_mean(flat, iterations=self.karcher_iterations)
+        sum_reduce, world = self.sync
+        weights = torch.full((flat.shape[0],), 1.0 / (flat.shape[0] * world), dtype=x.dtype, device=x.device)
+        return karcher_mean(flat, weights, iterations=self.karcher_iterations, sum_reduce=sum_reduce)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[-1] != self.dim:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
 
 from spdnas.data import DatasetMeta, SPDDataset
 from spdnas.data.storage import Folder
 from tests.helpers import random_spd
-
-BUCKET = "spdnas-test"
 
 
 def toy_dataset(count: int = 24, n: int = 5, classes: int = 3, dtype=torch.float64, seed: int = 0,
@@ -52,60 +47,6 @@ def rewrite_file(folder: Path, index: int, change) -> str:
     entry.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), rows=table.num_rows)
     manifest_path.write_text(json.dumps(manifest))
     return entry["path"]
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    """moto's S3 server on 127.0.0.1 (free port), with dummy credentials in the environment.
-
-    The environment points every AWS client (boto3, pyarrow, Ray workers started later) at the
-    loopback server and away from any real AWS configuration; it is restored at the end.
-    """
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_REGION", "us-east-1")
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/spdnas-test-aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/spdnas-test-aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        from spdnas.data import s3
-
-        s3.client().create_bucket(Bucket=BUCKET)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def s3_prefix(s3_server) -> str:
-    """A fresh ``s3://`` prefix in the test bucket."""
-    return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(scope="module")
-def ray_session(tmp_path_factory, s3_server):
-    """A 2-CPU local Ray instance for one test module (after the S3 environment is set)."""
-    import ray
-    import ray.data
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def folder_digests(uri: str) -> dict[str, bytes]:

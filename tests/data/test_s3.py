@@ -10,7 +10,8 @@ import torch
 from spdnas.cli import main
 from spdnas.data import read_dataset, write_dataset
 from spdnas.data import s3 as s3mod
-from tests.data.conftest import BUCKET, toy_dataset
+from tests.conftest import BUCKET
+from tests.data.conftest import toy_dataset
 
 
 def by_id(dataset):

@@ -1,0 +1,44 @@
+"""Shared argument handling of the ``ray job submit`` entrypoints.
+
+Inside a Ray job, ``RAY_ADDRESS`` is set, so the runs use the cluster they were submitted to.
+``SPDNAS_STORAGE`` (e.g. ``s3://bucket/experiments``) becomes ``runtime.output_dir`` and
+``SPDNAS_DATA`` (e.g. ``s3://bucket/datasets``) the folder of the dataset, unless
+``--storage``/``--data`` or explicit ``key=value`` overrides say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="experiment YAML (configs/...)")
+    p.add_argument("--storage", default=os.environ.get("SPDNAS_STORAGE"),
+                   help="where runs are written (default: $SPDNAS_STORAGE, else the config's)")
+    p.add_argument("--data", default=os.environ.get("SPDNAS_DATA"),
+                   help="folder holding the datasets (default: $SPDNAS_DATA, else the config's)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    return p
+
+
+def cli_arguments(args: argparse.Namespace) -> list[str]:
+    """``spdnas`` arguments: config, storage and data folder as overrides, then the user's."""
+    from spdnas.config import load_config
+
+    extra = []
+    if args.storage:
+        extra.append(f"runtime.output_dir={args.storage}")
+    if args.data:
+        name = load_config(args.config, args.overrides).data.uri.rstrip("/").rsplit("/", 1)[-1]
+        extra.append(f"data.uri={args.data.rstrip('/')}/{name}")
+    return ["--config", args.config, *extra, *args.overrides]
+
+
+def run(command: str, args: argparse.Namespace, *options: str) -> int:
+    from spdnas.cli import main
+
+    sys.stdout.reconfigure(line_buffering=True)
+    return main([command, *options, *cli_arguments(args)])

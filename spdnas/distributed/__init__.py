@@ -1,0 +1,1 @@
+"""Ray Train runners for search and retraining; the engine loops run unchanged inside workers."""

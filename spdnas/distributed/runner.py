@@ -1,0 +1,165 @@
+"""Driver side: build a ``TorchTrainer`` for a search or a retraining, run it, publish results.
+
+Checkpoints go to ``RunConfig(storage_path=<output_dir>/<name>, name=<step>)``, a local folder or
+S3 (through the same pyarrow filesystem as the data, endpoint from the environment). Running
+the same experiment again resumes it from its latest checkpoint; ``resume=False`` refuses to
+touch an existing run instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+import ray.train
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from spdnas.config import DistributedConfig, ExperimentConfig
+from spdnas.data import DatasetMeta
+from spdnas.data.storage import Folder
+from spdnas.data.streaming import ray_dataset
+from spdnas.distributed.worker import (
+    FAULT_ENV,
+    FAULT_MARKER_ENV,
+    LIVE_METRICS,
+    quiet_ray_data,
+    retrain_worker,
+    search_worker,
+)
+from spdnas.engine.runtime import available_cpus
+from spdnas.engine.state import load_checkpoint
+from spdnas.pipeline import Outcome, ensure_dataset, retrain_result, run_folder
+from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
+from spdnas.search.genotype import Genotype
+
+
+@contextmanager
+def ray_session(dist: DistributedConfig) -> Iterator[None]:
+    """Use the Ray already connected, or the one at ``address``/``RAY_ADDRESS``, or start a
+    private local one (this machine's CPUs, no dashboard unless asked) and stop it afterwards."""
+    if ray.is_initialized():
+        yield
+        return
+    address = dist.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:  # workers' logs stay in Ray's session folder; progress comes from the live metrics
+        ray.init(num_cpus=available_cpus(), include_dashboard=dist.dashboard,
+                 logging_level=logging.WARNING, log_to_driver=dist.dashboard)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _cpus_per_worker(dist: DistributedConfig) -> float:
+    if dist.cpus_per_worker > 0:
+        return dist.cpus_per_worker
+    total = ray.cluster_resources().get("CPU", 1.0)
+    return max(1.0, math.floor(total / dist.num_workers)) if not dist.use_gpu else 1.0
+
+
+def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool):
+    dist = config.distributed
+    folder = Folder(run_folder(config, step))
+    if not resume and folder.list_names():
+        raise FileExistsError(f"{folder.uri} already holds a run; resume it, or choose another "
+                              "name/output_dir")
+    meta = Folder(config.data.uri).read_manifest()["meta"]
+    quiet_ray_data()
+    dataset = ray_dataset(config.data.uri)
+    if dist.data == "replicate":
+        dataset = dataset.materialize()
+    cpus = _cpus_per_worker(dist)
+    env = {k: os.environ[k] for k in (FAULT_ENV, FAULT_MARKER_ENV) if k in os.environ}
+    experiment_folder = Folder(run_folder(config, ""))
+    trainer = TorchTrainer(
+        worker,
+        train_loop_config={"experiment": config.to_dict(), "meta": meta, "cpus_per_worker": cpus,
+                           "run_uri": folder.uri, **extra},
+        torch_config=TorchConfig(backend="nccl" if dist.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=dist.num_workers, use_gpu=dist.use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
+        run_config=ray.train.RunConfig(
+            name=step, storage_path=experiment_folder.base.rstrip("/"),
+            storage_filesystem=experiment_folder.fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=dist.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=dist.max_failures),
+            logging_config=ray.train.LoggingConfig(log_level="ERROR"),
+            worker_runtime_env={"env_vars": env} if env else None),
+        datasets={"data": dataset},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["data"] if dist.data == "shard" else []),
+    )
+    return trainer, folder, DatasetMeta.from_dict(meta)
+
+
+def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:
+    shown = {k: record[k] for k in ("train_loss", "train_accuracy", "arch_val_loss", "search_val_accuracy",
+                                    "val_accuracy", "test_accuracy") if k in record}
+    text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+    print(f"{step} epoch {record['epoch']}/{total} [{record.get('seconds', 0.0):.1f}s] {text}",
+          file=sys.stderr, flush=True)
+
+
+def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: bool, poll: float = 2.0):
+    """``trainer.fit()``, printing each epoch's metrics from the run's live metrics file."""
+    done: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: done.setdefault("result", trainer.fit()), daemon=True)
+    thread.start()
+    shown = 0
+    while True:
+        finished = not thread.is_alive()
+        if enabled and folder.exists(LIVE_METRICS):
+            records = [json.loads(line) for line in folder.read_bytes(LIVE_METRICS).decode().splitlines()]
+            for record in records[shown:]:
+                _print_epoch(step, record, total)
+            shown = max(shown, len(records))
+        if finished:
+            break
+        thread.join(poll)
+    if "result" not in done:
+        raise RuntimeError(f"the {step} run did not return a result")
+    return done["result"]
+
+
+def _final_state(result) -> dict[str, Any]:
+    if result.checkpoint is None:
+        raise RuntimeError(f"the run left no checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as directory:
+        return load_checkpoint(directory)
+
+
+def run_search(config: ExperimentConfig, resume: bool = True) -> Outcome:
+    """Bi-level search with Ray Train; publishes genotype, metrics and figures to the run folder."""
+    ensure_dataset(config.data, progress=config.runtime.progress)
+    with ray_session(config.distributed):
+        trainer, folder, _ = _trainer(search_worker, config, "search", {}, resume)
+        result = fit_with_progress(trainer, folder, "search", config.search.epochs, config.runtime.progress)
+        state = _final_state(result)
+    history = state["history"]
+    genotype = Genotype.from_dict(history[-1]["genotype"])
+    paths = publish(lambda d: write_search_outputs(history, genotype, config, d), folder.uri)
+    return Outcome(history, genotype, paths=paths)
+
+
+def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -> Outcome:
+    """Retraining with Ray Train; publishes ``result.json``, ``model.pt`` and metrics."""
+    ensure_dataset(config.data, progress=config.runtime.progress)
+    with ray_session(config.distributed):
+        trainer, folder, meta = _trainer(retrain_worker, config, "train", {"genotype": genotype.to_dict()},
+                                         resume)
+        result = fit_with_progress(trainer, folder, "train", config.train.epochs, config.runtime.progress)
+        state = _final_state(result)
+    history = state["history"]
+    summary = retrain_result(result.metrics, result.metrics["parameters"], genotype, history)
+    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"])
+    paths = publish(lambda d: write_retrain_outputs(history, summary, model, d), folder.uri)
+    return Outcome(history, genotype, summary, paths)

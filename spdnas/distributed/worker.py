@@ -1,0 +1,163 @@
+"""What each Ray Train worker runs: the engine's jobs, wired to shards, reducers and checkpoints.
+
+Rank 0 attaches the full job state to every epoch's ``ray.train.report``; a restarted worker
+group (``FailureConfig``) or a re-run of the same experiment resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+
+from spdnas.config import ExperimentConfig, config_from_dict
+from spdnas.data import DatasetMeta
+from spdnas.data.storage import Folder
+from spdnas.data.streaming import shard_dataset
+from spdnas.distributed.collective import (
+    average_gradients,
+    min_over_workers,
+    sum_metrics,
+    synchronise_batch_norms,
+)
+from spdnas.engine.batches import Sharding
+from spdnas.engine.search_job import SearchJob
+from spdnas.engine.splits import ExperimentData, split_experiment_data
+from spdnas.engine.state import load_checkpoint, save_checkpoint
+from spdnas.engine.train_job import TrainJob
+from spdnas.search.genotype import Genotype
+
+FAULT_ENV = "SPDNAS_FAULT_AT_EPOCH"
+FAULT_MARKER_ENV = "SPDNAS_FAULT_MARKER"
+
+
+def quiet_ray_data() -> None:
+    """No Ray Data progress bars: our own progress lines say what is happening."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _worker_config(loop_config: dict[str, Any]) -> ExperimentConfig:
+    quiet_ray_data()
+    config = config_from_dict(loop_config["experiment"])
+    if config.runtime.threads == 0:  # share the node's cores between its workers
+        config.runtime.threads = max(1, math.floor(loop_config["cpus_per_worker"]))
+    if config.distributed.use_gpu:
+        config.runtime.device = str(ray.train.torch.get_device())
+    return config
+
+
+def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
+    dataset = shard_dataset(ray.train.get_dataset_shard("data"), DatasetMeta.from_dict(meta))
+    return split_experiment_data(dataset, config.data.search_val_fraction, config.runtime.seed)
+
+
+def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sharding:
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if config.distributed.data == "replicate":
+        return Sharding(rank, world)
+    local = min(n // (batch_size // world) for n in sizes)
+    return Sharding(rank, world, local_data=True, steps=min_over_workers(local))
+
+
+def _restore(job) -> None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            job.load_state_dict(load_checkpoint(directory))
+
+
+def _scalars(record: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+LIVE_METRICS = "live_metrics.jsonl"
+
+
+def _report(job, metrics: dict[str, Any], rank: int, run_uri: str) -> None:
+    """Every worker reports; rank 0 attaches the checkpoint and rewrites the live metrics file
+    (``live_metrics.jsonl`` in the run folder: one JSON line per finished epoch)."""
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        save_checkpoint(job.state_dict(), directory)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory),
+                         checkpoint_dir_name=f"epoch_{job.epoch:04d}")
+    lines = "".join(json.dumps(_scalars(r)) + "\n" for r in job.history)
+    Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
+
+
+def _maybe_fail(epoch: int, rank: int) -> None:
+    """Test hook: the last rank dies once, right after reporting epoch ``SPDNAS_FAULT_AT_EPOCH``."""
+    target, marker = os.environ.get(FAULT_ENV), os.environ.get(FAULT_MARKER_ENV)
+    world = ray.train.get_context().get_world_size()
+    if target and marker and epoch == int(target) and rank == world - 1 and not Path(marker).exists():
+        Path(marker).write_text(f"worker {rank} killed after epoch {epoch}\n")
+        os._exit(17)
+
+
+def _reducers(world: int):
+    return (average_gradients, sum_metrics) if world > 1 else (None, None)
+
+
+def search_worker(loop_config: dict[str, Any]) -> None:
+    """Per-worker bi-level search (``TorchTrainer`` loop)."""
+    config = _worker_config(loop_config)
+    data = _experiment_data(config, loop_config["meta"])
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    sharding = _sharding(config, [len(data.search_train), len(data.search_val)], config.search.batch_size)
+    grad_reduce, sum_reduce = _reducers(world)
+    job = SearchJob(config, data.search_train, data.search_val, data.num_classes, sharding, grad_reduce,
+                    sum_reduce)
+    if world > 1 and config.distributed.sync_batchnorm:
+        synchronise_batch_norms(job.searcher.supernet, world)
+    _restore(job)
+
+    def metrics_of(record: dict[str, Any]) -> dict[str, Any]:
+        return {**_scalars(record), "genotype": Genotype.from_dict(record["genotype"]).to_json()}
+
+    if job.finished:  # a finished run, resumed: report its last epoch again, no new checkpoint
+        ray.train.report(metrics_of(job.history[-1]))
+    while not job.finished:
+        record = job.run_epoch()
+        _report(job, metrics_of(record), rank, loop_config["run_uri"])
+        _maybe_fail(job.epoch, rank)
+
+
+def retrain_worker(loop_config: dict[str, Any]) -> None:
+    """Per-worker retraining of a genotype; the last report carries the test metrics."""
+    config = _worker_config(loop_config)
+    data = _experiment_data(config, loop_config["meta"])
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    sharding = _sharding(config, [len(data.train)], config.train.batch_size)
+    grad_reduce, sum_reduce = _reducers(world)
+    genotype = Genotype.from_dict(loop_config["genotype"])
+    job = TrainJob(config, genotype, data.train, data.val, data.num_classes, sharding, grad_reduce,
+                   sum_reduce)
+    if world > 1 and config.distributed.sync_batchnorm:
+        synchronise_batch_norms(job.model, world)
+    _restore(job)
+
+    def final(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics, **job.test(data.test), "parameters": job.num_parameters}
+
+    if job.finished:  # a finished run, resumed: report its result again, no new checkpoint
+        ray.train.report(final(_scalars(job.history[-1])))
+    while not job.finished:
+        record = job.run_epoch()
+        metrics = final(_scalars(record)) if job.finished else _scalars(record)
+        _report(job, metrics, rank, loop_config["run_uri"])
+        _maybe_fail(job.epoch, rank)

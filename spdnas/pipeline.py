@@ -1,0 +1,169 @@
+"""An experiment's steps — data, search, retraining, evaluation — on either backend.
+
+``distributed.backend: ray`` (default) runs the jobs with Ray Train (:mod:`spdnas.distributed`),
+on a private local Ray unless an address is given; ``local`` runs them in this process. Both
+write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>/<name>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spdnas.config import DataConfig, ExperimentConfig, config_from_dict
+from spdnas.data import SPDDataset, make_dataset, read_dataset
+from spdnas.data.schema import MANIFEST_NAME
+from spdnas.data.storage import Folder
+from spdnas.engine.search_job import SearchJob
+from spdnas.engine.splits import ExperimentData, split_experiment_data
+from spdnas.engine.state import load_checkpoint, save_checkpoint
+from spdnas.engine.train_job import TrainJob
+from spdnas.models.network import GenotypeNetwork
+from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
+from spdnas.search.genotype import Genotype, GenotypeError, published_genotype
+
+
+@dataclass
+class Outcome:
+    """What a search or a retraining produced: history, genotype, result and file locations."""
+
+    history: list[dict[str, Any]]
+    genotype: Genotype
+    result: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def session(config: ExperimentConfig) -> Iterator[None]:
+    """One Ray session around several steps (ray backend); nothing for the local backend."""
+    if config.distributed.backend != "ray":
+        yield
+        return
+    from spdnas.distributed.runner import ray_session
+
+    with ray_session(config.distributed):
+        yield
+
+
+def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
+    """Make the dataset at ``cfg.uri`` with ``cfg.builder`` if it does not exist yet."""
+    if Folder(cfg.uri).exists(MANIFEST_NAME):
+        return
+    if cfg.builder is None:
+        raise FileNotFoundError(f"no dataset at {cfg.uri} (and data.builder is not set to make one)")
+    make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
+
+
+def load_dataset(config: ExperimentConfig) -> SPDDataset:
+    ensure_dataset(config.data, progress=config.runtime.progress)
+    return read_dataset(config.data.uri, progress=config.runtime.progress)
+
+
+def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
+    return split_experiment_data(load_dataset(config), config.data.search_val_fraction, config.runtime.seed)
+
+
+def run_folder(config: ExperimentConfig, step: str) -> str:
+    """Where a step's checkpoints and outputs live: ``<output_dir>/<name>/<step>`` (an absolute
+    local path, or an ``s3://`` URI)."""
+    folder = Folder(f"{config.runtime.output_dir.rstrip('/')}/{config.name}/{step}".rstrip("/"))
+    return folder.base if folder.is_local else folder.uri
+
+
+def _local_folder(config: ExperimentConfig, step: str) -> Path:
+    folder = Folder(run_folder(config, step))
+    if not folder.is_local:
+        raise ValueError("distributed.backend=local writes to a local runtime.output_dir; "
+                         "use the ray backend for s3:// storage")
+    return Path(folder.base)
+
+
+def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
+    checkpoint = folder / "checkpoint"
+    if resume and (checkpoint / "checkpoint.pt").exists():
+        job.load_state_dict(load_checkpoint(checkpoint))
+    while not job.finished:
+        job.run_epoch()
+        if job.epoch % config.runtime.checkpoint_every == 0 or job.finished:
+            save_checkpoint(job.state_dict(), checkpoint)
+
+
+def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
+    """Bi-level search; writes ``genotype.json``, metrics and figures."""
+    if config.distributed.backend == "ray":
+        from spdnas.distributed.runner import run_search
+
+        return run_search(config, resume)
+    data = load_experiment_data(config)
+    folder = _local_folder(config, "search")
+    job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
+    _run_local(job, folder, config, resume)
+    genotype = job.genotype()
+    paths = publish(lambda d: write_search_outputs(job.history, genotype, config, d), str(folder))
+    return Outcome(job.history, genotype, paths=paths)
+
+
+def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -> Outcome:
+    """Train ``genotype`` from scratch on train, select on val, evaluate on test."""
+    if config.distributed.backend == "ray":
+        from spdnas.distributed.runner import run_retrain
+
+        return run_retrain(config, genotype, resume)
+    data = load_experiment_data(config)
+    folder = _local_folder(config, "train")
+    job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
+    _run_local(job, folder, config, resume)
+    result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
+    model = model_payload(genotype, config, data.n, data.num_classes, job.best)
+    paths = publish(lambda d: write_retrain_outputs(job.history, result, model, d), str(folder))
+    return Outcome(job.history, genotype, result, paths)
+
+
+def retrain_result(test: dict[str, Any], parameters: int, genotype: Genotype,
+                   history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``result.json``: test metrics, model size and training cost of a retraining."""
+    return {**{k: test[k] for k in ("test_accuracy", "test_loss", "test_accuracy_last", "best_epoch")},
+            "parameters": parameters, "genotype": genotype.to_dict(), "epochs": len(history),
+            "train_seconds": sum(r["seconds"] for r in history)}
+
+
+def resolve_genotype(spec: str) -> Genotype:
+    """A genotype from a JSON file path or a published name (``radar``, ``hdm05``)."""
+    path = Path(spec)
+    if path.exists():
+        return Genotype.load(path)
+    try:
+        return published_genotype(spec)
+    except GenotypeError:
+        raise GenotypeError(f"{spec!r} is neither a genotype file nor a published genotype") from None
+
+
+def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
+    """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    config = config_from_dict(saved["config"])
+    dtype = torch.float64 if config.runtime.dtype == "float64" else torch.float32
+    model = GenotypeNetwork(Genotype.from_dict(saved["genotype"]), config.model, saved["n"],
+                            saved["num_classes"], dtype=dtype)
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, saved
+
+
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Counts ``[true class, predicted class]``, shape ``(classes, classes)``."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def summary_line(outcome: Outcome) -> str:
+    r = outcome.result
+    return (f"test accuracy {100 * r['test_accuracy']:.2f}% (best val epoch {r['best_epoch']}; last epoch "
+            f"{100 * r['test_accuracy_last']:.2f}%), {r['parameters']} parameters")

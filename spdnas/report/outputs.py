@@ -1,0 +1,82 @@
+"""Files a finished search or retraining leaves behind, for machines and for people.
+
+Search: ``metrics.jsonl`` (every epoch, with genotype and mixture weights), ``metrics.csv``
+(scalar columns), ``genotype.json``, ``alphas.png`` (Fig. 2a), ``cells.png`` (Fig. 2b).
+Retraining: ``metrics.jsonl``/``metrics.csv``, ``result.json`` (test accuracy, parameter count,
+cost), ``model.pt`` (best-validation weights and what rebuilds the network).
+Written to a local folder, then published to the run's folder (local or ``s3://``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spdnas.config import ExperimentConfig
+from spdnas.data.storage import Folder
+from spdnas.report.plots import alpha_figure, cells_figure, save_figure
+from spdnas.search.genotype import Genotype
+
+
+def write_history(history: list[dict[str, Any]], directory: Path) -> None:
+    """``metrics.jsonl`` (everything) and ``metrics.csv`` (the scalar columns)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "metrics.jsonl", "w") as handle:
+        for record in history:
+            handle.write(json.dumps(record) + "\n")
+    columns = [k for k, v in history[0].items() if isinstance(v, int | float)] if history else []
+    with open(directory / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def write_search_outputs(history: list[dict[str, Any]], genotype: Genotype, config: ExperimentConfig,
+                         directory: Path) -> list[str]:
+    """Metrics, genotype JSON and the two figures of a search; returns the file names."""
+    write_history(history, directory)
+    genotype.save(directory / "genotype.json")
+    last = history[-1]
+    weights = {"normal": last["weights_normal"], "reduce": last["weights_reduce"]}
+    title = f"{config.name}: mixture weights after epoch {last['epoch']} ({config.model.mixture})"
+    save_figure(alpha_figure(weights, config.model.steps, title), directory / "alphas.png")
+    save_figure(cells_figure(genotype, f"{config.name}: derived cells"), directory / "cells.png")
+    return ["genotype.json", "metrics.jsonl", "metrics.csv", "alphas.png", "cells.png"]
+
+
+def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any], model: dict[str, Any],
+                          directory: Path) -> list[str]:
+    """Metrics, ``result.json`` and ``model.pt`` of a retraining; returns the file names."""
+    write_history(history, directory)
+    (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    torch.save(model, directory / "model.pt")
+    return ["result.json", "model.pt", "metrics.jsonl", "metrics.csv"]
+
+
+def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_classes: int,
+                  best: dict[str, Any]) -> dict[str, Any]:
+    """What ``model.pt`` holds: best-validation weights and everything to rebuild the network."""
+    return {"genotype": genotype.to_dict(), "config": config.to_dict(), "n": n, "num_classes": num_classes,
+            "state_dict": best["model"], "best_epoch": best["epoch"]}
+
+
+def publish(write: Callable[[Path], list[str]], uri: str) -> dict[str, str]:
+    """Run ``write(local_dir)`` and put its files into ``uri`` (local folder or ``s3://``).
+
+    Returns ``{file name: location}``.
+    """
+    folder = Folder(uri)
+    if folder.is_local:
+        target = Path(folder.base)
+        return {name: str(target / name) for name in write(target)}
+    with tempfile.TemporaryDirectory() as tmp:
+        names = write(Path(tmp))
+        for name in names:
+            folder.write_bytes(name, (Path(tmp) / name).read_bytes())
+    return {name: folder.display(name) for name in names}

@@ -1,0 +1,132 @@
+"""Ray Train runner: N workers == 1 worker, recovery from a killed worker with checkpoints in
+(loopback) S3, resuming an experiment by running it again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spdnas.config import load_config
+from spdnas.data import DatasetMeta, SPDDataset, write_dataset
+from spdnas.data.storage import Folder
+from spdnas.engine.search_job import SearchJob
+from spdnas.engine.splits import split_experiment_data
+from spdnas.engine.state import load_checkpoint
+from spdnas.pipeline import retrain, run_folder, search
+from spdnas.search.genotype import published_genotype
+from tests.conftest import BUCKET
+from tests.helpers import spd_classification
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+def tiny_dataset(count: int = 96) -> SPDDataset:
+    x, y = spd_classification(count // 3, classes=3, n=6, seed=5)
+    splits = np.array(["train", "train", "val", "test"] * (count // 4))
+    meta = DatasetMeta(name="tiny", n=6, class_names=("a", "b", "c"), source="tests")
+    return SPDDataset(matrices=x, labels=y, splits=splits,
+                      sample_ids=np.array([f"s{i:03d}" for i in range(count)]), meta=meta)
+
+
+@pytest.fixture(scope="module")
+def dataset_uri(tmp_path_factory) -> str:
+    uri = str(tmp_path_factory.mktemp("data") / "tiny")
+    write_dataset(tiny_dataset(), uri)
+    return uri
+
+
+def experiment(uri: str, out: str, *extra: str):
+    return load_config(None, [f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={out}",
+                              "model.reduced_dims=[3]", "search.batch_size=8", "train.batch_size=8",
+                              "search.epochs=2", "train.epochs=2", "runtime.progress=false",
+                              "search.weight_lr=0.1", "distributed.backend=ray", *extra])
+
+
+def last_state(config, step: str) -> dict:
+    folder = Folder(run_folder(config, step))
+    epochs = sorted({name.split("/")[0] for name in folder.list_names() if name.startswith("epoch_")})
+    assert epochs, f"no checkpoints in {folder.uri}"
+    local = Path(folder.base) / epochs[-1] if folder.is_local else None
+    if local is not None:
+        return load_checkpoint(local)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "checkpoint.pt").write_bytes(folder.read_bytes(f"{epochs[-1]}/checkpoint.pt"))
+        return load_checkpoint(tmp)
+
+
+def single_process_reference(config) -> SearchJob:
+    """The same search in this process: one worker on the same global batches."""
+    from spdnas.data import read_dataset
+
+    data = split_experiment_data(read_dataset(config.data.uri), config.data.search_val_fraction,
+                                 config.runtime.seed)
+    job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
+    while not job.finished:
+        job.run_epoch()
+    return job
+
+
+def assert_same_search_state(state: dict, reference: SearchJob, tol: float) -> None:
+    alphas = state["searcher"]["alphas"]
+    for name, value in reference.searcher.alphas.state_dict().items():
+        torch.testing.assert_close(alphas[name], value, rtol=0, atol=tol, msg=name)
+    weights = state["searcher"]["supernet"]
+    for name, value in reference.searcher.supernet.state_dict().items():
+        torch.testing.assert_close(weights[name], value, rtol=0, atol=tol, msg=name)
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_two_workers_equal_one_worker(ray_session, dataset_uri, tmp_path, order):
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
+                        "distributed.cpus_per_worker=1", f"search.order={order}",
+                        "search.weight_momentum=0.9")
+    outcome = search(config)
+    reference = single_process_reference(config)
+    assert_same_search_state(last_state(config, "search"), reference, tol=1e-8)
+    assert outcome.genotype == reference.genotype()
+    assert len(outcome.history) == 2
+    assert Path(outcome.paths["genotype.json"]).exists()
+
+
+def test_killed_worker_recovers_from_s3_checkpoint(ray_session, dataset_uri, tmp_path, monkeypatch):
+    storage = f"s3://{BUCKET}/experiments-fault"
+    config = experiment(dataset_uri, storage, "distributed.num_workers=2", "distributed.cpus_per_worker=1",
+                        "distributed.max_failures=1", "search.epochs=3", "name=fault")
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("SPDNAS_FAULT_AT_EPOCH", "1")
+    monkeypatch.setenv("SPDNAS_FAULT_MARKER", str(marker))
+    outcome = search(config)
+    assert marker.exists(), "the fault hook never fired"
+    reference = single_process_reference(config)
+    assert_same_search_state(last_state(config, "search"), reference, tol=1e-8)
+    names = Folder(run_folder(config, "search")).list_names()
+    assert any(n.startswith("epoch_0003/") for n in names)  # checkpoints live in the bucket
+    assert "genotype.json" in names and outcome.paths["genotype.json"].startswith("s3://")
+
+
+def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
+    config = experiment(dataset_uri, str(tmp_path), "search.epochs=1", "name=resume")
+    first = search(config)
+    longer = experiment(dataset_uri, str(tmp_path), "search.epochs=2", "name=resume")
+    second = search(longer)
+    assert len(second.history) == 2
+    assert second.history[0]["train_loss"] == first.history[0]["train_loss"]
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        search(longer, resume=False)
+
+
+def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_path):
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
+                        "distributed.cpus_per_worker=1", "train.epochs=3", "train.lr=0.2")
+    outcome = retrain(config, published_genotype("radar"))
+    assert 0.0 <= outcome.result["test_accuracy"] <= 1.0
+    assert outcome.result["parameters"] > 0 and outcome.result["epochs"] == 3
+    from spdnas.pipeline import load_model
+
+    _model, saved = load_model(outcome.paths["model.pt"])
+    assert saved["best_epoch"] == outcome.result["best_epoch"]
