@@ -196,3 +196,21 @@ def published_genotype(name: str) -> Genotype:
         known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.json"))
         raise GenotypeError(f"no published genotype {name!r}; known: {known}")
     return Genotype.load(path)
+
+
+def random_genotype(steps: int, multiplier: int, seed: int) -> Genotype:
+    """A genotype drawn uniformly from the search space (the paper's random-architecture
+    baseline): per node, two distinct inputs and a non-``none`` operation on each edge."""
+    import random
+
+    rng = random.Random(seed)
+    concat = tuple(range(2 + steps - multiplier, 2 + steps))
+
+    def cell(kind: str) -> tuple[tuple[str, int], ...]:
+        pairs = []
+        for i in range(steps):
+            for node in sorted(rng.sample(range(2 + i), 2)):
+                pairs.append((rng.choice(op_names(edge_kind(kind, node))[1:]), node))
+        return tuple(pairs)
+
+    return Genotype(cell(NORMAL), concat, cell(REDUCE), concat)

@@ -111,3 +111,12 @@ def test_sparsemax_one_hot_rows():
 def test_genotype_network_rejects_mismatched_steps():
     with pytest.raises(GenotypeError, match="steps=3"):
         GenotypeNetwork(published_genotype("radar"), ModelConfig(steps=3), 20, 3)
+
+
+def test_random_genotypes_are_valid_and_seeded():
+    from spdnas.search.genotype import random_genotype
+
+    drawn = {random_genotype(2, 2, seed) for seed in range(30)}
+    assert len(drawn) > 20  # they differ
+    assert random_genotype(3, 2, 7) == random_genotype(3, 2, 7)
+    assert random_genotype(3, 2, 7).steps == 3

@@ -1,0 +1,1 @@
+"""Statistical evaluation: methods (ours and baselines) × datasets × seeds, sweeps, tables."""
