@@ -45,6 +45,23 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from spdnas.distributed.sweep import SweepInterrupted, run_sweep
+
+    config = _config(args)
+    try:
+        outcome = run_sweep(config, resume=not args.no_resume)
+    except SweepInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    metric = config.sweep.metric
+    print(f"{len(outcome.trials)} trials; configurations by mean {metric} over seeds:")
+    for row in outcome.summary:
+        print(f"  {row['metric_mean']:.4f} ± {row['metric_std']:.4f} (seeds {row['seeds']}) {row['config']}")
+    _print_paths(outcome.paths)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from spdnas.config import config_from_dict, load_config
     from spdnas.engine.loops import evaluate
@@ -111,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--genotype", required=True, help="genotype JSON file, or 'radar' / 'hdm05'")
     _add_experiment_args(train)
     train.set_defaults(func=_train)
+
+    sweep = sub.add_parser("sweep", help="Ray Tune + Optuna sweep (sweep.space), seeds as repeats")
+    _add_experiment_args(sweep)
+    sweep.set_defaults(func=_sweep)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained model (model.pt) on a split")
     evaluate.add_argument("--model", required=True, help="model.pt written by `spdnas train`")

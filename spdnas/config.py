@@ -33,12 +33,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Shape of the supernet and of every network derived from it."""
+    """Shape of the supernet and of every network derived from it.
+
+    ``reduced_dims: null`` halves the matrix size at every reduction cell (for datasets of
+    any ``n``); a list gives the size after each reduction cell.
+    """
 
     stem_channels: int = 1
     cells: list[str] = field(default_factory=lambda: ["reduce", "normal"])
     cell_channels: list[int] = field(default_factory=lambda: [2, 4])
-    reduced_dims: list[int] = field(default_factory=lambda: [10])
+    reduced_dims: list[int] | None = field(default_factory=lambda: [10])
     steps: int = 2
     multiplier: int = 2
     pool_kernel: int | None = None
@@ -121,6 +125,50 @@ class DistributedConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A Ray Tune sweep with Optuna's TPE over ``space``; every configuration runs ``seeds`` times.
+
+    ``space`` maps dotted config keys to distributions:
+    ``{type: loguniform|uniform, low, high}``, ``{type: int, low, high}`` or
+    ``{type: choice, values: [...]}``. Trials are judged on ``metric`` (a validation metric of the
+    retraining — never the test split). With ``search: true`` a trial searches first and
+    retrains what it found; otherwise it retrains ``genotype``.
+    """
+
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    num_samples: int = 8
+    seeds: int = 3
+    metric: str = "best_val_accuracy"
+    mode: str = "max"
+    search: bool = True
+    genotype: str = "radar"
+    max_concurrent_trials: int = 2
+    scheduler: str = "none"
+    grace_period: int = 5
+
+
+@dataclass
+class BenchmarkDataset:
+    """One dataset of a benchmark, with config overrides that apply to it only."""
+
+    name: str = "radar-synth"
+    data: DataConfig = field(default_factory=DataConfig)
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchmarkConfig:
+    """Methods × datasets × seeds, each run a Tune trial on ``cpus_per_trial`` CPUs."""
+
+    methods: list[str] = field(default_factory=lambda: ["spdnetnas", "spdnet", "spdnetbn", "random",
+                                                         "darts", "fairdarts", "mdm", "ts-lr"])
+    datasets: list[BenchmarkDataset] = field(default_factory=lambda: [BenchmarkDataset()])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    max_concurrent_trials: int = 0
+    cpus_per_trial: float = 1.0
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: data, model, search, retraining and runtime settings."""
 
@@ -131,6 +179,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -260,7 +310,7 @@ def check_config(config: ExperimentConfig) -> None:
     if len(m.cell_channels) != len(m.cells):
         problems.append(
             f"model.cell_channels: need one entry per cell ({len(m.cells)}), got {m.cell_channels}")
-    if len(m.reduced_dims) != m.cells.count("reduce"):
+    if m.reduced_dims is not None and len(m.reduced_dims) != m.cells.count("reduce"):
         problems.append(f"model.reduced_dims: need one entry per reduction cell "
                         f"({m.cells.count('reduce')}), got {m.reduced_dims}")
     if not 1 <= m.multiplier <= m.steps:
@@ -293,5 +343,21 @@ def check_config(config: ExperimentConfig) -> None:
     for key, size in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size)):
         if size % d.num_workers:
             problems.append(f"{key}={size} must be divisible by distributed.num_workers={d.num_workers}")
+    w = config.sweep
+    for key, spec in w.space.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in ("loguniform", "uniform", "int", "choice"):
+            problems.append(f"sweep.space.{key}: type must be loguniform, uniform, int or choice, "
+                            f"got {kind!r}")
+        elif kind == "choice" and not spec.get("values"):
+            problems.append(f"sweep.space.{key}: a choice needs a non-empty 'values' list")
+        elif kind != "choice" and not ("low" in spec and "high" in spec and spec["low"] < spec["high"]):
+            problems.append(f"sweep.space.{key}: needs low < high")
+    if w.mode not in ("max", "min"):
+        problems.append(f"sweep.mode must be max or min, got {w.mode!r}")
+    if w.scheduler not in ("none", "asha"):
+        problems.append(f"sweep.scheduler must be none or asha, got {w.scheduler!r}")
+    if "test" in w.metric:
+        problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

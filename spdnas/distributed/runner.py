@@ -67,7 +67,8 @@ def _cpus_per_worker(dist: DistributedConfig) -> float:
     return max(1.0, math.floor(total / dist.num_workers)) if not dist.use_gpu else 1.0
 
 
-def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool):
+def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool,
+             callbacks: list | None = None):
     dist = config.distributed
     folder = Folder(run_folder(config, step))
     if not resume and folder.list_names():
@@ -94,6 +95,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=dist.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=dist.max_failures),
             logging_config=ray.train.LoggingConfig(log_level="ERROR"),
+            callbacks=callbacks,
             worker_runtime_env={"env_vars": env} if env else None),
         datasets={"data": dataset},
         dataset_config=ray.train.DataConfig(datasets_to_split=["data"] if dist.data == "shard" else []),
@@ -137,11 +139,14 @@ def _final_state(result) -> dict[str, Any]:
         return load_checkpoint(directory)
 
 
-def run_search(config: ExperimentConfig, resume: bool = True) -> Outcome:
-    """Bi-level search with Ray Train; publishes genotype, metrics and figures to the run folder."""
+def run_search(config: ExperimentConfig, resume: bool = True, callbacks: list | None = None) -> Outcome:
+    """Bi-level search with Ray Train; publishes genotype, metrics and figures to the run folder.
+
+    ``callbacks`` are Ray Train ``UserCallback``s (e.g. Tune's ``TuneReportCallback``).
+    """
     ensure_dataset(config.data, progress=config.runtime.progress)
     with ray_session(config.distributed):
-        trainer, folder, _ = _trainer(search_worker, config, "search", {}, resume)
+        trainer, folder, _ = _trainer(search_worker, config, "search", {}, resume, callbacks)
         result = fit_with_progress(trainer, folder, "search", config.search.epochs, config.runtime.progress)
         state = _final_state(result)
     history = state["history"]
@@ -150,12 +155,13 @@ def run_search(config: ExperimentConfig, resume: bool = True) -> Outcome:
     return Outcome(history, genotype, paths=paths)
 
 
-def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -> Outcome:
+def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True,
+                callbacks: list | None = None) -> Outcome:
     """Retraining with Ray Train; publishes ``result.json``, ``model.pt`` and metrics."""
     ensure_dataset(config.data, progress=config.runtime.progress)
     with ray_session(config.distributed):
         trainer, folder, meta = _trainer(retrain_worker, config, "train", {"genotype": genotype.to_dict()},
-                                         resume)
+                                         resume, callbacks)
         result = fit_with_progress(trainer, folder, "train", config.train.epochs, config.runtime.progress)
         state = _final_state(result)
     history = state["history"]

@@ -71,10 +71,13 @@ def plan_cells(cfg: ModelConfig, in_dim: int) -> list[CellPlan]:
     plans = []
     stem = (cfg.stem_channels, in_dim)
     prev_prev, prev = stem, stem
-    reduced = iter(cfg.reduced_dims)
+    reduced = iter(cfg.reduced_dims) if cfg.reduced_dims is not None else None
     for kind, channels in zip(cfg.cells, cfg.cell_channels, strict=True):
         work_dim = prev[1]
-        out_dim = next(reduced) if kind == REDUCE else work_dim
+        if kind != REDUCE:
+            out_dim = work_dim
+        else:
+            out_dim = next(reduced) if reduced is not None else max(work_dim // 2, 1)
         if out_dim > work_dim or out_dim < 1:
             raise ValueError(f"reduction cell cannot map size {work_dim} to {out_dim}")
         kernel, stride = _pooling(work_dim, out_dim, cfg) if kind == REDUCE else (1, 1)

@@ -1,0 +1,173 @@
+"""Ray Tune + Optuna sweeps: every trial is a Ray Train run (search and/or retraining).
+
+Optuna's TPE proposes configurations of the knobs in ``sweep.space``; ``tune.search.Repeater``
+runs each with ``sweep.seeds`` seeds and hands TPE their mean. Trials report through Tune's
+``TuneReportCallback``, so the retraining's per-epoch validation metrics drive Optuna and the
+optional ASHA scheduler, and Tune writes TensorBoard logs for every trial. The sweep lives in
+``<output_dir>/<name>/sweep`` (local or S3); running it again restores it (finished trials and
+the searcher's state are kept) and finishes what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.search import Repeater
+from ray.tune.search.optuna import OptunaSearch
+
+from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
+from spdnas.data.storage import Folder
+from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder
+
+TRIAL_INDEX = "__trial_index__"
+TRIAL_CPU = 0.01
+
+
+class SweepInterrupted(RuntimeError):
+    """The sweep was stopped (e.g. Ctrl-C) before all its trials finished; it can be resumed."""
+
+
+@dataclass
+class SweepOutcome:
+    """Every trial, the per-configuration summary and where they were written."""
+
+    trials: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    paths: dict[str, str]
+
+
+def search_space(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Tune distributions for ``sweep.space`` (keys are dotted config paths)."""
+    out = {}
+    for key, spec in space.items():
+        kind = spec["type"]
+        if kind == "loguniform":
+            out[key] = tune.loguniform(spec["low"], spec["high"])
+        elif kind == "uniform":
+            out[key] = tune.uniform(spec["low"], spec["high"])
+        elif kind == "int":
+            out[key] = tune.randint(int(spec["low"]), int(spec["high"]) + 1)
+        else:
+            out[key] = tune.choice(list(spec["values"]))
+    return out
+
+
+def trial_config(params: dict[str, Any],
+                 base_tree: dict[str, Any]) -> tuple[ExperimentConfig, dict[str, Any], int]:
+    """The experiment a trial runs: the base config with the sampled values and its seed."""
+    base = config_from_dict(base_tree)
+    sampled = {k: v for k, v in params.items() if k != TRIAL_INDEX}
+    tree: dict[str, Any] = {}
+    for key, value in sampled.items():
+        _set_dotted(tree, key, value.item() if hasattr(value, "item") else value)
+    seed = base.runtime.seed + int(params.get(TRIAL_INDEX, 0))
+    tree = _merge(tree, {"runtime": {"seed": seed, "progress": False}})
+    return config_from_dict(_merge(base.to_dict(), tree)), sampled, seed
+
+
+def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str) -> None:
+    """One trial: a Ray Train search (optional), then a Ray Train retraining reported to Tune."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from spdnas.distributed.runner import run_retrain, run_search
+
+    config, _, _ = trial_config(params, base)
+    context = tune.get_context()
+    tree = config.to_dict()
+    tree["runtime"]["output_dir"] = trials_folder
+    tree["name"] = context.get_trial_id()
+    config = config_from_dict(tree)
+    genotype = run_search(config).genotype if config.sweep.search else resolve_genotype(config.sweep.genotype)
+    run_retrain(config, genotype, callbacks=[TuneReportCallback()])
+
+
+def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in trials:
+        if t["metric"] is not None:
+            groups.setdefault(json.dumps(t["config"], sort_keys=True), []).append(t)
+    rows = []
+    for key, members in groups.items():
+        values = [m["metric"] for m in members]
+        tests = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
+        rows.append({"config": json.loads(key), "seeds": sorted(m["seed"] for m in members),
+                     "metric_mean": statistics.fmean(values),
+                     "metric_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "test_accuracy_mean": statistics.fmean(tests) if tests else None})
+    return sorted(rows, key=lambda r: r["metric_mean"], reverse=(mode == "max"))
+
+
+def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
+    """Unless set, give each trial's workers an equal share of the cluster's CPUs, so that
+    ``max_concurrent_trials`` trials fit side by side (otherwise they wait on each other)."""
+    import ray
+
+    dist = config.distributed
+    if dist.cpus_per_worker > 0:
+        return config
+    concurrent = config.sweep.max_concurrent_trials
+    free = ray.cluster_resources().get("CPU", 1.0) - TRIAL_CPU * concurrent
+    share = max(free / (concurrent * dist.num_workers), 0.1)
+    tree = config.to_dict()
+    tree["distributed"]["cpus_per_worker"] = round(share - 0.005, 2)
+    return config_from_dict(tree)
+
+
+def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
+    """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` and ``summary.json``."""
+    from spdnas.distributed.runner import ray_session
+
+    sweep = config.sweep
+    if not sweep.space:
+        raise ValueError("sweep.space is empty: nothing to sweep")
+    ensure_dataset(config.data, progress=config.runtime.progress)
+    folder = Folder(run_folder(config, "sweep"))
+    storage = Folder(run_folder(config, ""))
+    trials_folder = run_folder(config, "sweep/trials")
+    with ray_session(config.distributed):
+        base = _share_cpus(config).to_dict()
+        # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
+        trainable = tune.with_resources(
+            tune.with_parameters(sweep_trial, base=base, trials_folder=trials_folder), {"CPU": TRIAL_CPU})
+        path = f"{storage.base.rstrip('/')}/tune"
+        if resume and tune.Tuner.can_restore(path, storage_filesystem=storage.fs):
+            tuner = tune.Tuner.restore(path, trainable=trainable, storage_filesystem=storage.fs,
+                                       resume_errored=True)
+        else:
+            searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=config.runtime.seed)
+            scheduler = (tune.schedulers.ASHAScheduler(grace_period=sweep.grace_period)
+                         if sweep.scheduler == "asha" else None)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=search_space(sweep.space),
+                tune_config=tune.TuneConfig(
+                    metric=sweep.metric, mode=sweep.mode, scheduler=scheduler,
+                    search_alg=Repeater(searcher, repeat=sweep.seeds, set_index=True),
+                    num_samples=sweep.num_samples * sweep.seeds,
+                    max_concurrent_trials=sweep.max_concurrent_trials),
+                run_config=tune.RunConfig(name="tune", storage_path=storage.base.rstrip("/"),
+                                          storage_filesystem=storage.fs, verbose=0))
+        grid = tuner.fit()
+    expected = sweep.num_samples * sweep.seeds
+    if grid.num_terminated + grid.num_errors < expected:
+        raise SweepInterrupted(f"the sweep stopped with {grid.num_terminated} of {expected} trials finished; "
+                               "run the same command again to resume it")
+    trials = []
+    for result in grid:
+        params = result.config or {}
+        _, sampled, seed = trial_config(params, config.to_dict())
+        metrics = result.metrics or {}
+        trials.append({"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]),
+                       "config": sampled, "seed": seed, "metric": metrics.get(sweep.metric),
+                       "test_accuracy": metrics.get("test_accuracy"),
+                       "status": "ERROR" if result.error else "TERMINATED"})
+    summary = _summarise(trials, sweep.mode)
+    folder.write_bytes("trials.jsonl", "".join(json.dumps(t) + "\n" for t in trials).encode())
+    folder.write_bytes("summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return SweepOutcome(trials, summary, {"trials": folder.display("trials.jsonl"),
+                                          "summary": folder.display("summary.json"),
+                                          "tensorboard": run_folder(config, "tune")})

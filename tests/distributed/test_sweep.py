@@ -1,0 +1,86 @@
+"""Ray Tune + Optuna sweep: seeds as repeats, per-trial TensorBoard logs, resume after Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spdnas.data import write_dataset
+from tests.distributed.test_ray_train import tiny_dataset
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+
+def sweep_config(tmp_path: Path) -> Path:
+    data = tmp_path / "tiny"
+    write_dataset(tiny_dataset(), str(data))
+    config = {
+        "name": "sw", "data": {"uri": str(data), "builder": None},
+        "model": {"reduced_dims": [3]}, "train": {"epochs": EPOCHS, "batch_size": 8},
+        "runtime": {"output_dir": str(tmp_path / "runs"), "progress": False},
+        "sweep": {"num_samples": 2, "seeds": 2, "search": False, "genotype": "radar",
+                  "max_concurrent_trials": 1,
+                  "space": {"train.lr": {"type": "loguniform", "low": 0.01, "high": 0.3},
+                            "train.weight_decay": {"type": "loguniform", "low": 1e-5, "high": 1e-2}}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def spdnas(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "spdnas", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+EPOCHS = 2
+
+
+def finished(tune_dir: Path) -> dict[str, str]:
+    """Trials that reported their last epoch: their result.json (one line per epoch)."""
+    out = {}
+    for path in tune_dir.glob("sweep_trial_*/result.json"):
+        text = path.read_text()
+        if len(text.splitlines()) >= EPOCHS:
+            out[path.parent.name] = text
+    return out
+
+
+def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
+    config = sweep_config(tmp_path)
+    tune_dir = tmp_path / "runs" / "sw" / "tune"
+    first = spdnas("sweep", "--config", str(config))
+    deadline = time.time() + 600
+    while not finished(tune_dir):  # interrupt once a trial has finished
+        assert first.poll() is None, first.stdout.read()
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(1)
+    os.killpg(first.pid, signal.SIGINT)  # like Ctrl-C
+    first.wait(timeout=300)
+    done_before = finished(tune_dir)
+    assert len(done_before) < 4
+    assert not (tmp_path / "runs" / "sw" / "sweep" / "trials.jsonl").exists()
+
+    second = spdnas("sweep", "--config", str(config))
+    output, _ = second.communicate(timeout=800)
+    assert second.returncode == 0, output[-3000:]
+    trials = [json.loads(line) for line in
+              (tmp_path / "runs" / "sw" / "sweep" / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
+    configs = {json.dumps(t["config"], sort_keys=True) for t in trials}
+    assert len(configs) == 2  # Optuna proposed 2 configurations, each repeated with seeds 0 and 1
+    for c in configs:
+        assert sorted(t["seed"] for t in trials if json.dumps(t["config"], sort_keys=True) == c) == [0, 1]
+    for name, text in done_before.items():  # finished trials kept, not rerun
+        assert (tune_dir / name / "result.json").read_text() == text
+    summary = json.loads((tmp_path / "runs" / "sw" / "sweep" / "summary.json").read_text())
+    assert len(summary) == 2 and all(0 <= row["metric_mean"] <= 1 for row in summary)
+    assert all(list(d.glob("events.out.tfevents.*")) for d in tune_dir.glob("sweep_trial_*"))
