@@ -91,7 +91,11 @@ def _quickstart(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from spdnas.report.html import write_report
 
-    path, problems = write_report(args.path, args.output)
+    try:
+        path, problems = write_report(args.path, args.output)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     print(f"report: {path}")

@@ -151,3 +151,5 @@ def test_cli_writes_the_page(run_dir, tmp_path, capsys):
     assert main(["report", str(run_dir), "--output", str(target)]) == 0
     assert capsys.readouterr().out.strip() == f"report: {target}"
     assert target.read_text().startswith("<!DOCTYPE html>")
+    assert main(["report", str(tmp_path / "absent")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent'}: no such folder"
