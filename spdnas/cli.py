@@ -105,6 +105,20 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from spdnas.report.html import write_report
+
+    try:
+        path, problems = write_report(args.path, args.output)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"report: {path}")
+    return 0
+
+
 def _add_experiment_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
     parser.add_argument("--config", default=default_config, help="experiment YAML (see configs/)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -140,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", help="experiment YAML (default: the one saved with the model)")
     evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     evaluate.set_defaults(func=_evaluate)
+
+    report = sub.add_parser("report", help="self-contained HTML report of an experiment or run folder")
+    report.add_argument("path", help="experiment folder (results.jsonl, runs/, sweep/) or a run folder")
+    report.add_argument("--output", help="HTML file to write (default: PATH/report.html)")
+    report.set_defaults(func=_report)
 
     add_data_commands(sub)
     return parser

@@ -1,0 +1,151 @@
+"""Reading an experiment folder: what a benchmark, a sweep or a single run left behind.
+
+Layouts understood (each part optional)::
+
+    <experiment>/results.jsonl                          one MethodResult.to_dict() per line
+    <experiment>/runs/<dataset>/<method>/seed<k>/search/ metrics.jsonl, genotype.json
+    <experiment>/runs/<dataset>/<method>/seed<k>/train/  metrics.jsonl, result.json
+    <experiment>/sweep/trials.jsonl                     one sweep trial per line
+
+or a plain run folder (``<run>/search``, ``<run>/train``, as ``spdnas search``/``train`` write
+them), or one such ``search``/``train`` folder itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (blank lines skipped).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and line of the first line that is not a JSON object.
+    """
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+@dataclass
+class Run:
+    """One run: a (dataset, method, seed) of a benchmark, or a plain run folder (seed None)."""
+
+    dataset: str
+    method: str
+    seed: int | None
+    search: Path | None = None
+    train: Path | None = None
+
+
+@dataclass
+class Experiment:
+    """Everything found under an experiment folder; ``problems`` lists what could not be read."""
+
+    path: Path
+    results: list[dict[str, Any]] | None = None
+    runs: list[Run] = field(default_factory=list)
+    trials: list[dict[str, Any]] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_benchmark(self) -> bool:
+        return self.results is not None or any(r.seed is not None for r in self.runs)
+
+    def groups(self) -> dict[tuple[str, str], list[Run]]:
+        """Runs per (dataset, method), seeds ascending."""
+        grouped: dict[tuple[str, str], list[Run]] = {}
+        for run in sorted(self.runs, key=lambda r: (r.dataset, r.method, -1 if r.seed is None else r.seed)):
+            grouped.setdefault((run.dataset, run.method), []).append(run)
+        return grouped
+
+
+def _subdir(path: Path, name: str) -> Path | None:
+    return path / name if (path / name).is_dir() else None
+
+
+def _benchmark_runs(root: Path, problems: list[str]) -> list[Run]:
+    runs = []
+    for seed_dir in sorted(root.glob("*/*/seed*")):
+        if not seed_dir.is_dir():
+            continue
+        try:
+            seed = int(seed_dir.name.removeprefix("seed"))
+        except ValueError:
+            problems.append(f"{seed_dir}: folder name is not seed<number>; skipped")
+            continue
+        run = Run(seed_dir.parent.parent.name, seed_dir.parent.name, seed,
+                  _subdir(seed_dir, "search"), _subdir(seed_dir, "train"))
+        if run.search or run.train:
+            runs.append(run)
+    return runs
+
+
+def _plain_run(path: Path) -> Run | None:
+    if (path / "metrics.jsonl").exists() and (path / "genotype.json").exists():
+        return Run(path.parent.name, path.name, None, search=path)
+    if (path / "metrics.jsonl").exists() and (path / "result.json").exists():
+        return Run(path.parent.name, path.name, None, train=path)
+    search, train = _subdir(path, "search"), _subdir(path, "train")
+    return Run(path.name, "run", None, search, train) if search or train else None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Find and read the parts of the experiment (or run) folder at ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist or holds none of the parts listed in the module docstring.
+    """
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    experiment = Experiment(root)
+    for name, attribute in (("results.jsonl", "results"), ("sweep/trials.jsonl", "trials")):
+        if (root / name).is_file():
+            try:
+                setattr(experiment, attribute, read_jsonl(root / name))
+            except ValueError as exc:
+                experiment.problems.append(str(exc))
+    if (root / "runs").is_dir():
+        experiment.runs = _benchmark_runs(root / "runs", experiment.problems)
+    if not experiment.runs:
+        plain = _plain_run(root)
+        experiment.runs = [plain] if plain else []
+    found = experiment.results is not None or experiment.trials is not None or experiment.runs
+    if not found and not experiment.problems:
+        raise FileNotFoundError(f"{path}: no results.jsonl, runs/, sweep/trials.jsonl, search/ or train/ "
+                                "— not an experiment or run folder")
+    return experiment
+
+
+def read_history(directory: Path | None) -> list[dict[str, Any]]:
+    """``metrics.jsonl`` of a search or train folder (empty if absent)."""
+    if directory is None or not (directory / "metrics.jsonl").is_file():
+        return []
+    return read_jsonl(directory / "metrics.jsonl")

@@ -1,0 +1,319 @@
+"""``spdnas report``: one self-contained HTML page about an experiment folder.
+
+The page has no external assets: the style sheet is inline, every figure is an inline PNG data
+URI and there is no script. Sections: provenance, results table with the significance test,
+α heatmaps per edge (paper Fig. 2a), derived cells (Fig. 2b), learning curves, and the sweep's
+parameter importance. A section whose files are absent says which ones; a file that cannot be
+read is named in the section and in the list of problems at the top.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import spdnas
+from spdnas.report.experiment import Experiment, Run, load_experiment, read_history, read_json
+from spdnas.report.figures import curves_figure, data_uri, importance_figure
+from spdnas.report.importance import param_importances
+from spdnas.report.plots import alpha_figure, cells_figure, node_label
+from spdnas.report.tables import (
+    DETAIL_HEADER,
+    aggregate,
+    detail_cells,
+    format_duration,
+    format_millions,
+    overview,
+    significance,
+)
+from spdnas.search.genotype import Genotype
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px; padding: 0 1rem; }
+body { color: #222; } h1 { margin-bottom: 0.2rem; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.5rem; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.92rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; }
+th { background: #f2f4f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
+.missing { color: #8a6d3b; background: #fcf8e3; padding: 0.4rem 0.7rem; border-left: 4px solid #f0ad4e; }
+.problem { color: #a94442; } .note { color: #555; font-size: 0.9rem; }
+.significance { background: #eef5fb; padding: 0.5rem 0.8rem; border-left: 4px solid #3182bd; }
+nav a { margin-right: 1rem; }
+"""
+
+SECTIONS = (("results", "Results"), ("alphas", "Architecture weights α (Fig. 2a)"),
+            ("cells", "Derived cells (Fig. 2b)"), ("curves", "Learning curves"),
+            ("importance", "Parameter importance (sweep)"))
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _table(header: list[str] | tuple[str, ...], body: list[list[str]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f'<td{" class=num" if i >= numeric_from else ""}>{_e(c)}</td>'
+                                    for i, c in enumerate(cells)) + "</tr>" for cells in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _key_values(pairs: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>" for key, value in pairs)
+    return f"<table><tbody>{rows}</tbody></table>"
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{_e(text)}</p>'
+
+
+def _figure(uri: str, alt: str, caption: str) -> str:
+    return (f'<figure><img src="{uri}" alt="{_e(alt)}">'
+            f'<figcaption class="note">{_e(caption)}</figcaption></figure>')
+
+
+def _title(run: Run) -> str:
+    return run.dataset if run.seed is None and run.method == "run" else f"{run.dataset} / {run.method}"
+
+
+def _guarded(problems: list[str], what: str, build: Callable[[], str]) -> str:
+    """``build()``, or a notice naming the unreadable file (also added to ``problems``)."""
+    try:
+        return build()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(f"{what}: {exc}")
+        return f'<p class="problem">Could not read {_e(what)}: {_e(exc)}</p>'
+
+
+def _results_section(experiment: Experiment) -> str:
+    if experiment.results is None:
+        if (experiment.path / "results.jsonl").is_file():
+            why = "results.jsonl could not be read (see Problems above)"
+        else:
+            why = "No results.jsonl in this folder"
+        return _missing(f"{why}: no mean ± std over seeds and no significance test. Results of the single "
+                        "runs found (train/result.json) follow.") + _single_results(experiment)
+    if not experiment.results:
+        return _missing("results.jsonl is empty: no run has finished yet.")
+    rows, tests = aggregate(experiment.results), significance(experiment.results)
+    parts = ['<p class="note">Test accuracy in %, mean ± sample standard deviation (ddof = 1) over seeds; '
+             "size in millions of trainable parameters; costs are mean wall-clock times of one run.</p>",
+             _table(*overview(rows))]
+    for dataset in sorted({r.dataset for r in rows}):
+        parts.append(f"<h3>{_e(dataset)}</h3>")
+        parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))
+        parts.append(f'<p class="significance">{_e(tests[dataset]["summary"])}</p>')
+    return "".join(parts)
+
+
+def _single_results(experiment: Experiment) -> str:
+    body = []
+    for run in experiment.runs:
+        if run.train is None or not (run.train / "result.json").is_file():
+            continue
+        result = read_json(run.train / "result.json")
+        search_seconds = sum(float(r.get("seconds", 0.0)) for r in read_history(run.search))
+        seed = "" if run.seed is None else f" / seed {run.seed}"
+        last, parameters = result.get("test_accuracy_last"), result.get("parameters")
+        body.append([_title(run) + seed, f"{100 * float(result['test_accuracy']):.2f}",
+                     "—" if last is None else f"{100 * float(last):.2f}",
+                     f"{result.get('best_epoch', '—')} / {result.get('epochs', '—')}",
+                     "—" if parameters is None else f"{parameters:,}", format_millions(parameters),
+                     format_duration(search_seconds),
+                     format_duration(float(result.get("train_seconds", 0.0)))])
+    if not body:
+        return _missing("No train/result.json either: no retraining has finished.")
+    header = ["run", "test accuracy (%)", "test accuracy, last epoch (%)", "best epoch / epochs",
+              "parameters", "size (M)", "search cost (wall)", "training cost (wall)"]
+    return _table(header, body)
+
+
+def _searching(experiment: Experiment) -> list[tuple[str, list[Run]]]:
+    return [(_title(runs[0]), [r for r in runs if r.search is not None])
+            for runs in experiment.groups().values() if any(r.search is not None for r in runs)]
+
+
+def _seed_text(run: Run, runs: list[Run]) -> str:
+    if run.seed is None:
+        return "this run"
+    return f"seed {run.seed} (searching seeds: {', '.join(str(r.seed) for r in runs)})"
+
+
+def _steps(edges: int) -> int:
+    steps = 1
+    while steps * (steps + 3) // 2 < edges:
+        steps += 1
+    if steps * (steps + 3) // 2 != edges:
+        raise ValueError(f"{edges} edges do not make a cell (2 + 3 + … + (steps + 1) edges)")
+    return steps
+
+
+def _alpha_block(title: str, runs: list[Run]) -> str:
+    found = next(((run, history) for run, history in ((r, read_history(r.search)) for r in runs)
+                  if history and "weights_normal" in history[-1]), None)
+    if found is None:
+        return _missing(f"{title}: no mixture weights in any search/metrics.jsonl.")
+    run, history = found
+    last = history[-1]
+    weights = {"normal": last["weights_normal"], "reduce": last["weights_reduce"]}
+    figure = alpha_figure(weights, _steps(len(weights["normal"])), f"{title}: mixture weights")
+    caption = (f"{_seed_text(run, runs)}, epoch {last.get('epoch', len(history))} — the last recorded of "
+               f"{len(history)}; rows are edges (input → intermediate node), columns candidate operations.")
+    return _figure(data_uri(figure), f"mixture weights of {title}", caption)
+
+
+def _genotype(run: Run) -> Genotype | None:
+    if (run.search / "genotype.json").is_file():
+        return Genotype.load(run.search / "genotype.json")
+    history = read_history(run.search)
+    return Genotype.from_dict(history[-1]["genotype"]) if history and "genotype" in history[-1] else None
+
+
+def _cell_text(genotype: Genotype, kind: str) -> str:
+    return ", ".join(f"{op}({node_label(node)})" for op, node in genotype.cell(kind))
+
+
+def _cells_block(title: str, runs: list[Run]) -> str:
+    genotypes = [(run, _genotype(run)) for run in runs]
+    shown = next(((run, g) for run, g in genotypes if g is not None), None)
+    if shown is None:
+        return _missing(f"{title}: no genotype.json (nor a genotype in metrics.jsonl) in any search folder.")
+    run, genotype = shown
+    parts = [_figure(data_uri(cells_figure(genotype, f"{title}: derived cells")), f"derived cells of {title}",
+                     f"{_seed_text(run, runs)}; edge labels are operations (blue: reduced operations), "
+                     "dashed arrows feed the cell output.")]
+    if len(genotypes) > 1:
+        body = [[str(r.seed), "—", "—", "—"] if g is None else
+                [str(r.seed), _cell_text(g, "normal"), _cell_text(g, "reduce"),
+                 "yes" if g == genotype else "no"]
+                for r, g in genotypes]
+        parts.append(_table(["seed", "normal cell (op(input))", "reduction cell", "same as drawn"], body, 99))
+    return "".join(parts)
+
+
+def _curves_block(title: str, runs: list[Run]) -> str:
+    parts = []
+    searches = any(r.search is not None for r in runs)
+    if not searches:
+        parts.append('<p class="note">No search folders: this method does not search.</p>')
+    for kind in ("search", "train") if searches else ("train",):
+        found = [(r.seed, h) for r, h in ((r, read_history(getattr(r, kind))) for r in runs) if h]
+        if not found:
+            parts.append(_missing(f"{title}: no {kind}/metrics.jsonl."))
+            continue
+        seeds, histories = [s for s, _ in found], [h for _, h in found]
+        which = "" if seeds == [None] else f"; seeds {', '.join(str(s) for s in seeds)}"
+        parts.append(_figure(data_uri(curves_figure(histories, kind, f"{title}: {kind}")),
+                             f"{kind} learning curves of {title}",
+                             f"{'architecture search (supernet)' if kind == 'search' else 'final training'}"
+                             f"{which}."))
+    return "".join(parts)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
+def _without_folders(experiment: Experiment, searching: bool) -> str:
+    """Notice naming the (dataset, method) pairs of results.jsonl that have no run folders
+    (``searching``: no search folders, for methods that report a search cost). Malformed records
+    are left to the results section to report."""
+    have = {key for key, runs in experiment.groups().items()
+            if not searching or any(r.search is not None for r in runs)}
+    wanted = {(str(r.get("dataset")), str(r.get("method"))) for r in experiment.results or []
+              if not searching or _positive(r.get("search_seconds"))}
+    absent = sorted(wanted - have)
+    if not absent:
+        return ""
+    where = "search folders" if searching else "run folders"
+    names = ", ".join(f"{d} / {m} (runs/{d}/{m}/seed<k>/)" for d, m in absent)
+    return _missing(f"In results.jsonl but without {where}: {names}.")
+
+
+def _per_group(problems: list[str], block: Callable[[str, list[Run]], str],
+               groups: list[tuple[str, list[Run]]], none_text: str) -> str:
+    if not groups:
+        return _missing(none_text)
+    return "".join(f"<h3>{_e(title)}</h3>" + _guarded(problems, f"{title} ({block.__name__.strip('_')})",
+                                                       lambda b=block, t=title, r=runs: b(t, r))
+                   for title, runs in groups)
+
+
+def _importance_section(experiment: Experiment) -> str:
+    if experiment.trials is None:
+        return _missing("No sweep/trials.jsonl: this experiment has no sweep.")
+    outcome = param_importances(experiment.trials)
+    skipped = (f", {outcome.n_skipped} left out (failed or without a finite metric)"
+               if outcome.n_skipped else "")
+    parts = [f'<p class="note">{outcome.n_trials} usable trials{skipped}.</p>']
+    if outcome.best is not None:
+        config = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                           for k, v in sorted(outcome.best["config"].items()))
+        parts.append(f'<p>Best trial: {_e(outcome.best["trial_id"])} with metric '
+                     f'{outcome.best["metric"]:.4g} ({_e(config)}).</p>')
+    if outcome.reason:
+        return "".join(parts) + _missing(f"Parameter importance not computed: {outcome.reason}.")
+    parts.append(_figure(data_uri(importance_figure(outcome.importances, "parameter importance")),
+                         "parameter importance",
+                         "fANOVA (Optuna) on the sweep's trials; importances sum to 1."))
+    body = [[name, outcome.distributions[name], f"{value:.3f}"]
+            for name, value in outcome.importances.items()]
+    parts.append(_table(["parameter", "values (inferred distribution)", "importance"], body, 2))
+    if outcome.excluded:
+        excluded = "; ".join(f"{name}: {why}" for name, why in outcome.excluded.items())
+        parts.append(f'<p class="note">Not assessed: {_e(excluded)}.</p>')
+    return "".join(parts)
+
+
+def render_report(experiment: Experiment) -> tuple[str, list[str]]:
+    """The HTML page for ``experiment`` and the problems met while reading it."""
+    problems = list(experiment.problems)
+    searching = _searching(experiment)
+    all_groups = [(_title(runs[0]), runs) for runs in experiment.groups().values()]
+    no_search = ("No search folders (runs/<dataset>/<method>/seed<k>/search or search/): "
+                 "nothing was searched here.")
+    unsearched = _without_folders(experiment, True)
+    bodies = {
+        "results": _guarded(problems, "results", lambda: _results_section(experiment)),
+        "alphas": unsearched + _per_group(problems, _alpha_block, searching, no_search),
+        "cells": unsearched + _per_group(problems, _cells_block, searching, no_search),
+        "curves": _without_folders(experiment, False)
+        + _per_group(problems, _curves_block, all_groups, "No search or train folders: no learning curves."),
+        "importance": _guarded(problems, "sweep/trials.jsonl", lambda: _importance_section(experiment)),
+    }
+    name = experiment.path.name
+    provenance = _key_values([
+        ("experiment", str(experiment.path)),
+        ("kind", "benchmark (methods × datasets × seeds)" if experiment.is_benchmark else "single run"),
+        ("generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("spdnas version", spdnas.__version__)])
+    items = "".join(f'<li class="problem">{_e(p)}</li>' for p in problems)
+    problem_list = f'<h2 id="problems">Problems</h2><ul>{items}</ul>' if problems else ""
+    nav = "<nav>" + "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title in SECTIONS) + "</nav>"
+    sections = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{bodies[key]}</section>'
+                       for key, title in SECTIONS)
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>spdnas report: {_e(name)}</title><style>{STYLE}</style>'
+            f"</head><body><h1>spdnas report: {_e(name)}</h1>{provenance}{nav}{problem_list}{sections}"
+            "</body></html>\n")
+    return page, problems
+
+
+def write_report(path: str | Path, output: str | Path | None = None) -> tuple[Path, list[str]]:
+    """Write the report of the experiment folder ``path`` (default ``path/report.html``).
+
+    Returns
+    -------
+    (Path, list of str)
+        Where the page is, and the problems met (unreadable files), also listed on the page.
+    """
+    experiment = load_experiment(path)
+    page, problems = render_report(experiment)
+    target = Path(output) if output else experiment.path / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target, problems

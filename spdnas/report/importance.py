@@ -1,0 +1,153 @@
+"""Importance of a sweep's parameters for its metric (fANOVA, through Optuna).
+
+The sweep's trials (``sweep/trials.jsonl``: ``trial_id``, ``config``, ``seed``, ``metric``,
+``status``) become completed trials of an in-memory Optuna study, with one distribution per
+parameter inferred from the values it took; Optuna's fANOVA evaluator then says how much of the
+metric's variance each parameter explains (normalised to sum to 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+MIN_TRIALS = 8
+FAILED_STATUSES = {"ERROR", "FAILED", "FAIL"}
+
+
+@dataclass
+class Importance:
+    """Outcome of :func:`param_importances`.
+
+    Attributes
+    ----------
+    importances : dict
+        ``{parameter: share of explained variance}``, descending, summing to 1; empty when
+        not computed.
+    reason : str or None
+        Why nothing was computed.
+    distributions : dict
+        ``{parameter: description}`` of the distribution inferred for each assessed parameter.
+    excluded : dict
+        ``{parameter: why it was left out}``.
+    n_trials, n_skipped : int
+        Trials used; trials left out (failed or without a finite metric).
+    best : dict or None
+        The used trial with the highest metric.
+    """
+
+    importances: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    distributions: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+    n_trials: int = 0
+    n_skipped: int = 0
+    best: dict[str, Any] | None = None
+
+
+def _scalar(value: Any) -> Any:
+    """Values Optuna can store as a categorical choice (lists etc. become their JSON text)."""
+    return value if value is None or isinstance(value, bool | int | float | str) else json.dumps(value)
+
+
+def infer_distribution(values: list[Any]) -> BaseDistribution:
+    """The distribution a parameter's observed ``values`` come from.
+
+    All ints (not bools) → :class:`IntDistribution`; all numbers → :class:`FloatDistribution`
+    (log scale when positive and spanning at least two decades); anything else →
+    :class:`CategoricalDistribution` over the distinct values.
+    """
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric and all(isinstance(v, int) for v in values):
+        return IntDistribution(min(values), max(values))
+    if numeric and all(math.isfinite(v) for v in values):
+        low, high = float(min(values)), float(max(values))
+        return FloatDistribution(low, high, log=low > 0 and high / low >= 100)
+    return CategoricalDistribution(sorted(set(values), key=lambda v: (type(v).__name__, str(v))))
+
+
+def _describe(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return "categorical {" + ", ".join(str(c) for c in distribution.choices) + "}"
+    scale = " (log)" if getattr(distribution, "log", False) else ""
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    return f"{kind} [{distribution.low:g}, {distribution.high:g}]{scale}"
+
+
+def _usable(trial: dict[str, Any]) -> bool:
+    metric = trial.get("metric")
+    return (str(trial.get("status", "")).upper() not in FAILED_STATUSES
+            and isinstance(metric, int | float) and not isinstance(metric, bool) and math.isfinite(metric)
+            and isinstance(trial.get("config"), dict))
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS,
+                      seed: int = 0) -> Importance:
+    """fANOVA importance of each swept parameter for ``metric``.
+
+    Parameters
+    ----------
+    trials : list of dict
+        Sweep trials: ``config`` (``{parameter: value}``), ``metric`` (float), ``status``.
+    min_trials : int
+        Fewer usable trials than this: nothing is computed (a forest on a handful of points
+        explains noise).
+    seed : int
+        Seed of the fANOVA random forest (the result is deterministic given it).
+
+    Returns
+    -------
+    Importance
+        With ``reason`` set when not computed. Parameters missing from some trials or with a
+        single value are listed in ``excluded``.
+    """
+    used = [t for t in trials if _usable(t)]
+    outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used))
+    if used:
+        top = max(used, key=lambda t: t["metric"])
+        outcome.best = {"trial_id": top.get("trial_id"), "metric": top["metric"], "config": top["config"]}
+    if len(used) < min_trials:
+        outcome.reason = f"{len(used)} usable trials; fANOVA needs at least {min_trials}"
+        return outcome
+    names = sorted({name for t in used for name in t["config"]})
+    distributions: dict[str, BaseDistribution] = {}
+    for name in names:
+        missing = sum(name not in t["config"] for t in used)
+        values = [_scalar(t["config"][name]) for t in used if name in t["config"]]
+        if missing:
+            outcome.excluded[name] = f"absent from {missing} of {len(used)} trials"
+        elif len(set(values)) < 2:
+            outcome.excluded[name] = f"a single value ({values[0]!r})"
+        else:
+            distributions[name] = infer_distribution(values)
+    outcome.distributions = {name: _describe(d) for name, d in distributions.items()}
+    if not distributions:
+        outcome.reason = "no parameter took at least two values in every trial"
+        return outcome
+    with _quiet_optuna():
+        study = optuna.create_study(direction="maximize")
+        study.add_trials([
+            optuna.trial.create_trial(value=float(t["metric"]), distributions=distributions,
+                                      params={name: _scalar(t["config"][name]) for name in distributions})
+            for t in used
+        ])
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        outcome.importances = dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+    return outcome

@@ -1,0 +1,332 @@
+"""Results tables of a benchmark (paper Table 2) and the paired significance test.
+
+Input: result dicts as :meth:`spdnas.benchmark.methods.MethodResult.to_dict` writes them
+(``method``, ``dataset``, ``seed``, ``test_accuracy`` and ``val_accuracy`` as fractions in
+[0, 1], ``parameters``, ``search_seconds``, ``train_seconds``). Output: accuracies in percent
+(two decimals, like the paper), sizes in millions of parameters, costs in wall-clock seconds.
+If the same (dataset, method, seed) appears more than once, the last record counts (a rerun
+replaces the earlier one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+OURS = "spdnetnas"
+ALPHA = 0.05
+WILCOXON_MIN_PAIRS = 6
+
+
+@dataclass(frozen=True)
+class Row:
+    """Aggregate of one (dataset, method) over its seeds.
+
+    Attributes
+    ----------
+    seeds : tuple of int
+        Seeds that finished, ascending.
+    test_accuracy_mean, test_accuracy_std : float
+        Test accuracy in percent; sample standard deviation (ddof = 1), None with one seed.
+    val_accuracy_mean : float or None
+        Best validation accuracy in percent, over the seeds that report one.
+    parameters_mean : float or None
+        Trainable parameters of the final model, over the seeds that report them.
+    search_seconds_mean, train_seconds_mean : float
+        Wall-clock cost of one run's architecture search and final training.
+    """
+
+    dataset: str
+    method: str
+    seeds: tuple[int, ...]
+    test_accuracy_mean: float
+    test_accuracy_std: float | None
+    val_accuracy_mean: float | None
+    parameters_mean: float | None
+    search_seconds_mean: float
+    train_seconds_mean: float
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def parameters_millions(self) -> float | None:
+        return None if self.parameters_mean is None else self.parameters_mean / 1e6
+
+    @property
+    def accuracy_text(self) -> str:
+        """``97.75 ± 0.30`` (``± n/a`` with a single seed)."""
+        std = "n/a" if self.test_accuracy_std is None else f"{self.test_accuracy_std:.2f}"
+        return f"{self.test_accuracy_mean:.2f} ± {std}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "seeds": list(self.seeds), "n_seeds": self.n_seeds,
+                "parameters_millions": self.parameters_millions}
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def _check(index: int, result: dict[str, Any]) -> None:
+    for key in ("method", "dataset", "seed", "test_accuracy"):
+        if result.get(key) is None:
+            raise ValueError(f"result {index}: field {key!r} is missing")
+    for key in ("test_accuracy", "val_accuracy"):
+        value = result.get(key)
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            where = f"{result['method']}, {result['dataset']}, seed {result['seed']}"
+            raise ValueError(f"result {index} ({where}): {key} = {value} is not a fraction in [0, 1]")
+
+
+def unique_results(results: Iterable[Any]) -> list[dict[str, Any]]:
+    """Validated result dicts, one per (dataset, method, seed): the last one of duplicates."""
+    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for index, result in enumerate(results):
+        record = _as_dict(result)
+        _check(index, record)
+        latest[(str(record["dataset"]), str(record["method"]), int(record["seed"]))] = record
+    return list(latest.values())
+
+
+def duplicate_count(results: Iterable[Any]) -> int:
+    """How many records a later record for the same (dataset, method, seed) replaces."""
+    records = [_as_dict(r) for r in results]
+    return len(records) - len({(str(r["dataset"]), str(r["method"]), int(r["seed"])) for r in records})
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def method_order(methods: Iterable[str], ours: str = OURS) -> list[str]:
+    """Baselines alphabetically, then ``ours`` last (as in the paper's table)."""
+    return sorted(set(methods), key=lambda m: (m == ours, m))
+
+
+def aggregate(results: Iterable[Any], ours: str = OURS) -> list[Row]:
+    """One :class:`Row` per (dataset, method), datasets alphabetically, ``ours`` last.
+
+    Parameters
+    ----------
+    results : iterable of dict or MethodResult
+        Records of single runs (accuracies as fractions).
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in unique_results(results):
+        groups.setdefault((str(record["dataset"]), str(record["method"])), []).append(record)
+    rows = []
+    for dataset in sorted({d for d, _ in groups}):
+        for method in method_order((m for d, m in groups if d == dataset), ours):
+            runs = sorted(groups[(dataset, method)], key=lambda r: int(r["seed"]))
+            test = [100.0 * float(r["test_accuracy"]) for r in runs]
+            rows.append(Row(
+                dataset=dataset, method=method, seeds=tuple(int(r["seed"]) for r in runs),
+                test_accuracy_mean=float(np.mean(test)),
+                test_accuracy_std=float(np.std(test, ddof=1)) if len(test) > 1 else None,
+                val_accuracy_mean=_mean([100.0 * float(r["val_accuracy"]) for r in runs
+                                         if r.get("val_accuracy") is not None]),
+                parameters_mean=_mean([float(r["parameters"]) for r in runs
+                                       if r.get("parameters") is not None]),
+                search_seconds_mean=float(np.mean([float(r.get("search_seconds") or 0.0) for r in runs])),
+                train_seconds_mean=float(np.mean([float(r.get("train_seconds") or 0.0) for r in runs])),
+            ))
+    return rows
+
+
+def _not_computed(reason: str) -> dict[str, Any]:
+    return {"computed": False, "reason": reason}
+
+
+def _t_test(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
+    differences = ours - base
+    if np.all(differences == differences[0]):
+        return _not_computed(f"all paired differences are equal ({differences[0]:+.2f} pp): "
+                             "the t statistic is undefined")
+    result = stats.ttest_rel(ours, base)
+    return {"computed": True, "statistic": float(result.statistic), "df": int(result.df),
+            "p_value": float(result.pvalue)}
+
+
+def _wilcoxon(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
+    n = len(ours)
+    if n < WILCOXON_MIN_PAIRS:
+        return _not_computed(f"needs at least {WILCOXON_MIN_PAIRS} pairs, have {n}: with fewer the "
+                             f"smallest two-sided p-value is 2/2^{n} = {2 / 2 ** n:.3f} > {ALPHA}")
+    zeros = int(np.sum(ours == base))
+    if zeros == n:
+        return _not_computed("all paired differences are zero")
+    result = stats.wilcoxon(ours, base)
+    return {"computed": True, "statistic": float(result.statistic), "p_value": float(result.pvalue),
+            "zero_differences_dropped": zeros}
+
+
+def _summary(test: dict[str, Any]) -> str:
+    if not test["computed"]:
+        return f"{test['dataset']}: significance not computed — {test['reason']}"
+    lo, hi = test["ci95"]
+    text = (f"{test['dataset']}: {test['ours']} {test['ours_mean']:.2f}% vs best baseline {test['baseline']} "
+            f"{test['baseline_mean']:.2f}% over {test['pairs']} paired seeds: difference "
+            f"{test['mean_difference']:+.2f} pp (95% CI {lo:+.2f} to {hi:+.2f})")
+    t, w = test["t_test"], test["wilcoxon"]
+    if t["computed"]:
+        verdict = "significant" if t["p_value"] < ALPHA else "not significant"
+        text += (f"; paired t({t['df']}) = {t['statistic']:.3f}, p = {t['p_value']:.3g} "
+                 f"({verdict} at {ALPHA:g})")
+    else:
+        text += f"; paired t-test not computed ({t['reason']})"
+    if w["computed"]:
+        text += f"; Wilcoxon signed-rank W = min(W+, W−) = {w['statistic']:g}, p = {w['p_value']:.3g}"
+    else:
+        text += f"; Wilcoxon not computed ({w['reason']})"
+    return text
+
+
+def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]],
+             ours: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"dataset": dataset, "ours": ours, "baseline": None, "pairs": 0}
+    mine = next((r for r in rows if r.method == ours), None)
+    baselines = sorted((r for r in rows if r.method != ours), key=lambda r: (-r.test_accuracy_mean, r.method))
+    if mine is None:
+        return {**head, **_not_computed(f"no {ours} results")}
+    if not baselines:
+        return {**head, **_not_computed("no baseline results")}
+    best = baselines[0]
+    seeds = sorted(set(by_seed[ours]) & set(by_seed[best.method]))
+    head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean,
+                ours_mean=mine.test_accuracy_mean, pairs=len(seeds), seeds=seeds)
+    if len(seeds) < 2:
+        return {**head, **_not_computed(f"fewer than 2 seeds shared by {ours} and {best.method} "
+                                        f"(shared: {seeds or 'none'})")}
+    a = np.array([by_seed[ours][s] for s in seeds])
+    b = np.array([by_seed[best.method][s] for s in seeds])
+    differences = a - b
+    mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
+    half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
+    return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
+            "ci95": [mean - half, mean + half], "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
+
+
+def significance(results: Iterable[Any], ours: str = OURS) -> dict[str, dict[str, Any]]:
+    """Per dataset: ``ours`` vs the baseline with the best mean test accuracy, paired by seed.
+
+    Only seeds both methods finished are paired. Differences are ``ours − baseline`` in
+    percentage points. Each entry has ``computed`` (False with a ``reason`` when there is no
+    baseline, no ``ours`` or fewer than 2 pairs), ``mean_difference``, ``ci95`` (t-interval),
+    ``t_test`` (:func:`scipy.stats.ttest_rel`), ``wilcoxon`` (:func:`scipy.stats.wilcoxon`, only
+    with at least 6 pairs) — each test with its own ``computed``/``reason`` — and ``summary``.
+    """
+    records = unique_results(results)
+    rows = aggregate(records, ours)
+    tests = {}
+    for dataset in sorted({r.dataset for r in rows}):
+        by_seed: dict[str, dict[int, float]] = {}
+        for record in records:
+            if str(record["dataset"]) == dataset:
+                by_seed.setdefault(str(record["method"]), {})[int(record["seed"])] = \
+                    100.0 * float(record["test_accuracy"])
+        test = _compare(dataset, [r for r in rows if r.dataset == dataset], by_seed, ours)
+        tests[dataset] = {**test, "summary": _summary(test)}
+    return tests
+
+
+def format_millions(parameters: float | None) -> str:
+    """Size in millions as in the paper: ``0.0184``, ``1.064``."""
+    if parameters is None:
+        return "—"
+    millions = parameters / 1e6
+    return f"{millions:.4f}" if millions < 0.1 else f"{millions:.3f}"
+
+
+def format_duration(seconds: float) -> str:
+    """Readable wall-clock time: ``42.0 s``, ``3.5 min``, ``2.40 h``, ``1.20 days``."""
+    if seconds <= 0:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 86400:.2f} days"
+
+
+DETAIL_HEADER = ("method", "seeds", "test accuracy (%)", "best val accuracy (%)", "parameters", "size (M)",
+                 "search cost (wall)", "training cost (wall)")
+
+
+def detail_cells(row: Row) -> list[str]:
+    """The cells of ``row`` under :data:`DETAIL_HEADER`."""
+    return [row.method, str(row.n_seeds), row.accuracy_text,
+            "—" if row.val_accuracy_mean is None else f"{row.val_accuracy_mean:.2f}",
+            "—" if row.parameters_mean is None else f"{row.parameters_mean:,.0f}",
+            format_millions(row.parameters_mean), format_duration(row.search_seconds_mean),
+            format_duration(row.train_seconds_mean)]
+
+
+def overview(rows: list[Row], ours: str = OURS) -> tuple[list[str], list[list[str]]]:
+    """Paper layout: a row of ``mean ± std`` per dataset, a size row per dataset, methods as columns."""
+    methods = method_order((r.method for r in rows), ours)
+    cell = {(r.dataset, r.method): r for r in rows}
+    datasets = sorted({r.dataset for r in rows})
+    body = [[d, *(cell[(d, m)].accuracy_text if (d, m) in cell else "—" for m in methods)] for d in datasets]
+    body += [[f"size {d} (M params)",
+              *(format_millions(cell[(d, m)].parameters_mean) if (d, m) in cell else "—" for m in methods)]
+             for d in datasets]
+    return ["", *methods], body
+
+
+def _markdown_table(header: list[str] | tuple[str, ...], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS) -> str:
+    """``table.md``: the paper-style overview, then one detailed table and test per dataset."""
+    lines = ["# Results", "",
+             "Test accuracy (%), mean ± sample std over seeds; size in millions of parameters.", ""]
+    lines += _markdown_table(*overview(rows, ours))
+    for dataset in sorted({r.dataset for r in rows}):
+        lines += ["", f"## {dataset}", ""]
+        lines += _markdown_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset])
+        lines += ["", f"**Significance.** {tests[dataset]['summary']}"]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("dataset", "method", "n_seeds", "seeds", "test_accuracy_mean", "test_accuracy_std",
+               "val_accuracy_mean", "parameters_mean", "parameters_millions", "search_seconds_mean",
+               "train_seconds_mean")
+
+
+def write_tables(results: Iterable[Any], out_dir: str | Path, ours: str = OURS) -> dict[str, Path]:
+    """Write ``table.md``, ``table.csv`` and ``table.json`` into ``out_dir``; returns their paths.
+
+    The CSV has one line per (dataset, method) with accuracies in percent and seeds joined by
+    ``;``; the JSON holds the rows, the significance tests per dataset and the units.
+    """
+    records = [_as_dict(r) for r in results]
+    rows, tests = aggregate(records, ours), significance(records, ours)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json"}
+    paths["md"].write_text(markdown(rows, tests, ours))
+    with open(paths["csv"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row.to_dict(), "seeds": ";".join(str(s) for s in row.seeds)})
+    payload = {"ours": ours, "rows": [r.to_dict() for r in rows], "significance": tests,
+               "duplicates_replaced": duplicate_count(records),
+               "units": {"accuracy": "percent", "differences": "percentage points",
+                         "seconds": "wall-clock seconds per run", "alpha": ALPHA}}
+    paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
+    return paths

@@ -1,0 +1,155 @@
+"""The HTML report: self-contained, with every section, and graceful on partial folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+
+from spdnas.cli import main
+from spdnas.report.experiment import load_experiment
+from spdnas.report.html import SECTIONS, render_report, write_report
+
+
+class Page(HTMLParser):
+    """Headings, image sources, link targets and table cells of a page."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.headings: list[tuple[str, str]] = []
+        self.images: list[str] = []
+        self.references: list[str] = []
+        self.cells: list[str] = []
+        self._open: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        self.references += [attrs[k] for k in ("src", "href") if k in attrs]
+        if tag in ("h1", "h2", "h3"):
+            self._open = tag
+            self.headings.append((tag, ""))
+        elif tag in ("td", "th"):
+            self._open = tag
+            self.cells.append("")
+
+    def handle_endtag(self, tag):
+        if tag == self._open:
+            self._open = None
+
+    def handle_data(self, data):
+        if self._open and self._open.startswith("h"):
+            tag, text = self.headings[-1]
+            self.headings[-1] = (tag, text + data)
+        elif self._open:
+            self.cells[-1] += data
+
+
+def h(page: Page, level: str) -> list[str]:
+    return [text for tag, text in page.headings if tag == level]
+
+
+@pytest.fixture(scope="module")
+def experiment_page(experiment_dir, tmp_path_factory):
+    path, problems = write_report(experiment_dir, tmp_path_factory.mktemp("out") / "report.html")
+    return path, path.read_text(), problems
+
+
+def test_benchmark_page_has_every_section_and_the_table(experiment_page, experiment_dir):
+    _, text, problems = experiment_page
+    page = Page(text)
+    assert problems == []
+    assert h(page, "h2") == [title for _, title in SECTIONS]
+    assert {"radar", "toy"} <= set(h(page, "h3"))
+    assert h(page, "h3").count("toy / spdnetnas") == 3  # α, cells and curves
+    assert "toy / random" in h(page, "h3")
+    assert "97.72 ± 0.33" in page.cells  # radar / spdnetnas, from the hand-made results
+    assert "spdnetnas" in page.cells and "random" in page.cells
+    assert "radar: spdnetnas 97.72% vs best baseline random 95.50% over 6 paired seeds" in text
+    assert "Wilcoxon signed-rank W = min(W+, W−) = 0, p = 0.0312" in text
+    assert "Wilcoxon not computed (needs at least 6 pairs, have 2" in text
+    assert "In results.jsonl but without search folders: radar / spdnetnas" in text
+    assert "search.arch_lr" in page.cells and "40 usable trials." in text
+    assert str(experiment_dir) in page.cells
+
+
+def test_page_is_self_contained(experiment_page):
+    _, text, _ = experiment_page
+    page = Page(text)
+    # α heatmap, cells, search + train curves of toy/spdnetnas, train curves of toy/random, importance
+    assert len(page.images) == 6
+    assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in page.images)
+    assert not [ref for ref in page.references if not ref.startswith(("data:", "#"))]
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text and "@import" not in text and "url(" not in text
+
+
+def test_plain_run_folder(run_dir, tmp_path):
+    path, problems = write_report(run_dir, tmp_path / "quickstart.html")
+    text = path.read_text()
+    page = Page(text)
+    assert problems == []
+    assert h(page, "h2") == [title for _, title in SECTIONS]
+    assert "No results.jsonl in this folder" in text
+    assert "quickstart" in page.cells and "single run" in page.cells
+    result = json.loads((run_dir / "train" / "result.json").read_text())
+    assert f"{100 * result['test_accuracy']:.2f}" in page.cells and f"{result['parameters']:,}" in page.cells
+    assert "No sweep/trials.jsonl" in text
+    assert len(page.images) == 4  # α, cells, search curves, train curves
+    assert "this run, epoch 2" in text
+
+
+def test_search_only_folder_says_what_is_missing(run_dir, tmp_path):
+    shutil.copytree(run_dir / "search", tmp_path / "only-search" / "search")
+    path, problems = write_report(tmp_path / "only-search")
+    assert path == tmp_path / "only-search" / "report.html"
+    text = path.read_text()
+    assert problems == []
+    assert "No train/result.json either: no retraining has finished." in text
+    assert "only-search: no train/metrics.jsonl." in text
+    assert len(Page(text).images) == 3
+
+
+def test_a_search_folder_itself_can_be_reported(run_dir):
+    text, problems = render_report(load_experiment(run_dir / "search"))
+    page = Page(text)
+    assert problems == [] and h(page, "h3").count("quickstart / search") == 3  # α, cells, curves
+    assert len(page.images) == 3
+
+
+def test_unreadable_files_are_named_not_fatal(run_dir, tmp_path):
+    root = tmp_path / "broken"
+    shutil.copytree(run_dir, root / "runs" / "toy" / "spdnetnas" / "seed0")
+    (root / "results.jsonl").write_text('{"method": "spdnetnas", "dataset": "toy", "seed": 0,\n')
+    (root / "runs" / "toy" / "spdnetnas" / "seed0" / "search" / "genotype.json").write_text("{}")
+    (root / "sweep").mkdir()
+    (root / "sweep" / "trials.jsonl").write_text('{"trial_id": 1, "config": {}, "metric": 0.5}\n[1]\n')
+    _, problems = write_report(root)
+    text = (root / "report.html").read_text()
+    assert any("results.jsonl:1: not valid JSON" in p for p in problems)
+    assert any("trials.jsonl:2: expected a JSON object" in p for p in problems)
+    assert any("genotype.json" in p and "schema_version" in p for p in problems)
+    assert '<h2 id="problems">Problems</h2>' in text and len(Page(text).images) == 3  # α + two curves
+    assert "results.jsonl could not be read (see Problems above)" in text
+    accuracy = json.loads((run_dir / "train" / "result.json").read_text())["test_accuracy"]
+    assert f"{100 * accuracy:.2f}" in Page(text).cells  # the run's own result.json stands in
+
+
+def test_not_an_experiment(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        write_report(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="not an experiment or run folder"):
+        write_report(tmp_path)
+
+
+def test_cli_writes_the_page(run_dir, tmp_path, capsys):
+    target = tmp_path / "sub" / "page.html"
+    assert main(["report", str(run_dir), "--output", str(target)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {target}"
+    assert target.read_text().startswith("<!DOCTYPE html>")
+    assert main(["report", str(tmp_path / "absent")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent'}: no such folder"

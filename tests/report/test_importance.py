@@ -1,0 +1,69 @@
+"""Parameter importance of a sweep (fANOVA through Optuna)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from spdnas.report.importance import infer_distribution, param_importances
+from tests.report.conftest import synthetic_trials
+
+
+def test_the_parameter_that_drives_the_metric_ranks_first():
+    outcome = param_importances(synthetic_trials(40))
+    assert outcome.reason is None and outcome.n_trials == 40
+    ranking = list(outcome.importances)
+    assert ranking[0] == "search.arch_lr"
+    assert outcome.importances["search.arch_lr"] > 0.7
+    assert sum(outcome.importances.values()) == pytest.approx(1.0)
+    assert outcome.distributions["search.arch_lr"].endswith("(log)")
+    assert outcome.distributions["model.mixture"] == "categorical {sigmoid, softmax, sparsemax}"
+    assert outcome.best["metric"] == max(t["metric"] for t in synthetic_trials(40))
+
+
+def test_a_categorical_driver_is_found_too():
+    rng = random.Random(3)
+    effect = {"sparsemax": 0.9, "softmax": 0.7, "sigmoid": 0.5}
+    trials = []
+    for index in range(30):
+        mixture = rng.choice(sorted(effect))
+        config = {"mixture": mixture, "lr": rng.uniform(0.01, 0.1), "steps": rng.choice([2, 3])}
+        trials.append({"trial_id": index, "status": "TERMINATED", "config": config,
+                       "metric": effect[mixture] + rng.gauss(0, 0.01)})
+    assert next(iter(param_importances(trials).importances)) == "mixture"
+
+
+def test_too_few_trials_are_not_assessed():
+    outcome = param_importances(synthetic_trials(5))
+    assert outcome.importances == {} and outcome.reason == "5 usable trials; fANOVA needs at least 8"
+    assert outcome.best is not None
+
+
+def test_failed_trials_and_constant_or_partial_parameters_are_left_out():
+    trials = synthetic_trials(20)
+    for trial in trials:
+        trial["config"]["runtime.dtype"] = "float64"
+    trials[3]["status"] = "ERROR"
+    trials[4]["metric"] = float("nan")
+    del trials[5]["config"]["train.batch_size"]
+    outcome = param_importances(trials)
+    assert outcome.n_trials == 18 and outcome.n_skipped == 2
+    assert outcome.excluded == {"runtime.dtype": "a single value ('float64')",
+                                "train.batch_size": "absent from 1 of 18 trials"}
+    assert set(outcome.importances) == {"search.arch_lr", "search.weight_decay", "model.mixture"}
+
+
+def test_nothing_to_assess_when_every_parameter_is_constant():
+    trials = [{"config": {"lr": 0.1}, "metric": 0.5 + 0.01 * i, "status": "TERMINATED"} for i in range(10)]
+    outcome = param_importances(trials)
+    assert outcome.reason == "no parameter took at least two values in every trial"
+
+
+def test_infer_distribution():
+    assert infer_distribution([1, 5, 3]) == IntDistribution(1, 5)
+    assert infer_distribution([0.1, 0.2, 1]) == FloatDistribution(0.1, 1.0)
+    assert infer_distribution([1e-4, 1e-2]) == FloatDistribution(1e-4, 1e-2, log=True)
+    assert infer_distribution([True, False]) == CategoricalDistribution([False, True])
+    assert infer_distribution(["b", "a", "b"]) == CategoricalDistribution(["a", "b"])
