@@ -62,6 +62,22 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from spdnas.benchmark.run import BenchmarkInterrupted, run_benchmark
+
+    try:
+        outcome = run_benchmark(_config(args), resume=not args.no_resume)
+    except BenchmarkInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    table = Path(outcome.paths["table.md"]) if "table.md" in outcome.paths else None
+    if table is not None and table.exists():
+        print(table.read_text())
+    print(f"{len(outcome.results)} runs")
+    _print_paths(outcome.paths)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from spdnas.config import config_from_dict, load_config
     from spdnas.engine.loops import evaluate
@@ -146,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="Ray Tune + Optuna sweep (sweep.space), seeds as repeats")
     _add_experiment_args(sweep)
     sweep.set_defaults(func=_sweep)
+
+    benchmark = sub.add_parser("benchmark", help="methods x datasets x seeds as Tune trials; table + report")
+    _add_experiment_args(benchmark)
+    benchmark.set_defaults(func=_benchmark)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained model (model.pt) on a split")
     evaluate.add_argument("--model", required=True, help="model.pt written by `spdnas train`")

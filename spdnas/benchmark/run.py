@@ -1,0 +1,144 @@
+"""``spdnas benchmark``: methods × datasets × seeds as Ray Tune trials, then tables and report.
+
+Every trial runs one method (:mod:`spdnas.benchmark.methods`) on one dataset with one seed, in
+its own Tune actor on ``benchmark.cpus_per_trial`` CPUs, and writes its files to
+``<output_dir>/<name>/runs/<dataset>/<method>/seed<k>/``. When all trials are done the driver
+writes ``results.jsonl``, the tables (Markdown, CSV, JSON, with the paired significance test)
+and ``report.html`` into ``<output_dir>/<name>/``. Running the command again resumes an
+interrupted benchmark without repeating finished trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from spdnas.benchmark.methods import run_method, threads_for_trial
+from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_overrides
+from spdnas.data.storage import Folder
+from spdnas.pipeline import ensure_dataset, load_experiment_data, run_folder
+
+RESULT_KEY = "method_result"
+
+
+class BenchmarkInterrupted(RuntimeError):
+    """The benchmark stopped before all its trials finished; running it again resumes it."""
+
+
+@dataclass
+class BenchmarkOutcome:
+    results: list[dict[str, Any]]
+    paths: dict[str, str]
+
+
+def dataset_config(base: ExperimentConfig, dataset: str) -> ExperimentConfig:
+    """The experiment of one benchmark dataset: its data section and its overrides."""
+    matches = [d for d in base.benchmark.datasets if d.name == dataset]
+    if not matches:
+        raise ValueError(f"no benchmark dataset named {dataset!r}")
+    entry = matches[0]
+    tree = base.to_dict()
+    tree["data"] = dataclasses.asdict(entry.data)
+    tree = _merge(tree, parse_overrides(entry.overrides))
+    tree["runtime"]["progress"] = False
+    return config_from_dict(tree)
+
+
+def _publish_tree(local: Path, uri: str) -> None:
+    folder = Folder(uri)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        folder.write_bytes(str(path.relative_to(local)), path.read_bytes())
+
+
+def benchmark_trial(params: dict[str, Any], base: dict[str, Any], root: str) -> None:
+    """One (dataset, method, seed): run the method, keep its files, report its result."""
+    config = dataset_config(config_from_dict(base), params["dataset"])
+    threads_for_trial(config.benchmark.cpus_per_trial)
+    data = load_experiment_data(config)
+    target = f"{root}/runs/{params['dataset']}/{params['method']}/seed{params['seed']}"
+    folder = Folder(target)
+    if folder.is_local:
+        result = run_method(params["method"], config, data, params["seed"], Path(folder.base))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_method(params["method"], config, data, params["seed"], Path(tmp))
+            _publish_tree(Path(tmp), target)
+    result.dataset = params["dataset"]
+    tune.report({RESULT_KEY: json.dumps(result.to_dict()), "test_accuracy": result.test_accuracy})
+
+
+def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str]:
+    from spdnas.report.html import write_report
+    from spdnas.report.tables import write_tables
+
+    lines = "".join(json.dumps(r) + "\n" for r in results)
+    if root.is_local:
+        base = Path(root.base)
+        (base / "results.jsonl").write_text(lines)
+        tables = write_tables(results, base)
+        report, _ = write_report(str(base), str(base / "report.html"))
+        return {"results": str(base / "results.jsonl"), **{f"table.{k}": str(v) for k, v in tables.items()},
+                "report": str(report)}
+    from spdnas.data import s3
+
+    root.write_bytes("results.jsonl", lines.encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        s3.download(root.uri, tmp, overwrite=True, progress=False)
+        tables = write_tables(results, tmp)
+        report, _ = write_report(tmp, str(Path(tmp) / "report.html"))
+        for path in [*tables.values(), report]:
+            root.write_bytes(Path(path).name, Path(path).read_bytes())
+    return {"results": root.display("results.jsonl"), "report": root.display("report.html"),
+            **{f"table.{k}": root.display(Path(v).name) for k, v in tables.items()}}
+
+
+def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOutcome:
+    """Run (or resume) every (dataset, method, seed) of ``config.benchmark``."""
+    from spdnas.benchmark import baselines  # noqa: F401  (registers the baselines)
+    from spdnas.benchmark.methods import METHODS
+    from spdnas.distributed.runner import ray_session
+
+    bench = config.benchmark
+    unknown = sorted(set(bench.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"benchmark.methods: unknown {unknown}; known: {sorted(METHODS)}")
+    for entry in bench.datasets:
+        ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
+    root = Folder(run_folder(config, ""))
+    with ray_session(config.distributed):
+        import ray
+
+        concurrent = bench.max_concurrent_trials or max(
+            1, int(ray.cluster_resources().get("CPU", 1) // bench.cpus_per_trial))
+        trainable = tune.with_resources(
+            tune.with_parameters(benchmark_trial, base=config.to_dict(), root=root.uri.rstrip("/")),
+            {"CPU": bench.cpus_per_trial})
+        path = f"{root.base.rstrip('/')}/tune"
+        if resume and tune.Tuner.can_restore(path, storage_filesystem=root.fs):
+            tuner = tune.Tuner.restore(path, trainable=trainable, storage_filesystem=root.fs,
+                                       resume_errored=True)
+        else:
+            space = {"dataset": tune.grid_search([d.name for d in bench.datasets]),
+                     "method": tune.grid_search(list(bench.methods)),
+                     "seed": tune.grid_search(list(bench.seeds))}
+            tuner = tune.Tuner(trainable, param_space=space,
+                               tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
+                               run_config=tune.RunConfig(name="tune", storage_path=root.base.rstrip("/"),
+                                                         storage_filesystem=root.fs, verbose=1))
+        grid = tuner.fit()
+    expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
+    results = [json.loads(r.metrics[RESULT_KEY]) for r in grid if r.metrics and RESULT_KEY in r.metrics]
+    failed = [r.error for r in grid if r.error is not None]
+    if len(results) + len(failed) < expected:
+        raise BenchmarkInterrupted(f"{len(results)} of {expected} trials finished; run the same command "
+                                   "again to resume")
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark trial(s) failed, first: {failed[0]}")
+    results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
+    return BenchmarkOutcome(results, _write_outputs(results, root))
