@@ -8,6 +8,7 @@ whose values are parsed as YAML scalars/lists. Unknown keys are errors, not sile
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -169,6 +170,27 @@ class BenchmarkConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """Shapes of the baselines the benchmark compares against (SPEC §6); their budget is ours.
+
+    ``spdnet_dims`` are the matrix sizes of SPDNet/SPDNetBN, input first (``None``: ``[n, 0.8 n,
+    0.6 n]`` rounded, e.g. ``[20, 16, 12]`` for RADAR). ``darts_*`` shape the Euclidean NAS
+    baselines on log-mapped inputs: feature width, number of cells and intermediate nodes per
+    cell. FairDARTS adds ``fairdarts_zero_one_weight`` times its zero-one loss to the
+    architecture objective and keeps an operation when ``sigmoid(α) > fairdarts_threshold``.
+    ``logistic_max_iter`` bounds the solver of tangent space + logistic regression.
+    """
+
+    spdnet_dims: list[int] | None = None
+    darts_width: int = 32
+    darts_cells: int = 2
+    darts_steps: int = 2
+    fairdarts_zero_one_weight: float = 10.0
+    fairdarts_threshold: float = 0.5
+    logistic_max_iter: int = 5000
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: data, model, search, retraining and runtime settings."""
 
@@ -181,6 +203,7 @@ class ExperimentConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -359,5 +382,28 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"sweep.scheduler must be none or asha, got {w.scheduler!r}")
     if "test" in w.metric:
         problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
+    problems += _baseline_problems(config.baselines)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _baseline_problems(b: BaselineConfig) -> list[str]:
+    problems = []
+    dims = b.spdnet_dims
+    if dims is not None and (len(dims) < 2 or min(dims) < 1
+                             or any(later > earlier for earlier, later in itertools.pairwise(dims))):
+        problems.append("baselines.spdnet_dims must list at least two positive, non-increasing matrix "
+                        f"sizes (input size first), got {dims}")
+    for key, value in (("darts_cells", b.darts_cells), ("darts_steps", b.darts_steps),
+                       ("logistic_max_iter", b.logistic_max_iter)):
+        if value < 1:
+            problems.append(f"baselines.{key} must be >= 1, got {value}")
+    if b.darts_width < 2:
+        problems.append(f"baselines.darts_width must be >= 2 (the bottleneck op halves it), "
+                        f"got {b.darts_width}")
+    if b.fairdarts_zero_one_weight < 0:
+        problems.append(f"baselines.fairdarts_zero_one_weight must be >= 0, "
+                        f"got {b.fairdarts_zero_one_weight}")
+    if not 0 < b.fairdarts_threshold < 1:
+        problems.append(f"baselines.fairdarts_threshold must be in (0, 1), got {b.fairdarts_threshold}")
+    return problems

@@ -1,9 +1,15 @@
-"""Baseline methods of the benchmark, registered in :data:`spdnas.benchmark.methods.METHODS`."""
+"""Baseline methods of the benchmark, registered in :data:`spdnas.benchmark.methods.METHODS`.
+
+``random`` is here; importing this module also registers the sibling modules' methods:
+``spdnet``, ``spdnetbn`` (:mod:`~spdnas.benchmark.networks`), ``darts``, ``fairdarts``
+(:mod:`~spdnas.benchmark.euclidean`), ``mdm`` and ``ts-lr`` (:mod:`~spdnas.benchmark.classical`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from spdnas.benchmark import classical, euclidean, networks  # noqa: F401  (register their methods)
 from spdnas.benchmark.methods import MethodResult, register, train_genotype
 from spdnas.config import ExperimentConfig
 from spdnas.engine.splits import ExperimentData

@@ -17,7 +17,8 @@ from torch import Tensor
 
 @dataclass
 class TensorData:
-    """Samples ``x (N, n, n)`` (SPD) and integer labels ``y (N,)`` on one device."""
+    """Samples ``x (N, n, n)`` (SPD; ``(N, d)`` feature vectors for the Euclidean baselines) and
+    integer labels ``y (N,)`` on one device."""
 
     x: Tensor
     y: Tensor

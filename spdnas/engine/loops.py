@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData, shard_slice
 from spdnas.engine.progress import Progress
 from spdnas.search.bilevel import GradReducer
-from spdnas.search.searcher import Searcher, clip_and_reduce
+from spdnas.search.searcher import BilevelSearcher, clip_and_reduce
 
 SumReducer = Callable[[Tensor], Tensor]
 
@@ -31,7 +31,7 @@ def _summarise(totals: Tensor, prefix: str) -> dict[str, float]:
             f"{prefix}_samples": count}
 
 
-def search_epoch(searcher: Searcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
+def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
                  epoch: int, sharding: Sharding = SINGLE_PROCESS, sum_reduce: SumReducer | None = None,
                  progress: bool = True) -> dict[str, float]:
     """One epoch of bi-level search; val batches are drawn in lockstep with train batches.

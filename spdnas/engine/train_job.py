@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from spdnas.config import ExperimentConfig
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
@@ -19,17 +21,24 @@ from spdnas.search.bilevel import GradReducer
 from spdnas.search.cells import count_parameters
 from spdnas.search.genotype import Genotype
 
+ModelFactory = Callable[[torch.dtype, torch.device], nn.Module]
+
 
 class TrainJob:
     """Train :class:`GenotypeNetwork` on ``train``, keep the weights of the best ``val`` epoch.
 
     The learning rate is ``lr · lr_decay^epoch`` (``lr_decay = 0.99`` is the paper's HDM05
-    schedule, 1 keeps it constant).
+    schedule, 1 keeps it constant). ``model_factory(dtype, device)``, if given, builds the
+    network instead (the baselines of the benchmark); ``genotype`` may then be ``None`` and is
+    only recorded.
     """
 
-    def __init__(self, config: ExperimentConfig, genotype: Genotype, train: TensorData, val: TensorData,
-                 num_classes: int, sharding: Sharding = SINGLE_PROCESS,
-                 grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None):
+    def __init__(self, config: ExperimentConfig, genotype: Genotype | None, train: TensorData,
+                 val: TensorData, num_classes: int, sharding: Sharding = SINGLE_PROCESS,
+                 grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None,
+                 model_factory: ModelFactory | None = None):
+        if genotype is None and model_factory is None:
+            raise ValueError("TrainJob needs a genotype or a model factory")
         self.config, self.genotype = config, genotype
         self.dtype, self.device = setup_runtime(config.runtime)
         self.train = train.to(self.device, self.dtype)
@@ -37,8 +46,11 @@ class TrainJob:
         self.sharding = sharding
         self.grad_reduce, self.sum_reduce = grad_reduce, sum_reduce
         torch.manual_seed(config.runtime.seed)
-        self.model = GenotypeNetwork(genotype, config.model, int(train.x.shape[-1]), num_classes,
-                                     dtype=self.dtype, device=self.device)
+        if model_factory is None:
+            self.model = GenotypeNetwork(genotype, config.model, int(train.x.shape[-1]), num_classes,
+                                         dtype=self.dtype, device=self.device)
+        else:
+            self.model = model_factory(self.dtype, self.device)
         t = config.train
         self.optimizer = weight_optimizer(self.model.parameters(), lr=t.lr, momentum=t.momentum,
                                           weight_decay=t.weight_decay)
@@ -93,7 +105,8 @@ class TrainJob:
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "train", "epoch": self.epoch, "history": list(self.history),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "best": self.best, "rng": capture_rng(), "genotype": self.genotype.to_dict(),
+                "best": self.best, "rng": capture_rng(),
+                "genotype": None if self.genotype is None else self.genotype.to_dict(),
                 "config": self.config.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

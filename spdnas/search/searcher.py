@@ -1,8 +1,9 @@
 """The search optimizer: supernet + architecture parameters + their two optimizers.
 
-NASLib-style interface: :meth:`Searcher.step` takes one search-train and one search-val batch
-(architecture step, then weight step), :meth:`Searcher.genotype` gives the current discrete
-architecture, and :meth:`Searcher.state_dict` holds everything a resumed run needs.
+NASLib-style interface: :meth:`BilevelSearcher.step` takes one search-train and one search-val
+batch (architecture step, then weight step), ``genotype()`` gives the current discrete
+architecture, and ``state_dict()`` holds everything a resumed run needs. :class:`Searcher` is
+SPDNetNAS; the Euclidean NAS baselines subclass :class:`BilevelSearcher` too.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from spdnas.config import ModelConfig, SearchConfig
 from spdnas.nn.optim import weight_optimizer
-from spdnas.search.bilevel import Architect, GradReducer
+from spdnas.search.bilevel import Architect, GradReducer, LossFn
 from spdnas.search.genotype import Genotype, derive_genotype
 from spdnas.search.space import NORMAL, REDUCE
 from spdnas.search.supernet import ArchitectureParameters, Supernet
@@ -43,24 +44,30 @@ def clip_and_reduce(params: list[torch.nn.Parameter], reduce: GradReducer | None
         torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
-class Searcher:
-    """Bi-level SPDNetNAS search on one worker (or one of N data-parallel workers).
+class BilevelSearcher:
+    """A supernet, its architecture parameters, their two optimizers and the bi-level step.
+
+    Subclasses say how the architecture parameters become mixture weights (:meth:`mixture`) and
+    how those are discretised (:meth:`genotype`); the supernet is called as
+    ``supernet(x, *mixture())``. The weight optimizer only sees the supernet's parameters, the
+    architecture optimizer (Adam) only ``alphas``.
 
     Parameters
     ----------
-    model_cfg, search_cfg : ModelConfig, SearchConfig
-    in_dim, num_classes : int
-    dtype, device
+    supernet : nn.Module
+    alphas : nn.Module
+        Holds the architecture parameters (and nothing else).
+    search_cfg : SearchConfig
     reduce : callable, optional
         Averages a list of gradients across workers; ``None`` in a single process.
+    arch_loss : callable, optional
+        ``arch_loss(logits, labels)``: the architecture objective (cross-entropy by default).
     """
 
-    def __init__(self, model_cfg: ModelConfig, search_cfg: SearchConfig, in_dim: int, num_classes: int,
-                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
-                 reduce: GradReducer | None = None):
-        self.model_cfg, self.search_cfg = model_cfg, search_cfg
-        self.supernet = Supernet(model_cfg, in_dim, num_classes, dtype=dtype, device=device)
-        self.alphas = ArchitectureParameters(self.supernet.num_edges, dtype=dtype, device=device)
+    def __init__(self, supernet: nn.Module, alphas: nn.Module, search_cfg: SearchConfig,
+                 reduce: GradReducer | None = None, arch_loss: LossFn = F.cross_entropy):
+        self.search_cfg = search_cfg
+        self.supernet, self.alphas = supernet, alphas
         self.weights = list(self.supernet.parameters())
         self.weight_optimizer = weight_optimizer(self.weights, lr=search_cfg.weight_lr,
                                                  momentum=search_cfg.weight_momentum,
@@ -71,12 +78,11 @@ class Searcher:
         self.reduce = reduce
         self.architect = Architect(self.forward, self.supernet, self.weights, list(self.alphas.parameters()),
                                    self.weight_optimizer, self.arch_optimizer, search_cfg.order,
-                                   F.cross_entropy, reduce)
+                                   arch_loss, reduce)
 
-    def mixture(self) -> tuple[Tensor, Tensor]:
-        """Current mixture weights ``(normal, reduce)``, each ``(edges, 6)``."""
-        kind = self.model_cfg.mixture
-        return self.alphas.weights(NORMAL, kind), self.alphas.weights(REDUCE, kind)
+    def mixture(self) -> tuple[Tensor, ...]:
+        """Current mixture weights, the supernet's arguments after ``x``."""
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         """Supernet logits ``(B, classes)`` under the current architecture (differentiable in α)."""
@@ -98,12 +104,6 @@ class Searcher:
         correct = int((logits.detach().argmax(1) == y).sum())
         return StepMetrics(float(loss.detach()), correct, int(y.numel()), float(val_loss))
 
-    def genotype(self) -> Genotype:
-        with torch.no_grad():
-            normal, reduce = self.mixture()
-            return derive_genotype(normal, reduce, self.alphas.normal, self.alphas.reduce,
-                                   self.model_cfg.steps, self.model_cfg.multiplier)
-
     def state_dict(self) -> dict:
         return {
             "supernet": self.supernet.state_dict(),
@@ -117,3 +117,35 @@ class Searcher:
         self.alphas.load_state_dict(state["alphas"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+
+
+class Searcher(BilevelSearcher):
+    """Bi-level SPDNetNAS search on one worker (or one of N data-parallel workers).
+
+    Parameters
+    ----------
+    model_cfg, search_cfg : ModelConfig, SearchConfig
+    in_dim, num_classes : int
+    dtype, device
+    reduce : callable, optional
+        Averages a list of gradients across workers; ``None`` in a single process.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, search_cfg: SearchConfig, in_dim: int, num_classes: int,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                 reduce: GradReducer | None = None):
+        self.model_cfg = model_cfg
+        supernet = Supernet(model_cfg, in_dim, num_classes, dtype=dtype, device=device)
+        alphas = ArchitectureParameters(supernet.num_edges, dtype=dtype, device=device)
+        super().__init__(supernet, alphas, search_cfg, reduce)
+
+    def mixture(self) -> tuple[Tensor, Tensor]:
+        """Current mixture weights ``(normal, reduce)``, each ``(edges, 6)``."""
+        kind = self.model_cfg.mixture
+        return self.alphas.weights(NORMAL, kind), self.alphas.weights(REDUCE, kind)
+
+    def genotype(self) -> Genotype:
+        with torch.no_grad():
+            normal, reduce = self.mixture()
+            return derive_genotype(normal, reduce, self.alphas.normal, self.alphas.reduce,
+                                   self.model_cfg.steps, self.model_cfg.multiplier)
