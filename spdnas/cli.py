@@ -23,8 +23,9 @@ def _config(args: argparse.Namespace):
 
 
 def _print_paths(paths: dict[str, str]) -> None:
+    width = max(map(len, paths), default=0)
     for name, path in paths.items():
-        print(f"  {name:14s} {path}")
+        print(f"  {name:{width}s}  {path}")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -105,20 +106,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from spdnas.pipeline import load_dataset, retrain, search, session, summary_line
-
-    config = _config(args)
-    dataset = load_dataset(config)
-    print(f"dataset {dataset.meta.name}: {len(dataset)} matrices {dataset.n}x{dataset.n}, "
-          f"{dataset.num_classes} classes, splits {dataset.counts()}", flush=True)
-    with session(config):
-        found = search(config, resume=not args.no_resume)
-        trained = retrain(config, found.genotype, resume=not args.no_resume)
-    print(f"\nfound genotype: normal {found.genotype.normal}, reduce {found.genotype.reduce}")
-    print(f"retrained: {summary_line(trained)}")
-    _print_paths({f"search/{k}": v for k, v in found.paths.items()}
-                 | {f"train/{k}": v for k, v in trained.paths.items()})
-    return 0
+    bench = _config(args).benchmark
+    print(f"quickstart: {', '.join(bench.methods)} on {', '.join(d.name for d in bench.datasets)}, "
+          f"seeds {bench.seeds}, on a local Ray", flush=True)
+    return _benchmark(args)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -73,6 +73,34 @@ def benchmark_trial(params: dict[str, Any], base: dict[str, Any], root: str) -> 
     tune.report({RESULT_KEY: json.dumps(result.to_dict()), "test_accuracy": result.test_accuracy})
 
 
+class Progress(tune.Callback):
+    """One line per trial that starts or ends (Tune's own status tables are switched off)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    @staticmethod
+    def _name(trial) -> str:
+        c = trial.config
+        return f"{c['method']} on {c['dataset']}, seed {c['seed']}"
+
+    def _count(self, trials, trial) -> int:
+        return sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        print(f"  started  {self._name(trial)}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        accuracy, seconds = result.get("test_accuracy"), result.get("time_total_s", 0.0)
+        score = f"test accuracy {100 * accuracy:.2f}%" if accuracy is not None else "no result"
+        print(f"  [{self._count(trials, trial)}/{self.total}] {self._name(trial)}: {score} ({seconds:.0f} s)",
+              flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"  [{self._count(trials, trial)}/{self.total}] {self._name(trial)}: FAILED", flush=True)
+
+
 def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str]:
     from spdnas.report.html import write_report
     from spdnas.report.tables import write_tables
@@ -111,6 +139,8 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     for entry in bench.datasets:
         ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
     root = Folder(run_folder(config, ""))
+    expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
+    progress = [Progress(expected)] if config.runtime.progress else []
     with ray_session(config.distributed):
         import ray
 
@@ -130,9 +160,9 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
             tuner = tune.Tuner(trainable, param_space=space,
                                tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
                                run_config=tune.RunConfig(name="tune", storage_path=root.base.rstrip("/"),
-                                                         storage_filesystem=root.fs, verbose=1))
+                                                         storage_filesystem=root.fs, verbose=0,
+                                                         callbacks=progress))
         grid = tuner.fit()
-    expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
     results = [json.loads(r.metrics[RESULT_KEY]) for r in grid if r.metrics and RESULT_KEY in r.metrics]
     failed = [r.error for r in grid if r.error is not None]
     if len(results) + len(failed) < expected:
@@ -141,4 +171,9 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     if failed:
         raise RuntimeError(f"{len(failed)} benchmark trial(s) failed, first: {failed[0]}")
     results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
-    return BenchmarkOutcome(results, _write_outputs(results, root))
+    paths = _write_outputs(results, root)
+    for r in results:
+        if r["method"] == "spdnetnas":
+            paths[f"genotype/{r['dataset']}/seed{r['seed']}"] = root.display(
+                f"runs/{r['dataset']}/spdnetnas/seed{r['seed']}/search/genotype.json")
+    return BenchmarkOutcome(results, paths)

@@ -1,0 +1,70 @@
+"""``spdnas benchmark``: methods × datasets × seeds as Tune trials, resumable, local or S3 output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spdnas.benchmark.run import dataset_config, run_benchmark
+from spdnas.config import load_config
+from spdnas.data.storage import Folder
+from tests.distributed.test_ray_train import dataset_uri  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+def bench_config(uri: str, out: str, *extra: str):
+    return load_config(None, [
+        "name=bm", f"runtime.output_dir={out}", "runtime.progress=false", "distributed.backend=ray",
+        "model.reduced_dims=[3]", "search.batch_size=8", "train.batch_size=8", "search.epochs=1",
+        "train.epochs=2", "benchmark.methods=[spdnetnas,mdm]", "benchmark.seeds=[0,1]",
+        "benchmark.cpus_per_trial=1",
+        f"benchmark.datasets=[{{name: tiny, data: {{uri: {uri}, builder: null}}}}]", *extra])
+
+
+def test_benchmark_writes_tables_report_genotypes_and_resumes(ray_session, dataset_uri, tmp_path):  # noqa: F811
+    config = bench_config(dataset_uri, str(tmp_path))
+    outcome = run_benchmark(config)
+    assert [(r["method"], r["seed"]) for r in outcome.results] == [
+        ("mdm", 0), ("mdm", 1), ("spdnetnas", 0), ("spdnetnas", 1)]
+    assert all(r["dataset"] == "tiny" and 0 <= r["test_accuracy"] <= 1 for r in outcome.results)
+    root = tmp_path / "bm"
+    lines = (root / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == outcome.results
+    rows = json.loads((root / "table.json").read_text())["rows"]
+    assert {(r["dataset"], r["method"], r["n_seeds"]) for r in rows} == {
+        ("tiny", "mdm", 2), ("tiny", "spdnetnas", 2)}
+    assert "spdnetnas" in (root / "table.md").read_text()
+    assert "<table" in (root / "report.html").read_text()
+    for seed in (0, 1):
+        genotype = root / "runs" / "tiny" / "spdnetnas" / f"seed{seed}" / "search" / "genotype.json"
+        assert outcome.paths[f"genotype/tiny/seed{seed}"] == str(genotype)
+        assert json.loads(genotype.read_text()) == outcome.results[2 + seed]["details"]["genotype"]
+    trained = root / "runs" / "tiny" / "spdnetnas" / "seed0" / "train" / "result.json"
+    stamp = trained.stat().st_mtime_ns
+
+    again = run_benchmark(config)  # everything finished: restored, nothing rerun
+    assert again.results == outcome.results
+    assert trained.stat().st_mtime_ns == stamp
+
+
+def test_benchmark_to_s3(ray_session, dataset_uri, s3_prefix):  # noqa: F811
+    config = bench_config(dataset_uri, s3_prefix, "benchmark.methods=[mdm]")
+    outcome = run_benchmark(config)
+    assert len(outcome.results) == 2
+    names = set(Folder(f"{s3_prefix}/bm").list_names())
+    assert {"results.jsonl", "table.md", "table.csv", "table.json", "report.html"} <= names
+    assert outcome.paths["report"] == f"{s3_prefix}/bm/report.html"
+    lines = Folder(f"{s3_prefix}/bm").read_bytes("results.jsonl").decode().splitlines()
+    assert [json.loads(line) for line in lines] == outcome.results
+
+
+def test_dataset_overrides_apply_to_their_dataset_only(dataset_uri):  # noqa: F811
+    config = load_config(None, [
+        f"benchmark.datasets=[{{name: a, data: {{uri: {dataset_uri}}}, overrides: [train.epochs=7]}},"
+        f" {{name: b, data: {{uri: {dataset_uri}}}}}]"])
+    assert dataset_config(config, "a").train.epochs == 7
+    assert dataset_config(config, "b").train.epochs == config.train.epochs
+    with pytest.raises(ValueError, match="no benchmark dataset named 'c'"):
+        dataset_config(config, "c")
