@@ -89,10 +89,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = load_experiment_data(config)
     split = getattr(data, args.split)
     dtype = next(model.parameters()).dtype
-    metrics = evaluate(model, split.to("cpu", dtype), config.train.batch_size, args.split)
-    with torch.no_grad():
-        predictions = model(split.x.to(dtype)).argmax(1).numpy()
-    matrix = confusion_matrix(predictions, split.y.numpy(), data.num_classes)
+    predicted = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        logits = model(x)
+        predicted.append(logits.argmax(1))
+        return logits
+
+    with torch.no_grad():  # one pass: metrics and the predictions of the confusion matrix
+        metrics = evaluate(forward, split.to("cpu", dtype), config.train.batch_size, args.split)
+    matrix = confusion_matrix(torch.cat(predicted).numpy(), split.y.numpy(), data.num_classes)
     report = {**metrics, "confusion_matrix": matrix.tolist(),
               "class_names": list(data.dataset.meta.class_names)}
     print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))
@@ -176,8 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spdnas.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

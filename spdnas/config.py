@@ -285,7 +285,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} is not of the form key=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw else "")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {pair!r}: not valid YAML ({exc.problem})") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -347,9 +351,19 @@ def check_config(config: ExperimentConfig) -> None:
     if len(s.arch_betas) != 2:
         problems.append(f"search.arch_betas needs two values, got {s.arch_betas}")
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
+                       ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads)):
         if value < 1:
             problems.append(f"{key} must be >= 1, got {value}")
+    for key, value in (("search.weight_lr", s.weight_lr), ("search.arch_lr", s.arch_lr), ("train.lr", t.lr),
+                       ("train.lr_decay", t.lr_decay)):
+        if not value > 0:
+            problems.append(f"{key} must be > 0, got {value}")
+    for key, value in (("search.weight_decay", s.weight_decay), ("train.weight_decay", t.weight_decay),
+                       ("search.arch_weight_decay", s.arch_weight_decay),
+                       ("search.weight_momentum", s.weight_momentum), ("train.momentum", t.momentum)):
+        if value < 0:
+            problems.append(f"{key} must be >= 0, got {value}")
     if r.threads < 0:
         problems.append(f"runtime.threads must be >= 0 (0 = all cores), got {r.threads}")
     if not 0 < config.data.search_val_fraction < 1:
@@ -382,9 +396,27 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"sweep.scheduler must be none or asha, got {w.scheduler!r}")
     if "test" in w.metric:
         problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
-    problems += _baseline_problems(config.baselines)
+    problems += _benchmark_problems(config.benchmark) + _baseline_problems(config.baselines)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _benchmark_problems(b: BenchmarkConfig) -> list[str]:
+    problems = []
+    for key, value in (("methods", b.methods), ("seeds", b.seeds), ("datasets", b.datasets)):
+        if not value:
+            problems.append(f"benchmark.{key} must not be empty")
+    names = [d.name for d in b.datasets]
+    if len(set(names)) != len(names):
+        problems.append(f"benchmark.datasets: names must be unique, got {names}")
+    if len(set(b.methods)) != len(b.methods) or len(set(b.seeds)) != len(b.seeds):
+        problems.append("benchmark.methods and benchmark.seeds must not repeat entries")
+    if not b.cpus_per_trial > 0:
+        problems.append(f"benchmark.cpus_per_trial must be > 0, got {b.cpus_per_trial}")
+    if b.max_concurrent_trials < 0:
+        problems.append(f"benchmark.max_concurrent_trials must be >= 0 (0: as many as the CPUs allow), "
+                        f"got {b.max_concurrent_trials}")
+    return problems
 
 
 def _baseline_problems(b: BaselineConfig) -> list[str]:

@@ -34,6 +34,14 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["data.search_val_fraction=1.5"], "data.search_val_fraction"),
     (["search.batch_size=0"], "search.batch_size must be >= 1"),
     (["noequals"], "not of the form key=value"),
+    (["train.epochs=0"], "train.epochs must be >= 1"),
+    (["train.lr=0"], "train.lr must be > 0"),
+    (["search.arch_weight_decay=-1e-3"], "search.arch_weight_decay must be >= 0"),
+    (["benchmark.seeds=[]"], "benchmark.seeds must not be empty"),
+    (["benchmark.seeds=[0, 0]"], "must not repeat entries"),
+    (["benchmark.cpus_per_trial=0"], "benchmark.cpus_per_trial must be > 0"),
+    (["benchmark.datasets=[{name: a}, {name: a}]"], "names must be unique"),
+    (["train.lr=[0.1"], "not valid YAML"),
 ])
 def test_bad_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -46,7 +54,7 @@ def test_parse_overrides_types():
 
 def test_shipped_configs_load():
     from pathlib import Path
-    configs = sorted(Path(__file__).resolve().parent.parent.glob("configs/*.yaml"))
+    configs = sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.yaml"))
     assert configs, "no configs shipped"
     for path in configs:
         load_config(path)

@@ -1,0 +1,50 @@
+"""The ``spdnas`` search → train → evaluate commands, on the local backend (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spdnas.cli import main
+from spdnas.data import write_dataset
+from tests.distributed.test_ray_train import tiny_dataset
+
+
+@pytest.fixture
+def experiment_args(tmp_path):
+    data = tmp_path / "tiny"
+    write_dataset(tiny_dataset(), str(data))
+    return [f"data.uri={data}", "data.builder=null", f"runtime.output_dir={tmp_path / 'runs'}",
+            "name=cli", "distributed.backend=local", "model.reduced_dims=[3]", "search.batch_size=8",
+            "train.batch_size=8", "search.epochs=1", "train.epochs=2", "runtime.progress=false"]
+
+
+def test_search_train_evaluate(experiment_args, tmp_path, capsys):
+    assert main(["search", *experiment_args]) == 0
+    genotype = tmp_path / "runs" / "cli" / "search" / "genotype.json"
+    printed = capsys.readouterr().out
+    assert printed.startswith("genotype: ") and str(genotype) in printed
+    assert json.loads(printed[len("genotype: "):printed.index("\n}") + 2]) == json.loads(genotype.read_text())
+
+    assert main(["train", "--genotype", str(genotype), *experiment_args]) == 0
+    trained = json.loads((tmp_path / "runs" / "cli" / "train" / "result.json").read_text())
+    assert "test accuracy" in capsys.readouterr().out
+
+    report = tmp_path / "evaluation.json"
+    model = tmp_path / "runs" / "cli" / "train" / "model.pt"
+    assert main(["evaluate", "--model", str(model), "--split", "test", "--output", str(report)]) == 0
+    out = json.loads(report.read_text())
+    assert out["test_accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-12)
+    matrix = out["confusion_matrix"]
+    assert sum(map(sum, matrix)) == out["test_samples"] == 24
+    assert sum(matrix[i][i] for i in range(3)) == round(out["test_accuracy"] * 24)
+    assert out["class_names"] == ["a", "b", "c"]
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_bad_config_is_an_error_message(experiment_args, capsys):
+    assert main(["search", *experiment_args, "search.epochs=[1"]) == 2
+    assert "error: override 'search.epochs=[1': not valid YAML" in capsys.readouterr().err
+    assert main(["search", *experiment_args, "search.epochs=-1"]) == 2
+    assert "search.epochs" in capsys.readouterr().err
