@@ -2,13 +2,16 @@
 
 Inside a Ray job, ``RAY_ADDRESS`` is set, so the runs use the cluster they were submitted to.
 ``SPDNAS_STORAGE`` (e.g. ``s3://bucket/experiments``) becomes ``runtime.output_dir`` and
-``SPDNAS_DATA`` (e.g. ``s3://bucket/datasets``) the folder of the dataset, unless
+``SPDNAS_DATA`` (e.g. ``s3://bucket/datasets``) the folder of the datasets (the experiment's and
+each benchmark dataset's keep their last path component), unless
 ``--storage``/``--data`` or explicit ``key=value`` overrides say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 
@@ -32,8 +35,16 @@ def cli_arguments(args: argparse.Namespace) -> list[str]:
     if args.storage:
         extra.append(f"runtime.output_dir={args.storage}")
     if args.data:
-        name = load_config(args.config, args.overrides).data.uri.rstrip("/").rsplit("/", 1)[-1]
-        extra.append(f"data.uri={args.data.rstrip('/')}/{name}")
+        config = load_config(args.config, args.overrides)
+
+        def moved(uri: str) -> str:
+            return f"{args.data.rstrip('/')}/{uri.rstrip('/').rsplit('/', 1)[-1]}"
+
+        extra.append(f"data.uri={moved(config.data.uri)}")
+        datasets = [dataclasses.asdict(d) for d in config.benchmark.datasets]
+        for entry in datasets:
+            entry["data"]["uri"] = moved(entry["data"]["uri"])
+        extra.append(f"benchmark.datasets={json.dumps(datasets)}")  # JSON is YAML
     return ["--config", args.config, *extra, *args.overrides]
 
 
