@@ -47,3 +47,17 @@ def spd_classification(per_class: int, classes: int = 3, n: int = 8, seed: int =
     order = torch.randperm(len(y), generator=g)
     x = x[order]
     return 0.5 * (x + x.mT), y[order]
+
+
+def toy_dataset(per_class: int, seed: int, name: str = "toy", n: int = 6):
+    """Three classes ``a, b, c`` of ``n × n`` SPD matrices, split train, train, val, test in turn."""
+    import numpy as np
+
+    from spdnas.data import DatasetMeta, SPDDataset
+
+    x, y = spd_classification(per_class, classes=3, n=n, seed=seed)
+    count = 3 * per_class
+    splits = np.array(["train", "train", "val", "test"] * (count // 4))
+    meta = DatasetMeta(name=name, n=n, class_names=("a", "b", "c"), source="tests")
+    return SPDDataset(matrices=x, labels=y, splits=splits,
+                      sample_ids=np.array([f"s{i:03d}" for i in range(count)]), meta=meta)

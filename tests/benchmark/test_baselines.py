@@ -7,16 +7,15 @@ import dataclasses
 import importlib.util
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from spdnas.benchmark.methods import run_method
 from spdnas.config import load_config
-from spdnas.data import DatasetMeta, SPDDataset, make_dataset
+from spdnas.data import make_dataset
 from spdnas.engine.batches import TensorData
 from spdnas.engine.splits import split_experiment_data
-from tests.helpers import spd_classification
+from tests.helpers import toy_dataset
 
 NETWORKS = ["spdnet", "spdnetbn", "darts", "fairdarts"]
 CLASSICAL = ["mdm", "ts-lr"]
@@ -28,11 +27,7 @@ FAST = ["search.batch_size=15", "train.batch_size=15", "runtime.progress=false",
 
 @pytest.fixture(scope="module")
 def data():
-    x, y = spd_classification(40, classes=3, n=6, seed=11)
-    splits = np.array(["train", "train", "val", "test"] * 30)
-    meta = DatasetMeta(name="toy", n=6, class_names=("a", "b", "c"), source="tests")
-    dataset = SPDDataset(matrices=x, labels=y, splits=splits,
-                         sample_ids=np.array([f"s{i:03d}" for i in range(120)]), meta=meta)
+    dataset = toy_dataset(40, seed=11)
     return split_experiment_data(dataset, 0.5, seed=0)
 
 

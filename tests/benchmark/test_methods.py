@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from spdnas.benchmark.methods import METHODS, MethodResult, run_method
 from spdnas.config import load_config
-from spdnas.data import DatasetMeta, SPDDataset
 from spdnas.engine.splits import split_experiment_data
-from tests.helpers import spd_classification
+from tests.helpers import toy_dataset
 
 FAST = ["model.reduced_dims=[3]", "search.batch_size=15", "train.batch_size=15", "runtime.progress=false",
         "search.weight_lr=0.2", "search.arch_lr=0.01", "train.lr=0.2", "search.epochs=2", "train.epochs=4",
@@ -20,11 +18,7 @@ FAST = ["model.reduced_dims=[3]", "search.batch_size=15", "train.batch_size=15",
 
 @pytest.fixture(scope="module")
 def data():
-    x, y = spd_classification(40, classes=3, n=6, seed=11)
-    splits = np.array(["train", "train", "val", "test"] * 30)
-    meta = DatasetMeta(name="toy", n=6, class_names=("a", "b", "c"), source="tests")
-    dataset = SPDDataset(matrices=x, labels=y, splits=splits,
-                         sample_ids=np.array([f"s{i:03d}" for i in range(120)]), meta=meta)
+    dataset = toy_dataset(40, seed=11)
     return split_experiment_data(dataset, 0.5, seed=0)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from spdnas.config import load_config
-from spdnas.data import DatasetMeta, SPDDataset, write_dataset
+from spdnas.data import SPDDataset, write_dataset
 from spdnas.data.storage import Folder
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import split_experiment_data
@@ -18,17 +17,13 @@ from spdnas.engine.state import load_checkpoint
 from spdnas.pipeline import retrain, run_folder, search
 from spdnas.search.genotype import published_genotype
 from tests.conftest import BUCKET
-from tests.helpers import spd_classification
+from tests.helpers import toy_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
-def tiny_dataset(count: int = 96) -> SPDDataset:
-    x, y = spd_classification(count // 3, classes=3, n=6, seed=5)
-    splits = np.array(["train", "train", "val", "test"] * (count // 4))
-    meta = DatasetMeta(name="tiny", n=6, class_names=("a", "b", "c"), source="tests")
-    return SPDDataset(matrices=x, labels=y, splits=splits,
-                      sample_ids=np.array([f"s{i:03d}" for i in range(count)]), meta=meta)
+def tiny_dataset() -> SPDDataset:
+    return toy_dataset(32, seed=5, name="tiny")
 
 
 @pytest.fixture(scope="module")
