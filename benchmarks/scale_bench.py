@@ -30,6 +30,7 @@ import sys
 import tempfile
 import warnings
 from collections import Counter
+from datetime import timedelta
 
 # name: (n, classes, config overrides): the α and the network grow down the list
 NETWORKS = {
@@ -53,7 +54,7 @@ def _comm_worker(rank: int, world: int, port: int, name: str, order: str, batch:
     from spdnas.search.searcher import Searcher
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=300))
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch's all_reduce-with-autograd notice
     torch.set_num_threads(1)
     n, classes, overrides = NETWORKS[name]
@@ -65,7 +66,7 @@ def _comm_worker(rank: int, world: int, port: int, name: str, order: str, batch:
         layer.synchronise(lambda t: tagged("batch norm", collective.differentiable_sum, t), world)
 
     counts: Counter = Counter()
-    phase = ["other"]
+    phase = ["untagged"]  # only the backward of the batch norms' all-reduces runs untagged (in autograd)
     real_all_reduce = dist.all_reduce
 
     def tagged(what, fn, arg):
@@ -102,8 +103,8 @@ def comm(orders: list[str], batch: int) -> None:
 
     print(f"bytes all-reduced per worker per search step (float64, 2 workers, global batch {batch});")
     print("a ring all-reduce sends 2(N-1)/N x this over each worker's link per step")
-    header = (f"{'network':34s} {'order':6s} {'weights':>8s} {'α':>5s} {'gradients':>10s} {'batch norm':>11s}"
-              f" {'(calls)':>7s} {'metrics':>8s} {'total KiB':>10s}")
+    header = (f"{'network':34s} {'order':6s} {'weights':>8s} {'α':>5s} {'gradients':>10s} {'BN fwd':>9s}"
+              f" {'calls':>5s} {'BN bwd':>9s} {'calls':>5s} {'metrics':>8s} {'total KiB':>10s}")
     print(header)
     ctx = mp.get_context("spawn")
     for name in NETWORKS:
@@ -117,21 +118,25 @@ def comm(orders: list[str], batch: int) -> None:
             for p in procs:
                 p.start()
             for p in procs:
-                p.join()
+                p.join(timeout=1800)
+                if p.exitcode is None:
+                    p.terminate()
             if any(p.exitcode for p in procs):
                 codes = [p.exitcode for p in procs]
                 raise RuntimeError(f"{name} ({order}): a worker failed (exit codes {codes})")
             r = queue.get(timeout=10)
-            grads, bn, metrics = (r.get(k, 0) for k in ("gradients", "batch norm", "metrics"))
-            total = grads + bn + metrics + r.get("other", 0)
-            print(f"{name:34s} {order:6s} {r['weights']:>8d} {r['alphas']:>5d} {grads:>10d} {bn:>11d}"
-                  f" {r.get('batch norm calls', 0):>7d} {metrics:>8d} {total / 1024:>10.1f}", flush=True)
+            grads, bn, back, metrics = (r.get(k, 0) for k in ("gradients", "batch norm", "untagged",
+                                                              "metrics"))
+            calls, back_calls = r.get("batch norm calls", 0), r.get("untagged calls", 0)
+            total = grads + bn + back + metrics
+            print(f"{name:34s} {order:6s} {r['weights']:>8d} {r['alphas']:>5d} {grads:>10d} {bn:>9d}"
+                  f" {calls:>5d} {back:>9d} {back_calls:>5d} {metrics:>8d} {total / 1024:>10.1f}", flush=True)
 
 
 def throughput(workers: list[int], epochs: int, orders: list[str], overrides: list[str]) -> None:
     from spdnas.config import load_config
     from spdnas.distributed.runner import ray_session
-    from spdnas.pipeline import search
+    from spdnas.pipeline import load_experiment_data, search
 
     print(f"Ray Train search on radar-synth (search-train 750 samples, global batch 30), "
           f"epoch {epochs} timed, {os.cpu_count()} CPUs {' '.join(overrides)}")
@@ -146,7 +151,8 @@ def throughput(workers: list[int], epochs: int, orders: list[str], overrides: li
                 with ray_session(cfg.distributed), contextlib.redirect_stdout(sys.stderr):
                     outcome = search(cfg, resume=False)
                 seconds = outcome.history[-1]["seconds"]
-                print(f"{n:>7d} {order:>6s} {seconds:>8.1f} {750 / seconds:>10.1f}", flush=True)
+                samples = len(load_experiment_data(cfg).search_train)
+                print(f"{n:>7d} {order:>6s} {seconds:>8.1f} {samples / seconds:>10.1f}", flush=True)
 
 
 def main() -> None:

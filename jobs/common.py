@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
+
+import yaml
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -44,12 +45,19 @@ def cli_arguments(args: argparse.Namespace) -> list[str]:
         datasets = [dataclasses.asdict(d) for d in config.benchmark.datasets]
         for entry in datasets:
             entry["data"]["uri"] = moved(entry["data"]["uri"])
-        extra.append(f"benchmark.datasets={json.dumps(datasets)}")  # JSON is YAML
+        flow = yaml.safe_dump(datasets, default_flow_style=True, width=2**31).strip()
+        extra.append(f"benchmark.datasets={flow}")
     return ["--config", args.config, *extra, *args.overrides]
 
 
 def run(command: str, args: argparse.Namespace, *options: str) -> int:
     from spdnas.cli import main
+    from spdnas.config import ConfigError
 
     sys.stdout.reconfigure(line_buffering=True)
-    return main([command, *options, *cli_arguments(args)])
+    try:
+        arguments = cli_arguments(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return main([command, *options, *arguments])

@@ -65,15 +65,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from spdnas.benchmark.run import BenchmarkInterrupted, run_benchmark
+    from spdnas.data.storage import Folder
 
     try:
         outcome = run_benchmark(_config(args), resume=not args.no_resume)
     except BenchmarkInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
-    table = Path(outcome.paths["table.md"]) if "table.md" in outcome.paths else None
-    if table is not None and table.exists():
-        print(table.read_text())
+    folder, _, name = outcome.paths["table.md"].rpartition("/")
+    print(Folder(folder).read_bytes(name).decode())
     print(f"{len(outcome.results)} runs")
     _print_paths(outcome.paths)
     return 0
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spdnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    quick = sub.add_parser("quickstart", help="make the default dataset, search, retrain, evaluate")
+    quick = sub.add_parser("quickstart", help="make the default dataset; search, retrain and test "
+                                              "SPDNetNAS against baselines over seeds; table and report")
     _add_experiment_args(quick, "configs/quickstart.yaml")
     quick.set_defaults(func=_quickstart)
 

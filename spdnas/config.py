@@ -288,7 +288,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {pair!r}: not valid YAML ({exc.problem})") from None
+            problem = getattr(exc, "problem", None) or exc
+            raise ConfigError(f"override {pair!r}: not valid YAML ({problem})") from None
         _set_dotted(tree, key.strip(), value)
     return tree
 
@@ -355,10 +356,11 @@ def check_config(config: ExperimentConfig) -> None:
                        ("runtime.torch_threads", r.torch_threads)):
         if value < 1:
             problems.append(f"{key} must be >= 1, got {value}")
-    for key, value in (("search.weight_lr", s.weight_lr), ("search.arch_lr", s.arch_lr), ("train.lr", t.lr),
-                       ("train.lr_decay", t.lr_decay)):
+    for key, value in (("search.weight_lr", s.weight_lr), ("train.lr", t.lr), ("train.lr_decay", t.lr_decay)):
         if not value > 0:
             problems.append(f"{key} must be > 0, got {value}")
+    if not s.arch_lr >= 0:
+        problems.append(f"search.arch_lr must be >= 0 (0 freezes the architecture), got {s.arch_lr}")
     for key, value in (("search.weight_decay", s.weight_decay), ("train.weight_decay", t.weight_decay),
                        ("search.arch_weight_decay", s.arch_weight_decay),
                        ("search.weight_momentum", s.weight_momentum), ("train.momentum", t.momentum)):

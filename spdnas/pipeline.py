@@ -60,6 +60,24 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
     make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
 
 
+def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with every local path (datasets, output folder) made absolute.
+
+    For configs handed to Ray Tune trials: Tune runs each trial in its own working folder, where
+    a relative ``data/radar-synth`` would name another (empty) place.
+    """
+    def absolute(uri: str) -> str:
+        folder = Folder(uri)
+        return folder.base if folder.is_local else uri
+
+    tree = config.to_dict()
+    tree["data"]["uri"] = absolute(tree["data"]["uri"])
+    tree["runtime"]["output_dir"] = absolute(tree["runtime"]["output_dir"])
+    for entry in tree["benchmark"]["datasets"]:
+        entry["data"]["uri"] = absolute(entry["data"]["uri"])
+    return config_from_dict(tree)
+
+
 def load_dataset(config: ExperimentConfig) -> SPDDataset:
     ensure_dataset(config.data, progress=config.runtime.progress)
     return read_dataset(config.data.uri, progress=config.runtime.progress)

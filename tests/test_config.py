@@ -36,6 +36,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["noequals"], "not of the form key=value"),
     (["train.epochs=0"], "train.epochs must be >= 1"),
     (["train.lr=0"], "train.lr must be > 0"),
+    (["search.arch_lr=-1e-3"], "search.arch_lr must be >= 0"),
     (["search.arch_weight_decay=-1e-3"], "search.arch_weight_decay must be >= 0"),
     (["benchmark.seeds=[]"], "benchmark.seeds must not be empty"),
     (["benchmark.seeds=[0, 0]"], "must not repeat entries"),

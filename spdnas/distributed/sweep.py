@@ -21,7 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
 from spdnas.data.storage import Folder
-from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder
+from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder, with_absolute_paths
 
 TRIAL_INDEX = "__trial_index__"
 TRIAL_CPU = 0.01
@@ -121,6 +121,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` and ``summary.json``."""
     from spdnas.distributed.runner import ray_session
 
+    config = with_absolute_paths(config)
     sweep = config.sweep
     if not sweep.space:
         raise ValueError("sweep.space is empty: nothing to sweep")

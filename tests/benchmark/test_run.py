@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from spdnas.benchmark.run import dataset_config, run_benchmark
-from spdnas.config import load_config
+from spdnas.config import ConfigError, load_config
 from spdnas.data.storage import Folder
 from tests.distributed.test_ray_train import dataset_uri  # noqa: F401  (fixture)
 
@@ -49,8 +50,11 @@ def test_benchmark_writes_tables_report_genotypes_and_resumes(ray_session, datas
     assert trained.stat().st_mtime_ns == stamp
 
 
-def test_benchmark_to_s3(ray_session, dataset_uri, s3_prefix):  # noqa: F811
-    config = bench_config(dataset_uri, s3_prefix, "benchmark.methods=[mdm]")
+def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, s3_prefix,  # noqa: F811
+                                                       tmp_path, monkeypatch):
+    shutil.copytree(dataset_uri, tmp_path / "datasets" / "tiny")
+    monkeypatch.chdir(tmp_path)  # Tune runs trials in their own folders: the path must still work
+    config = bench_config("datasets/tiny", s3_prefix, "benchmark.methods=[mdm]")
     outcome = run_benchmark(config)
     assert len(outcome.results) == 2
     names = set(Folder(f"{s3_prefix}/bm").list_names())
@@ -58,6 +62,10 @@ def test_benchmark_to_s3(ray_session, dataset_uri, s3_prefix):  # noqa: F811
     assert outcome.paths["report"] == f"{s3_prefix}/bm/report.html"
     lines = Folder(f"{s3_prefix}/bm").read_bytes("results.jsonl").decode().splitlines()
     assert [json.loads(line) for line in lines] == outcome.results
+    more_seeds = bench_config("datasets/tiny", s3_prefix, "benchmark.methods=[mdm]",
+                              "benchmark.seeds=[0,1,2]")
+    with pytest.raises(ConfigError, match=r"other settings \(benchmark.seeds\).*--no-resume"):
+        run_benchmark(more_seeds)  # finished trials of other settings are not mixed in
 
 
 def test_dataset_overrides_apply_to_their_dataset_only(dataset_uri):  # noqa: F811

@@ -38,3 +38,19 @@ def test_storage_and_data_folders_become_overrides():
 def test_without_folders_the_config_decides():
     args = parser("x").parse_args(["--config", BENCHMARK])
     assert cli_arguments(args) == ["--config", BENCHMARK]
+
+
+def test_dataset_parameters_keep_their_types(tmp_path):
+    config_file = tmp_path / "bm.yaml"
+    config_file.write_text("benchmark:\n  datasets:\n    - name: jv\n      data: {uri: data/jv, builder: "
+                           "japanese-vowels, builder_params: {shrinkage: 0.00001, val_fraction: 0.1}}\n")
+    args = parser("x").parse_args(["--config", str(config_file), "--data", "/mnt/datasets"])
+    config = load_config(str(config_file), cli_arguments(args)[2:])
+    (entry,) = config.benchmark.datasets
+    assert entry.data.builder_params == {"shrinkage": 1e-05, "val_fraction": 0.1}
+    assert entry.data.uri == "/mnt/datasets/jv"
+
+
+def test_explicit_overrides_win():
+    args = parser("x").parse_args(["--config", BENCHMARK, "--data", "/mnt/datasets", "data.uri=/elsewhere/x"])
+    assert load_config(BENCHMARK, cli_arguments(args)[2:]).data.uri == "/elsewhere/x"
