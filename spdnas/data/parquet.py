@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from spdnas.data.dataset import DatasetMeta, SPDDataset
-from spdnas.data.progress import Progress
 from spdnas.data.schema import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -56,6 +55,7 @@ from spdnas.data.validation import (
     check_splits,
     default_pd_rtol,
 )
+from spdnas.progress import Progress
 
 ROW_GROUP_BYTES = 1 * 2**20
 FILE_BYTES = 4 * 2**20

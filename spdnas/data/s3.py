@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from spdnas.data.progress import Progress
 from spdnas.data.schema import MANIFEST_NAME
+from spdnas.progress import Progress
 
 MAX_ATTEMPTS = 10
 MULTIPART_THRESHOLD = 8 * 2**20

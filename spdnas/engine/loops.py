@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData, shard_slice
-from spdnas.engine.progress import Progress
+from spdnas.progress import Progress
 from spdnas.search.bilevel import GradReducer
 from spdnas.search.searcher import BilevelSearcher, clip_and_reduce
 
@@ -42,7 +42,7 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     sum_reduce = sum_reduce or _sum_identity
     steps = min(sharding.steps_per_epoch(len(train), batch_size),
                 sharding.steps_per_epoch(len(val), batch_size))
-    bar = Progress(steps, f"search epoch {epoch + 1}", enabled=progress and sharding.rank == 0)
+    bar = Progress(f"search epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
     train_iter = sharding.batches(train, batch_size, seed, epoch)
     val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
     totals = torch.zeros(4, dtype=torch.float64)
@@ -67,7 +67,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     steps = sharding.steps_per_epoch(len(data), batch_size)
-    bar = Progress(steps, f"train epoch {epoch + 1}", enabled=progress and sharding.rank == 0)
+    bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
     totals = torch.zeros(3, dtype=torch.float64)
     for _, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
         optimizer.zero_grad(set_to_none=True)
