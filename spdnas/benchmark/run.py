@@ -209,6 +209,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         raise RuntimeError(f"{len(failed)} benchmark trial(s) failed, first: {failed[0]}")
     results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
     paths = _write_outputs(results, root)
+    paths["tensorboard --logdir"] = root.display("tune")
     for r in results:
         if r["method"] == "spdnetnas":
             paths[f"genotype/{r['dataset']}/seed{r['seed']}"] = root.display(

@@ -42,6 +42,8 @@ def test_benchmark_writes_tables_report_genotypes_and_resumes(ray_session, datas
         genotype = root / "runs" / "tiny" / "spdnetnas" / f"seed{seed}" / "search" / "genotype.json"
         assert outcome.paths[f"genotype/tiny/seed{seed}"] == str(genotype)
         assert json.loads(genotype.read_text()) == outcome.results[2 + seed]["details"]["genotype"]
+    assert outcome.paths["tensorboard --logdir"] == str(root / "tune")
+    assert len(list((root / "tune").glob("*/events.out.tfevents.*"))) == 4  # one log per trial
     trained = root / "runs" / "tiny" / "spdnetnas" / "seed0" / "train" / "result.json"
     stamp = trained.stat().st_mtime_ns
 
