@@ -9,7 +9,7 @@ from spdnas.config import load_config
 from spdnas.engine.batches import TensorData, global_batches, iterate, shard_slice
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.state import load_checkpoint, save_checkpoint
-from spdnas.engine.train_job import TrainJob
+from spdnas.engine.train_job import TrainJob, improves
 from spdnas.search.genotype import Genotype, published_genotype
 from tests.helpers import spd_classification
 
@@ -46,6 +46,20 @@ def test_short_retrain_beats_chance_by_a_wide_margin(problem):
     assert result["test_accuracy"] >= 0.75  # chance is 1/3
     assert 1 <= result["best_epoch"] <= 8
     assert job.num_parameters > 0
+    top = max(r["val_accuracy"] for r in job.history)
+    on_top = [r for r in job.history if r["val_accuracy"] == top]
+    assert result["best_epoch"] == min(on_top, key=lambda r: r["val_loss"])["epoch"]
+
+
+def test_model_selection_breaks_accuracy_ties_by_validation_loss():
+    best = {"val_accuracy": 0.9, "val_loss": 0.5}
+    assert improves({"val_accuracy": 0.95, "val_loss": 0.9}, best)
+    assert improves({"val_accuracy": 0.9, "val_loss": 0.4}, best)
+    assert not improves({"val_accuracy": 0.9, "val_loss": 0.5}, best)
+    assert not improves({"val_accuracy": 0.9, "val_loss": 0.6}, best)
+    assert not improves({"val_accuracy": 0.85, "val_loss": 0.1}, best)
+    # a checkpoint written before the loss was recorded: any loss breaks the tie
+    assert improves({"val_accuracy": 0.9, "val_loss": 7.0}, {"val_accuracy": 0.9})
 
 
 def run_search(cfg, train, val, stop_at=None, state=None):
