@@ -33,7 +33,7 @@ def improves(metrics: dict[str, Any], best: dict[str, Any]) -> bool:
     one, while the loss keeps ranking the epochs on it.
     """
     acc, best_acc = metrics["val_accuracy"], best["val_accuracy"]
-    return acc > best_acc or (acc == best_acc and metrics["val_loss"] < best.get("val_loss", float("inf")))
+    return acc > best_acc or (acc == best_acc and metrics["val_loss"] < best["val_loss"])
 
 
 class TrainJob:
@@ -132,5 +132,8 @@ class TrainJob:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
-        self.best = state["best"]
+        self.best = dict(state["best"])
+        if "val_loss" not in self.best and self.best["epoch"] > 0:
+            # written before the loss was recorded with the best epoch: it is in the history
+            self.best["val_loss"] = self.history[self.best["epoch"] - 1]["val_loss"]
         restore_rng(state["rng"])

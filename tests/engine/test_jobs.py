@@ -46,9 +46,6 @@ def test_short_retrain_beats_chance_by_a_wide_margin(problem):
     assert result["test_accuracy"] >= 0.75  # chance is 1/3
     assert 1 <= result["best_epoch"] <= 8
     assert job.num_parameters > 0
-    top = max(r["val_accuracy"] for r in job.history)
-    on_top = [r for r in job.history if r["val_accuracy"] == top]
-    assert result["best_epoch"] == min(on_top, key=lambda r: r["val_loss"])["epoch"]
 
 
 def test_model_selection_breaks_accuracy_ties_by_validation_loss():
@@ -58,8 +55,54 @@ def test_model_selection_breaks_accuracy_ties_by_validation_loss():
     assert not improves({"val_accuracy": 0.9, "val_loss": 0.5}, best)
     assert not improves({"val_accuracy": 0.9, "val_loss": 0.6}, best)
     assert not improves({"val_accuracy": 0.85, "val_loss": 0.1}, best)
-    # a checkpoint written before the loss was recorded: any loss breaks the tie
-    assert improves({"val_accuracy": 0.9, "val_loss": 7.0}, {"val_accuracy": 0.9})
+
+
+SCRIPTED_VAL = [(0.5, 1.0), (0.8, 0.6), (0.8, 0.4), (0.7, 0.3), (0.8, 0.5), (0.8, 0.35)]
+
+
+@pytest.fixture
+def scripted_val(monkeypatch):
+    """Validation metrics of epoch k are SCRIPTED_VAL[k] (accuracy, loss); training is a no-op."""
+    import spdnas.engine.train_job as train_job
+
+    def fake_train_epoch(model, optimizer, data, batch_size, seed, epoch, *args, **kwargs):
+        fake_train_epoch.epoch = epoch
+        return {"train_loss": 0.0, "train_accuracy": 0.0}
+
+    def fake_evaluate(model, data, batch_size, prefix, *args):
+        acc, loss = SCRIPTED_VAL[fake_train_epoch.epoch]
+        return {f"{prefix}_accuracy": acc, f"{prefix}_loss": loss}
+
+    monkeypatch.setattr(train_job, "train_epoch", fake_train_epoch)
+    monkeypatch.setattr(train_job, "evaluate", fake_evaluate)
+
+
+def test_retrain_keeps_the_lowest_loss_epoch_among_the_most_accurate(problem, scripted_val):
+    train, val, _ = problem
+    job = TrainJob(load_config(None, [*FAST, f"train.epochs={len(SCRIPTED_VAL)}"]),
+                   published_genotype("radar"), train, val, 3)
+    chosen = []
+    while not job.finished:
+        job.run_epoch()
+        chosen.append(job.best["epoch"])
+    # epochs 2, 3, 5, 6 tie at 0.8; 3 (loss 0.4) beats 2 and 5, 6 (loss 0.35) beats 3
+    assert chosen == [1, 2, 3, 3, 3, 6]
+
+
+def test_retrain_resumed_from_a_checkpoint_without_best_loss_keeps_the_rule(problem, scripted_val):
+    train, val, _ = problem
+    cfg = load_config(None, [*FAST, "train.epochs=5"])
+    first = TrainJob(cfg, published_genotype("radar"), train, val, 3)
+    for _ in range(3):
+        first.run_epoch()
+    state = first.state_dict()
+    state["best"] = {k: v for k, v in state["best"].items() if k != "val_loss"}  # older format
+    resumed = TrainJob(cfg, published_genotype("radar"), train, val, 3)
+    resumed.load_state_dict(state)
+    assert resumed.best["val_loss"] == 0.4
+    while not resumed.finished:
+        resumed.run_epoch()
+    assert resumed.best["epoch"] == 3  # epoch 5 ties on accuracy with a higher loss
 
 
 def run_search(cfg, train, val, stop_at=None, state=None):
