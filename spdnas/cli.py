@@ -85,7 +85,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spdnas.pipeline import confusion_matrix, load_experiment_data, load_model
 
     model, saved = load_model(args.model)
-    config = load_config(args.config, args.overrides) if args.config else config_from_dict(saved["config"])
+    if args.config:
+        config = load_config(args.config, args.overrides)
+    else:  # the model's own experiment, with the command line's overrides on top
+        config = config_from_dict(saved["config"], args.overrides)
     data = load_experiment_data(config)
     split = getattr(data, args.split)
     dtype = next(model.parameters()).dtype

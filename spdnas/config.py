@@ -322,9 +322,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(_merge(tree, parse_overrides(overrides or [])))
 
 
-def config_from_dict(tree: dict[str, Any]) -> ExperimentConfig:
-    """Build and check an :class:`ExperimentConfig` from nested dictionaries (e.g. a saved one)."""
-    config = _build(ExperimentConfig, tree, "")
+def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """Build and check an :class:`ExperimentConfig` from nested dictionaries (e.g. a saved one),
+    with optional ``key=value`` overrides on top."""
+    config = _build(ExperimentConfig, _merge(tree, parse_overrides(overrides or [])), "")
     check_config(config)
     return config
 
@@ -368,6 +369,8 @@ def check_config(config: ExperimentConfig) -> None:
             problems.append(f"{key} must be >= 0, got {value}")
     if r.threads < 0:
         problems.append(f"runtime.threads must be >= 0 (0 = all cores), got {r.threads}")
+    if r.checkpoint_every < 1:
+        problems.append(f"runtime.checkpoint_every must be >= 1 (epochs), got {r.checkpoint_every}")
     if not 0 < config.data.search_val_fraction < 1:
         problems.append(f"data.search_val_fraction must be in (0, 1), got {config.data.search_val_fraction}")
     if r.dtype not in ("float32", "float64"):

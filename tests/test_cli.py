@@ -9,6 +9,7 @@ import pytest
 from spdnas.cli import main
 from spdnas.data import write_dataset
 from tests.distributed.test_ray_train import tiny_dataset
+from tests.helpers import toy_dataset
 
 
 @pytest.fixture
@@ -41,6 +42,12 @@ def test_search_train_evaluate(experiment_args, tmp_path, capsys):
     assert sum(matrix[i][i] for i in range(3)) == round(out["test_accuracy"] * 24)
     assert out["class_names"] == ["a", "b", "c"]
     assert "confusion matrix" in capsys.readouterr().out
+
+    other = tmp_path / "other"  # overrides apply to the model's saved experiment
+    write_dataset(toy_dataset(16, seed=9, name="tiny"), str(other))
+    assert main(["evaluate", "--model", str(model), "--split", "test", "--output", str(report),
+                 f"data.uri={other}"]) == 0
+    assert json.loads(report.read_text())["test_samples"] == 12
 
 
 def test_bad_config_is_an_error_message(experiment_args, capsys):

@@ -43,6 +43,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["benchmark.cpus_per_trial=0"], "benchmark.cpus_per_trial must be > 0"),
     (["benchmark.datasets=[{name: a}, {name: a}]"], "names must be unique"),
     (["train.lr=[0.1"], "not valid YAML"),
+    (["runtime.checkpoint_every=0"], "runtime.checkpoint_every must be >= 1"),
 ])
 def test_bad_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -58,8 +58,9 @@ class Folder:
             with self.fs.open_output_stream(self.path(name)) as handle:
                 handle.write(data)
             return
-        self.fs.create_dir(self.base, recursive=True)
-        temporary = self.path(f".{name}.tmp")
+        parent, _, leaf = name.rpartition("/")
+        self.fs.create_dir(self.path(parent) if parent else self.base, recursive=True)
+        temporary = self.path(f"{parent}/.{leaf}.tmp" if parent else f".{leaf}.tmp")
         with self.fs.open_output_stream(temporary) as handle:
             handle.write(data)
         self.fs.move(temporary, self.path(name))
@@ -67,6 +68,11 @@ class Folder:
     def delete(self, name: str) -> None:
         """Delete the file ``name``."""
         self.fs.delete_file(self.path(name))
+
+    def clear(self) -> None:
+        """Delete everything in the folder (the folder itself stays); nothing if it is missing."""
+        if self.fs.get_file_info(self.base).type == pafs.FileType.Directory:
+            self.fs.delete_dir_contents(self.base)
 
     def read_manifest(self) -> dict:
         """The parsed ``dataset.json``.

@@ -2,8 +2,8 @@
 
 Checkpoints go to ``RunConfig(storage_path=<output_dir>/<name>, name=<step>)``, a local folder or
 S3 (through the same pyarrow filesystem as the data, endpoint from the environment). Running
-the same experiment again resumes it from its latest checkpoint; ``resume=False`` refuses to
-touch an existing run instead.
+the same experiment again resumes it from its latest checkpoint; ``resume=False`` deletes an
+existing run's checkpoints and outputs first and starts over.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from spdnas.distributed.worker import (
     FAULT_ENV,
     FAULT_MARKER_ENV,
     LIVE_METRICS,
-    quiet_ray_data,
+    configure_ray_data,
     retrain_worker,
     search_worker,
 )
@@ -72,11 +72,11 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     dist = config.distributed
     folder = Folder(run_folder(config, step))
     if not resume and folder.list_names():
-        raise FileExistsError(f"{folder.uri} already holds a run; resume it, or choose another "
-                              "name/output_dir")
+        print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
+        folder.clear()
     meta = Folder(config.data.uri).read_manifest()["meta"]
-    quiet_ray_data()
-    dataset = ray_dataset(config.data.uri)
+    configure_ray_data()
+    dataset = ray_dataset(config.data.uri, validate=True)
     if dist.data == "replicate":
         dataset = dataset.materialize()
     cpus = _cpus_per_worker(dist)

@@ -38,18 +38,21 @@ FAULT_ENV = "SPDNAS_FAULT_AT_EPOCH"
 FAULT_MARKER_ENV = "SPDNAS_FAULT_MARKER"
 
 
-def quiet_ray_data() -> None:
-    """No Ray Data progress bars: our own progress lines say what is happening."""
+def configure_ray_data() -> None:
+    """Rows in the stored order (files as the manifest lists them, as :func:`read_dataset`
+    reads them), so that batches, and a run resumed by starting it again, do not depend on which
+    read task finished first; no progress bars (our own progress lines say what is happening)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _worker_config(loop_config: dict[str, Any]) -> ExperimentConfig:
-    quiet_ray_data()
+    configure_ray_data()
     config = config_from_dict(loop_config["experiment"])
     if config.runtime.threads == 0:  # share the node's cores between its workers
         config.runtime.threads = max(1, math.floor(loop_config["cpus_per_worker"]))
@@ -86,18 +89,20 @@ def _scalars(record: dict[str, Any]) -> dict[str, float]:
 LIVE_METRICS = "live_metrics.jsonl"
 
 
-def _report(job, metrics: dict[str, Any], rank: int, run_uri: str) -> None:
-    """Every worker reports; rank 0 attaches the checkpoint and rewrites the live metrics file
-    (``live_metrics.jsonl`` in the run folder: one JSON line per finished epoch)."""
-    if rank != 0:
+def _report(job, metrics: dict[str, Any], rank: int, run_uri: str, every: int) -> None:
+    """Every worker reports; rank 0 rewrites the live metrics file (``live_metrics.jsonl`` in the
+    run folder: one JSON line per finished epoch) and attaches a checkpoint every ``every``
+    epochs and at the last one."""
+    if rank == 0:
+        lines = "".join(json.dumps(_scalars(r)) + "\n" for r in job.history)
+        Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
+    if rank != 0 or (job.epoch % every and not job.finished):
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
         save_checkpoint(job.state_dict(), directory)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory),
                          checkpoint_dir_name=f"epoch_{job.epoch:04d}")
-    lines = "".join(json.dumps(_scalars(r)) + "\n" for r in job.history)
-    Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
 
 
 def _maybe_fail(epoch: int, rank: int) -> None:
@@ -133,7 +138,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(metrics_of(job.history[-1]))
     while not job.finished:
         record = job.run_epoch()
-        _report(job, metrics_of(record), rank, loop_config["run_uri"])
+        _report(job, metrics_of(record), rank, loop_config["run_uri"], config.runtime.checkpoint_every)
         _maybe_fail(job.epoch, rank)
 
 
@@ -159,5 +164,5 @@ def retrain_worker(loop_config: dict[str, Any]) -> None:
     while not job.finished:
         record = job.run_epoch()
         metrics = final(_scalars(record)) if job.finished else _scalars(record)
-        _report(job, metrics, rank, loop_config["run_uri"])
+        _report(job, metrics, rank, loop_config["run_uri"], config.runtime.checkpoint_every)
         _maybe_fail(job.epoch, rank)

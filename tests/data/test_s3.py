@@ -101,3 +101,17 @@ def test_upload_refuses_a_corrupt_local_dataset(tmp_path, s3_prefix):
     with pytest.raises(ValueError, match="SHA-256"):
         s3mod.upload(tmp_path / "ds", s3_prefix, progress=False)
     assert s3mod.ls(s3_prefix) == []
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_folder_writes_nested_names_and_clears(where, tmp_path, request):
+    from spdnas.data.storage import Folder
+
+    folder = Folder(str(tmp_path / "out") if where == "local" else request.getfixturevalue("s3_prefix"))
+    folder.write_bytes("a/b/c.txt", b"nested")
+    folder.write_bytes("top.txt", b"top")
+    assert folder.read_bytes("a/b/c.txt") == b"nested"
+    assert folder.list_names() == ["a/b/c.txt", "top.txt"]
+    folder.clear()
+    assert folder.list_names() == []
+    folder.clear()  # clearing an empty or missing folder is fine

@@ -106,3 +106,17 @@ def test_ray_dataset_checks_before_streaming(tmp_path, ray_session):
         ray_dataset(str(tmp_path / "ds"), validate=True)
     with pytest.raises(ValueError, match="unknown split"):
         ray_dataset(str(tmp_path / "ds"), "training")
+
+
+def test_collected_rows_keep_the_stored_order(source_uri, written_dataset):
+    from spdnas.data import DatasetMeta
+    from spdnas.data.storage import Folder
+    from spdnas.data.streaming import shard_dataset
+    from spdnas.distributed.worker import configure_ray_data
+
+    configure_ray_data()
+    meta = DatasetMeta.from_dict(Folder(source_uri).read_manifest()["meta"])
+    collected = shard_dataset(ray_dataset(source_uri).materialize(), meta, batch_size=8)
+    stored = read_dataset(source_uri)
+    assert collected.sample_ids.tolist() == stored.sample_ids.tolist()
+    assert torch.equal(collected.matrices, stored.matrices)

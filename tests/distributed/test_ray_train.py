@@ -111,8 +111,24 @@ def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
     second = search(longer)
     assert len(second.history) == 2
     assert second.history[0]["train_loss"] == first.history[0]["train_loss"]
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        search(longer, resume=False)
+    folder = Folder(run_folder(longer, "search"))
+    folder.write_bytes("stale.txt", b"from the earlier run")
+    again = search(longer, resume=False)  # starts over: earlier checkpoints and outputs deleted
+    assert not folder.exists("stale.txt")
+    assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in second.history]
+
+
+def test_bad_rows_fail_before_training(ray_session, tmp_path):
+    from spdnas.data import DatasetValidationError
+    from tests.data.conftest import rewrite_file
+    from tests.data.test_validation import set_column
+
+    uri = tmp_path / "bad"
+    write_dataset(tiny_dataset(), uri)
+    rewrite_file(uri, 0, lambda t: set_column(
+        t, "label", [7 if i == 3 else v for i, v in enumerate(t.column("label").to_pylist())]))
+    with pytest.raises(DatasetValidationError, match="label 7"):
+        search(experiment(str(uri), str(tmp_path / "out")))
 
 
 def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_path):
@@ -125,3 +141,11 @@ def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_p
 
     _model, saved = load_model(outcome.paths["model.pt"])
     assert saved["best_epoch"] == outcome.result["best_epoch"]
+
+
+def test_checkpoint_every_k_epochs_and_the_last(ray_session, dataset_uri, tmp_path):
+    config = experiment(dataset_uri, str(tmp_path), "search.epochs=3", "runtime.checkpoint_every=2",
+                        "distributed.keep_checkpoints=3", "name=every2")
+    search(config)
+    names = Folder(run_folder(config, "search")).list_names()
+    assert sorted({n.split("/")[0] for n in names if n.startswith("epoch_")}) == ["epoch_0002", "epoch_0003"]
