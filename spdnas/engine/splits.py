@@ -38,7 +38,9 @@ def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed:
     into search-train and search-val (a function of sample ids, labels and seed only)."""
     for split in ("train", "val", "test"):
         if not (dataset.splits == split).any():
-            raise ValueError(f"dataset {dataset.meta.name!r} has no {split!r} split")
+            hint = (" (an official train/test split: make the dataset again with a validation share, "
+                    "e.g. --param val_fraction=0.1)") if split == "val" else ""
+            raise ValueError(f"dataset {dataset.meta.name!r} has no {split!r} split{hint}")
     train = dataset.subset("train")
     halves = stratified_split(train.labels.numpy(), train.sample_ids,
                               {"train": 1.0 - search_val_fraction, "val": search_val_fraction}, seed)

@@ -151,6 +151,10 @@ def test_afew_npy_layout(tmp_path):
     assert dataset.meta.class_names[6] == "Surprise"
     kept = make_dataset("afew", None, src=str(tmp_path / "afew"), val_as="val")
     assert set(kept.splits) == {"train", "val"}
+    carved = make_dataset("afew", None, src=str(tmp_path / "afew"), val_fraction=0.5)
+    assert carved.splits.tolist()[4:] == ["test"] * 2  # the official val set stays the test set
+    assert sorted(carved.splits.tolist()[2:4]) == ["train", "val"]  # one of the two class-2 samples
+    assert carved.meta.provenance["val_fraction"] == 0.5
 
 
 def test_afew_mat_layout(tmp_path):
@@ -211,11 +215,15 @@ def test_read_ts_names_line_of_missing_values(tmp_path):
 def test_japanese_vowels_from_bundled_files(tmp_path):
     dataset = make_dataset("japanese-vowels", str(tmp_path / "jv"))
     assert dataset.n == 12 and dataset.num_classes == 9
-    assert {s: sum(c) for s, c in dataset.counts().items()} == {"train": 270, "test": 370}
-    assert dataset.counts()["train"] == [30] * 9
+    assert {s: sum(c) for s, c in dataset.counts().items()} == {"train": 243, "val": 27, "test": 370}
+    assert dataset.counts()["val"] == [3] * 9  # 10% of each speaker's 30 official training series
+    official = make_dataset("japanese-vowels", None, val_fraction=0)
+    assert official.counts()["train"] == [30] * 9 and "val" not in official.counts()
     assert is_spd(dataset.matrices)
-    back = read_dataset(str(tmp_path / "jv"))
-    assert torch.equal(back.matrices, dataset.matrices)
+    back = read_dataset(str(tmp_path / "jv"))  # stored grouped by split
+    order = [int(np.flatnonzero(dataset.sample_ids == sid)[0]) for sid in back.sample_ids]
+    assert torch.equal(back.matrices, dataset.matrices[order])
+    assert back.splits.tolist() == dataset.splits[order].tolist()
 
 
 @pytest.mark.skipif(not HAVE_AEON, reason="aeon (which bundles the UEA files) is not installed")

@@ -72,3 +72,21 @@ def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str],
     return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=np.asarray(splits),
                       sample_ids=np.asarray(sample_ids), meta=meta,
                       groups=None if groups is None else np.asarray(groups, dtype=object))
+
+
+def carve_validation(splits: Sequence[str], labels: Sequence[int], sample_ids: Sequence[str],
+                     val_fraction: float, seed: int) -> np.ndarray:
+    """Move a stratified, seeded ``val_fraction`` of every class's ``train`` samples to ``val``.
+
+    For sources with an official train/test split, so that an experiment has a validation split
+    for model selection. Returns the new split names, shape ``(N,)``; ``val_fraction = 0``
+    leaves them as they are.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    out = np.asarray(splits, dtype=object).copy()
+    if val_fraction:
+        train = np.flatnonzero(out == "train")
+        out[train] = stratified_split(np.asarray(labels)[train], [sample_ids[i] for i in train],
+                                      {"train": 1 - val_fraction, "val": val_fraction}, seed)
+    return out.astype(str)

@@ -7,7 +7,8 @@
   (400×400 in the public release), label = last ``_`` token (0–6), or (b)
   ``{train,val}/{1..7}/*.mat`` with the matrix under key ``Y1`` and label = folder − 1. The
   official validation set is the evaluation set of the paper, so it becomes the ``test``
-  split by default (``val_as="val"`` keeps it as ``val``).
+  split by default (``val_as="val"`` keeps it as ``val``), and ``val_fraction`` (default 0.1)
+  of each training class becomes ``val`` for model selection.
 
 Complex files keep their real part. Matrices must be symmetric to ``sqrt(eps)`` relative
 accuracy and are then symmetrised exactly (``(X + Xᵀ)/2``); ``shrinkage=γ`` optionally
@@ -23,7 +24,7 @@ import torch
 
 from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.registry import register
-from spdnas.data.sources.common import assemble, label_from_name, sorted_files
+from spdnas.data.sources.common import assemble, carve_validation, label_from_name, sorted_files
 from spdnas.data.validation import check_finite_symmetric, shrink_to_identity
 
 HDM05_CLASSES = 117
@@ -124,7 +125,8 @@ def _afew_files(root: Path) -> list[tuple[Path, str, int]]:
 
 
 @register("afew", "import AFEW: train/ and val/ of .npy (label = last '_' token) or {1..7}/*.mat (key Y1)")
-def import_afew(src: str, val_as: str = "test", shrinkage: float = 0.0) -> SPDDataset:
+def import_afew(src: str, val_as: str = "test", shrinkage: float = 0.0, val_fraction: float = 0.1,
+                split_seed: int = 0) -> SPDDataset:
     """Import AFEW matrices in either original layout, keeping the official split.
 
     Parameters
@@ -135,16 +137,25 @@ def import_afew(src: str, val_as: str = "test", shrinkage: float = 0.0) -> SPDDa
         Split name given to the official validation set.
     shrinkage : float
         Optional shrinkage γ towards the scaled identity.
+    val_fraction : float
+        Share of each training class moved to ``val`` (stratified, seeded by ``split_seed``);
+        only with ``val_as="test"``, since ``val_as="val"`` already gives a validation split.
+    split_seed : int
     """
     if val_as not in ("test", "val"):
         raise ValueError(f"afew: val_as must be 'test' or 'val', got {val_as!r}")
+    if val_as == "val":
+        val_fraction = 0.0
     root = Path(src)
     entries = _afew_files(root)
     ids = [f.relative_to(root).with_suffix("").as_posix() for f, _, _ in entries]
     matrices = stack_matrices([f for f, _, _ in entries], ids, root, shrinkage)
-    splits = ["train" if folder == "train" else val_as for _, folder, _ in entries]
+    labels = [label for _, _, label in entries]
+    splits = carve_validation(["train" if folder == "train" else val_as for _, folder, _ in entries],
+                              labels, ids, val_fraction, split_seed)
     meta = DatasetMeta(name="afew", n=matrices.shape[-1], class_names=AFEW_CLASSES,
                        source=f"AFEW matrices imported from {src}",
                        licence="as licensed by the data owner (AFEW: EmotiW terms of use)",
-                       provenance={"shrinkage": shrinkage, "official_val_as": val_as})
-    return assemble(matrices, [label for _, _, label in entries], ids, meta, splits=splits)
+                       provenance={"shrinkage": shrinkage, "official_val_as": val_as,
+                                   "val_fraction": val_fraction, "split_seed": split_seed})
+    return assemble(matrices, labels, ids, meta, splits=splits)

@@ -4,7 +4,7 @@ The files are read directly: by default the copies bundled inside the ``aeon`` p
 (located with ``importlib.util.find_spec``, without importing aeon), or any folder holding
 ``<Problem>_TRAIN.ts`` and ``<Problem>_TEST.ts`` (``root=...``). Each series of ``c``
 channels gives the ``c × c`` Ledoit–Wolf covariance (``spdnas.geometry.covariance``). The
-official train/test split is kept; ``val_fraction`` optionally carves a stratified, seeded
+official train/test split is kept; ``val_fraction`` (default 0.1) carves a stratified, seeded
 validation split out of the training set.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset, stratified_split
+from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.registry import register
-from spdnas.data.sources.common import assemble
+from spdnas.data.sources.common import assemble, carve_validation
 from spdnas.geometry import covariance
 
 
@@ -138,7 +138,7 @@ def series_covariances(series: list[np.ndarray], shrinkage: float | str) -> torc
 
 
 def build_uea(key: str, root: str | None = None, shrinkage: float | str = "ledoit-wolf",
-              val_fraction: float = 0.0, split_seed: int = 0) -> SPDDataset:
+              val_fraction: float = 0.1, split_seed: int = 0) -> SPDDataset:
     """Covariance dataset of a UEA problem with its official train/test split.
 
     Parameters
@@ -149,7 +149,8 @@ def build_uea(key: str, root: str | None = None, shrinkage: float | str = "ledoi
         Folder with ``<Problem>_TRAIN.ts`` and ``<Problem>_TEST.ts``; default: aeon's bundled copy.
     shrinkage : float or "ledoit-wolf"
     val_fraction : float
-        Fraction of each training class moved to ``val`` (stratified, seeded); 0 keeps none.
+        Fraction of each training class moved to ``val`` (stratified, seeded); 0 keeps none
+        (the dataset then has no validation split for an experiment to select on).
     split_seed : int
     """
     problem = PROBLEMS[key]
@@ -160,16 +161,13 @@ def build_uea(key: str, root: str | None = None, shrinkage: float | str = "ledoi
     series = parts["train"].series + parts["test"].series
     labels = np.array(parts["train"].labels + parts["test"].labels)
     ids = [f"{split}-{i:04d}" for split in ("train", "test") for i in range(len(parts[split].labels))]
-    splits = np.array([split for split in ("train", "test") for _ in parts[split].labels], dtype=object)
-    if val_fraction:
-        train = np.flatnonzero(splits == "train")
-        splits[train] = stratified_split(labels[train], [ids[i] for i in train],
-                                         {"train": 1 - val_fraction, "val": val_fraction}, split_seed)
+    splits = carve_validation([split for split in ("train", "test") for _ in parts[split].labels],
+                              labels, ids, val_fraction, split_seed)
     matrices = series_covariances(series, shrinkage)
     meta = DatasetMeta(name=key, n=matrices.shape[-1], class_names=parts["train"].class_names,
                        source=problem.source, licence=problem.licence,
                        provenance={"files": str(folder), "covariance": f"per series, shrinkage {shrinkage}"})
-    return assemble(matrices, labels, ids, meta, splits=splits.astype(str))
+    return assemble(matrices, labels, ids, meta, splits=splits)
 
 
 for _key in PROBLEMS:
