@@ -128,6 +128,10 @@ class TrainJob:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "train":
             raise ValueError(f"not a training checkpoint (kind={state.get('kind')!r})")
+        mine = None if self.genotype is None else self.genotype.to_dict()
+        if state.get("genotype") != mine:
+            raise ValueError("the checkpoint retrains another architecture than this run: start over "
+                             "(--no-resume) or give the run another name")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])

@@ -32,6 +32,13 @@ class GenotypeError(ValueError):
     """A genotype (or its JSON) is malformed or does not fit the search space."""
 
 
+def _node(value: Any) -> int:
+    """A node index from JSON: an integer (``1.7``, ``"1"`` or ``true`` are errors, not nodes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"node index {value!r} is not an integer")
+    return value
+
+
 @dataclass(frozen=True)
 class Genotype:
     """A discrete SPDNetNAS architecture.
@@ -102,8 +109,8 @@ class Genotype:
         if missing:
             raise GenotypeError(f"genotype JSON lacks {sorted(missing)}")
         try:
-            cells = {k: tuple((str(op), int(node)) for op, node in data[k]) for k in (NORMAL, REDUCE)}
-            concats = {k: tuple(int(i) for i in data[f"{k}_concat"]) for k in (NORMAL, REDUCE)}
+            cells = {k: tuple((str(op), _node(node)) for op, node in data[k]) for k in (NORMAL, REDUCE)}
+            concats = {k: tuple(_node(i) for i in data[f"{k}_concat"]) for k in (NORMAL, REDUCE)}
         except (TypeError, ValueError) as exc:
             raise GenotypeError(f"genotype entries must be [operation, input node] pairs: {exc}") from None
         return cls(cells[NORMAL], concats[NORMAL], cells[REDUCE], concats[REDUCE])

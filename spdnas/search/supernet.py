@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from spdnas.config import ModelConfig
 from spdnas.geometry.airm import karcher_mean
 from spdnas.geometry.mixture import mixture_weights
+from spdnas.geometry.validate import check_weights
 from spdnas.search.cells import CellBase, CellNetwork, CellPlan, op_shape
 from spdnas.search.space import NONE_INDEX, NORMAL, REDUCE, SPDState, build_op, edge_kind, op_names
 
@@ -136,4 +137,10 @@ class Supernet(CellNetwork):
         return self.plans[0].num_edges
 
     def forward(self, x: Tensor, weights_normal: Tensor, weights_reduce: Tensor) -> Tensor:
+        for kind, w in ((NORMAL, weights_normal), (REDUCE, weights_reduce)):
+            shape = (self.num_edges, len(op_names(kind)))
+            if tuple(w.shape) != shape:
+                raise ValueError(f"Supernet: weights_{kind} must have shape {shape} (edges, operations), "
+                                 f"got {tuple(w.shape)}")
+            check_weights(w, shape[1], f"Supernet weights_{kind} (mixture weights, not logits)")
         return self.run_cells(x, {NORMAL: (weights_normal,), REDUCE: (weights_reduce,)})

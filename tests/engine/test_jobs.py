@@ -150,6 +150,26 @@ def test_retrain_resume_is_bit_identical(problem, tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_retrain_does_not_resume_another_architecture(problem):
+    train, val, _ = problem
+    cfg = load_config(None, FAST)
+    job = TrainJob(cfg, published_genotype("radar"), train, val, 3)
+    job.run_epoch()
+    other = TrainJob(cfg, published_genotype("hdm05"), train, val, 3)
+    with pytest.raises(ValueError, match="another architecture"):
+        other.load_state_dict(job.state_dict())
+
+
+def test_a_split_without_one_full_batch_is_an_error(problem):
+    train, val, _ = problem
+    cfg = load_config(None, [*FAST, f"search.batch_size={len(val) + 1}",
+                             f"train.batch_size={len(train) + 1}"])
+    with pytest.raises(ValueError, match=r"no full batch of \d+ in this epoch \(samples: search-train"):
+        SearchJob(cfg, train, val, 3).run_epoch()
+    with pytest.raises(ValueError, match=r"no full batch of \d+ in this epoch \(samples: train"):
+        TrainJob(cfg, published_genotype("radar"), train, val, 3).run_epoch()
+
+
 def test_checkpoint_kind_is_checked(problem, tmp_path):
     train, val, _ = problem
     cfg = load_config(None, FAST)

@@ -123,6 +123,13 @@ def test_supernet_rejects_bad_input():
     x[1] = -x[1]
     with pytest.raises(ValueError, match=r"network input.*batch index \(1, 0\)"):
         supernet(x, *w)
+    x = random_spd(3, n=8)
+    with pytest.raises(ValueError, match=r"weights_normal \(mixture weights, not logits\): weights must"):
+        supernet(x, 100 * alphas.normal.abs(), w[1])
+    with pytest.raises(ValueError, match=r"weights_reduce.*negative weights"):
+        supernet(x, w[0], w[1] - 0.5)
+    with pytest.raises(ValueError, match=r"weights_normal must have shape \(5, 6\)"):
+        supernet(x, w[0][:4], w[1])
 
 
 class TestPlan:
