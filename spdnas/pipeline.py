@@ -146,7 +146,8 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
 def retrain_result(test: dict[str, Any], parameters: int, genotype: Genotype,
                    history: list[dict[str, Any]]) -> dict[str, Any]:
     """``result.json``: test metrics, model size and training cost of a retraining."""
-    return {**{k: test[k] for k in ("test_accuracy", "test_loss", "test_accuracy_last", "best_epoch")},
+    keys = ("test_accuracy", "test_loss", "test_accuracy_last", "best_epoch", "test_samples")
+    return {**{k: test[k] for k in keys},
             "parameters": parameters, "genotype": genotype.to_dict(), "epochs": len(history),
             "train_seconds": sum(r["seconds"] for r in history)}
 

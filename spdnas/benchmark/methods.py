@@ -40,6 +40,8 @@ class MethodResult:
         Wall time of architecture search (0 without search) and of training the final model.
     details : dict
         Method-specific extras (genotype, best epoch, ...), JSON-serialisable.
+    test_samples : int or None
+        Size of the test split (set by :func:`run_method`).
     """
 
     method: str
@@ -51,6 +53,7 @@ class MethodResult:
     search_seconds: float
     train_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    test_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +84,9 @@ def run_method(name: str, config: ExperimentConfig, data: ExperimentData, seed: 
         method = METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}") from None
-    return method(with_seed(config, seed), data, seed, out)
+    result = method(with_seed(config, seed), data, seed, out)
+    result.test_samples = len(data.test)
+    return result
 
 
 def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:

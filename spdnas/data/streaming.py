@@ -123,16 +123,17 @@ def torch_batches(shard, *, batch_size: int, dtype: torch.dtype = torch.float64,
             yield matrices, labels
 
 
-def shard_dataset(shard, meta: DatasetMeta, *, dtype: torch.dtype = torch.float64,
+def shard_dataset(shards, meta: DatasetMeta, *, dtype: torch.dtype = torch.float64,
                   batch_size: int = 4096) -> SPDDataset:
-    """Collect a Ray Data shard into an in-memory :class:`SPDDataset` (rows in stream order).
+    """Collect Ray Data shards into one in-memory :class:`SPDDataset` (rows in stream order).
 
     For data-parallel workers that hold their data in memory: read once through Ray Data
     (local or S3), then iterate epochs locally.
 
     Parameters
     ----------
-    shard : ray.data.DataIterator or ray.data.Dataset
+    shards : ray.data.DataIterator or ray.data.Dataset, or a list of them
+        E.g. one shard per split, concatenated in the order given.
     meta : DatasetMeta
         The dataset's metadata (from its manifest).
     dtype : torch.dtype
@@ -140,14 +141,18 @@ def shard_dataset(shard, meta: DatasetMeta, *, dtype: torch.dtype = torch.float6
         Rows per Arrow batch while collecting.
     """
     matrices, labels, splits, ids, groups = [], [], [], [], []
-    for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", prefetch_batches=1):
+    shards = shards if isinstance(shards, list | tuple) else [shards]
+    batches = (batch for shard in shards
+               for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow",
+                                               prefetch_batches=1))
+    for batch in batches:
         matrices.append(torch.from_numpy(batch_matrices(batch)).to(dtype))
         labels.append(np.array(batch.column("label"), dtype=np.int64))
         splits.append(np.array(batch.column("split").to_pylist(), dtype=str))
         ids.append(np.array(batch.column("sample_id").to_pylist(), dtype=str))
         groups.append(np.array(batch.column("group").to_pylist(), dtype=object))
     if not matrices:
-        raise ValueError(f"shard_dataset: the shard of dataset {meta.name!r} holds no rows")
+        raise ValueError(f"shard_dataset: the shards of dataset {meta.name!r} hold no rows")
     group = np.concatenate(groups)
     return SPDDataset(matrices=torch.cat(matrices), labels=torch.from_numpy(np.concatenate(labels)),
                       splits=np.concatenate(splits), sample_ids=np.concatenate(ids), meta=meta,

@@ -24,6 +24,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from spdnas.config import DistributedConfig, ExperimentConfig
 from spdnas.data import DatasetMeta
+from spdnas.data.parquet import validate_dataset
+from spdnas.data.schema import SPLITS
 from spdnas.data.storage import Folder
 from spdnas.data.streaming import ray_dataset
 from spdnas.distributed.worker import (
@@ -76,9 +78,12 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
         folder.clear()
     meta = Folder(config.data.uri).read_manifest()["meta"]
     configure_ray_data()
-    dataset = ray_dataset(config.data.uri, validate=True)
-    if dist.data == "replicate":
-        dataset = dataset.materialize()
+    validate_dataset(config.data.uri)  # every row check, once, before any worker starts
+    # Read into the object store before the workers take every CPU (reads need CPUs of their own).
+    if dist.data == "replicate":  # every worker gets all rows
+        datasets = {"data": ray_dataset(config.data.uri).materialize()}
+    else:  # every worker gets its own part of each split
+        datasets = {split: ray_dataset(config.data.uri, split).materialize() for split in SPLITS}
     cpus = _cpus_per_worker(dist)
     env = {k: os.environ[k] for k in (FAULT_ENV, FAULT_MARKER_ENV) if k in os.environ}
     experiment_folder = Folder(run_folder(config, ""))
@@ -97,8 +102,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
             logging_config=ray.train.LoggingConfig(log_level="ERROR"),
             callbacks=callbacks,
             worker_runtime_env={"env_vars": env} if env else None),
-        datasets={"data": dataset},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["data"] if dist.data == "shard" else []),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=list(datasets) if dist.data == "shard" else []),
     )
     return trainer, folder, DatasetMeta.from_dict(meta)
 

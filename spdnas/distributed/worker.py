@@ -19,6 +19,7 @@ import ray.train.torch
 
 from spdnas.config import ExperimentConfig, config_from_dict
 from spdnas.data import DatasetMeta
+from spdnas.data.schema import SPLITS
 from spdnas.data.storage import Folder
 from spdnas.data.streaming import shard_dataset
 from spdnas.distributed.collective import (
@@ -62,7 +63,9 @@ def _worker_config(loop_config: dict[str, Any]) -> ExperimentConfig:
 
 
 def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
-    dataset = shard_dataset(ray.train.get_dataset_shard("data"), DatasetMeta.from_dict(meta))
+    names = ["data"] if config.distributed.data == "replicate" else list(SPLITS)
+    shards = [ray.train.get_dataset_shard(name) for name in names]
+    dataset = shard_dataset(shards, DatasetMeta.from_dict(meta))
     return split_experiment_data(dataset, config.data.search_val_fraction, config.runtime.seed)
 
 

@@ -46,6 +46,7 @@ def selection(result) -> tuple:
 def test_baseline_reports_results_and_files_and_beats_chance(method, data, tmp_path):
     result = run_method(method, load_config(None, FAST), data, seed=3, out=tmp_path)
     assert (result.method, result.dataset, result.seed) == (method, "toy", 3)
+    assert result.test_samples == len(data.test) == 30
     # chance is 1/3 on 30 test samples; measured (seeds 3, 5, 6): SPDNet 0.83-0.93, SPDNetBN
     # 0.93, DARTS 0.90-0.93, FairDARTS 0.90-0.97, MDM 0.97, TS+LR 0.97
     assert result.test_accuracy >= 0.75

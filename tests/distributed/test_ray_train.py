@@ -149,3 +149,14 @@ def test_checkpoint_every_k_epochs_and_the_last(ray_session, dataset_uri, tmp_pa
     search(config)
     names = Folder(run_folder(config, "search")).list_names()
     assert sorted({n.split("/")[0] for n in names if n.startswith("epoch_")}) == ["epoch_0002", "epoch_0003"]
+
+
+def test_sharded_data_gives_every_worker_every_split(ray_session, dataset_uri, tmp_path):
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
+                        "distributed.cpus_per_worker=1", "distributed.data=shard", "search.epochs=1",
+                        "train.epochs=1", "name=shard")
+    first = search(config).history[0]  # each worker: its half of train, cut in search halves
+    assert first["train_samples"] > 0 and first["search_val_samples"] <= sum(tiny_dataset().counts()["train"])
+    result = retrain(config, published_genotype("radar")).result
+    counts = tiny_dataset().counts()
+    assert sum(counts["test"]) - 1 <= result["test_samples"] <= sum(counts["test"])  # equal shards
