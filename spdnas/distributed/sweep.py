@@ -25,6 +25,7 @@ from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder, with_a
 
 TRIAL_INDEX = "__trial_index__"
 TRIAL_CPU = 0.01
+FINISHED = "TERMINATED"
 
 
 class SweepInterrupted(RuntimeError):
@@ -86,10 +87,21 @@ def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str
 
 
 def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Configurations by mean ± std of the metric over their finished seeds, best first.
+
+    Only ``TERMINATED`` trials with a metric count: an errored trial may have reported the
+    metric of an unfinished retraining. Each row's ``excluded`` says how many of the
+    configuration's trials were left out for not being ``TERMINATED``; a configuration without
+    a finished trial has no row.
+    """
     groups: dict[str, list[dict[str, Any]]] = {}
+    excluded: dict[str, int] = {}
     for t in trials:
-        if t["metric"] is not None:
-            groups.setdefault(json.dumps(t["config"], sort_keys=True), []).append(t)
+        key = json.dumps(t["config"], sort_keys=True)
+        if t.get("status") != FINISHED:
+            excluded[key] = excluded.get(key, 0) + 1
+        elif t["metric"] is not None:
+            groups.setdefault(key, []).append(t)
     rows = []
     for key, members in groups.items():
         values = [m["metric"] for m in members]
@@ -97,8 +109,34 @@ def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
         rows.append({"config": json.loads(key), "seeds": sorted(m["seed"] for m in members),
                      "metric_mean": statistics.fmean(values),
                      "metric_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                     "test_accuracy_mean": statistics.fmean(tests) if tests else None})
+                     "test_accuracy_mean": statistics.fmean(tests) if tests else None,
+                     "excluded": excluded.get(key, 0)})
     return sorted(rows, key=lambda r: r["metric_mean"], reverse=(mode == "max"))
+
+
+def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
+    """The line of ``trials.jsonl`` for one Tune trial.
+
+    Parameters
+    ----------
+    result : ray.tune.Result
+        The trial's outcome (``config``, last ``metrics``, ``path``, ``error``).
+    config : ExperimentConfig
+        The sweep's experiment.
+
+    Returns
+    -------
+    dict
+        ``trial_id``, sampled ``config``, ``seed``, ``metric`` (the last reported
+        ``sweep.metric``), ``test_accuracy``, the sweep's ``mode`` (so that readers of the file
+        know which end of the metric is best) and ``status`` (``TERMINATED`` or ``ERROR``).
+    """
+    _, sampled, seed = trial_config(result.config or {}, config.to_dict())
+    metrics = result.metrics or {}
+    return {"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]), "config": sampled,
+            "seed": seed, "metric": metrics.get(config.sweep.metric),
+            "test_accuracy": metrics.get("test_accuracy"), "mode": config.sweep.mode,
+            "status": "ERROR" if result.error else FINISHED}
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
@@ -118,7 +156,8 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
-    """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` and ``summary.json``."""
+    """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
+    with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
     from spdnas.distributed.runner import ray_session
 
     config = with_absolute_paths(config)
@@ -157,15 +196,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     if grid.num_terminated + grid.num_errors < expected:
         raise SweepInterrupted(f"the sweep stopped with {grid.num_terminated} of {expected} trials finished; "
                                "run the same command again to resume it")
-    trials = []
-    for result in grid:
-        params = result.config or {}
-        _, sampled, seed = trial_config(params, config.to_dict())
-        metrics = result.metrics or {}
-        trials.append({"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]),
-                       "config": sampled, "seed": seed, "metric": metrics.get(sweep.metric),
-                       "test_accuracy": metrics.get("test_accuracy"),
-                       "status": "ERROR" if result.error else "TERMINATED"})
+    trials = [trial_record(result, config) for result in grid]
     summary = _summarise(trials, sweep.mode)
     folder.write_bytes("trials.jsonl", "".join(json.dumps(t) + "\n" for t in trials).encode())
     folder.write_bytes("summary.json", (json.dumps(summary, indent=2) + "\n").encode())

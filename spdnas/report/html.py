@@ -10,20 +10,31 @@ read is named in the section and in the list of problems at the top.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import spdnas
+from spdnas.models.euclidean_genotype import OPS, SEARCH_SPACE, EuclideanGenotype
 from spdnas.report.experiment import Experiment, Run, load_experiment, read_history, read_json
 from spdnas.report.figures import curves_figure, data_uri, importance_figure
 from spdnas.report.importance import param_importances
-from spdnas.report.plots import alpha_figure, cells_figure, node_label
+from spdnas.report.plots import (
+    alpha_figure,
+    cells_figure,
+    euclidean_alpha_figure,
+    euclidean_cell_figure,
+    node_label,
+)
 from spdnas.report.tables import (
     DETAIL_HEADER,
+    EVERY_HEADER,
     aggregate,
     detail_cells,
+    deterministic_note,
+    every_baseline_cells,
     format_duration,
     format_millions,
     overview,
@@ -105,7 +116,14 @@ def _results_section(experiment: Experiment) -> str:
     for dataset in sorted({r.dataset for r in rows}):
         parts.append(f"<h3>{_e(dataset)}</h3>")
         parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))
-        parts.append(f'<p class="significance">{_e(tests[dataset]["summary"])}</p>')
+        note = deterministic_note([r for r in rows if r.dataset == dataset])
+        if note:
+            parts.append(f'<p class="note">{_e(note)}</p>')
+        test = tests[dataset]
+        parts.append(f'<p class="significance">{_e(test["summary"])}</p>')
+        if test["every_baseline"]:
+            parts.append(f'<p>{_e(test["every_baseline_summary"])}</p>')
+            parts.append(_table(EVERY_HEADER, [every_baseline_cells(e) for e in test["every_baseline"]]))
     return "".join(parts)
 
 
@@ -151,29 +169,79 @@ def _steps(edges: int) -> int:
     return steps
 
 
+def _has_weights(record: dict[str, Any]) -> bool:
+    """SPDNetNAS records ``weights_normal``/``weights_reduce``; DARTS/FairDARTS ``weights``."""
+    return "weights_normal" in record or "weights" in record
+
+
 def _alpha_block(title: str, runs: list[Run]) -> str:
     found = next(((run, history) for run, history in ((r, read_history(r.search)) for r in runs)
-                  if history and "weights_normal" in history[-1]), None)
+                  if history and _has_weights(history[-1])), None)
     if found is None:
         return _missing(f"{title}: no mixture weights in any search/metrics.jsonl.")
     run, history = found
     last = history[-1]
-    weights = {"normal": last["weights_normal"], "reduce": last["weights_reduce"]}
-    figure = alpha_figure(weights, _steps(len(weights["normal"])), f"{title}: mixture weights")
+    if "weights_normal" in last:
+        weights = {"normal": last["weights_normal"], "reduce": last["weights_reduce"]}
+        figure = alpha_figure(weights, _steps(len(weights["normal"])), f"{title}: mixture weights")
+    else:
+        figure = euclidean_alpha_figure(last["weights"], last.get("ops", list(OPS)),
+                                        _steps(len(last["weights"])), f"{title}: mixture weights")
     caption = (f"{_seed_text(run, runs)}, epoch {last.get('epoch', len(history))} — the last recorded of "
                f"{len(history)}; rows are edges (input → intermediate node), columns candidate operations.")
     return _figure(data_uri(figure), f"mixture weights of {title}", caption)
 
 
-def _genotype(run: Run) -> Genotype | None:
-    if (run.search / "genotype.json").is_file():
-        return Genotype.load(run.search / "genotype.json")
+AnyGenotype = Genotype | EuclideanGenotype
+
+
+def _genotype_type(data: Any) -> type[Genotype] | type[EuclideanGenotype]:
+    """The genotype class of a genotype's JSON object, by its ``search_space``."""
+    euclidean = isinstance(data, dict) and data.get("search_space") == SEARCH_SPACE
+    return EuclideanGenotype if euclidean else Genotype
+
+
+def _genotype(run: Run) -> AnyGenotype | None:
+    path = run.search / "genotype.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            data = None  # the loader below names the JSON error
+        return _genotype_type(data).load(path)
     history = read_history(run.search)
-    return Genotype.from_dict(history[-1]["genotype"]) if history and "genotype" in history[-1] else None
+    if not history or "genotype" not in history[-1]:
+        return None
+    data = history[-1]["genotype"]
+    return _genotype_type(data).from_dict(data)
 
 
 def _cell_text(genotype: Genotype, kind: str) -> str:
     return ", ".join(f"{op}({node_label(node)})" for op, node in genotype.cell(kind))
+
+
+def _euclidean_cell_text(genotype: EuclideanGenotype) -> str:
+    """``0 ← expand(c_{k-2}), skip(c_{k-1}); 1 ← …``: each intermediate node and its inputs."""
+    return "; ".join(f"{node_label(node)} ← " + ", ".join(f"{op}({node_label(i)})" for op, i, target
+                                                         in genotype.edges if target == node)
+                     for node in range(2, 2 + genotype.steps))
+
+
+def _cells_figure(title: str, run: Run, runs: list[Run], genotype: AnyGenotype) -> str:
+    if isinstance(genotype, EuclideanGenotype):
+        return _figure(data_uri(euclidean_cell_figure(genotype, f"{title}: derived cell")),
+                       f"derived cell of {title}",
+                       f"{_seed_text(run, runs)}; edge labels are operations, dashed arrows feed the cell "
+                       "output (every intermediate node); every cell of the network is this one.")
+    return _figure(data_uri(cells_figure(genotype, f"{title}: derived cells")), f"derived cells of {title}",
+                   f"{_seed_text(run, runs)}; edge labels are operations (blue: reduced operations), "
+                   "dashed arrows feed the cell output.")
+
+
+def _genotype_cells(genotype: AnyGenotype) -> list[str]:
+    if isinstance(genotype, EuclideanGenotype):
+        return [_euclidean_cell_text(genotype)]
+    return [_cell_text(genotype, "normal"), _cell_text(genotype, "reduce")]
 
 
 def _cells_block(title: str, runs: list[Run]) -> str:
@@ -182,15 +250,15 @@ def _cells_block(title: str, runs: list[Run]) -> str:
     if shown is None:
         return _missing(f"{title}: no genotype.json (nor a genotype in metrics.jsonl) in any search folder.")
     run, genotype = shown
-    parts = [_figure(data_uri(cells_figure(genotype, f"{title}: derived cells")), f"derived cells of {title}",
-                     f"{_seed_text(run, runs)}; edge labels are operations (blue: reduced operations), "
-                     "dashed arrows feed the cell output.")]
+    parts = [_cells_figure(title, run, runs, genotype)]
     if len(genotypes) > 1:
-        body = [[str(r.seed), "—", "—", "—"] if g is None else
-                [str(r.seed), _cell_text(g, "normal"), _cell_text(g, "reduce"),
-                 "yes" if g == genotype else "no"]
+        cells = (["cell (node ← op(input))"] if isinstance(genotype, EuclideanGenotype)
+                 else ["normal cell (op(input))", "reduction cell"])
+        header = ["seed", *cells, "same as drawn"]
+        body = [[str(r.seed), *(["—"] * (len(header) - 1) if g is None else
+                                [*_genotype_cells(g), "yes" if g == genotype else "no"])]
                 for r, g in genotypes]
-        parts.append(_table(["seed", "normal cell (op(input))", "reduction cell", "same as drawn"], body, 99))
+        parts.append(_table(header, body, 99))
     return "".join(parts)
 
 
@@ -252,7 +320,10 @@ def _importance_section(experiment: Experiment) -> str:
     if outcome.best is not None:
         config = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in sorted(outcome.best["config"].items()))
-        parts.append(f'<p>Best trial: {_e(outcome.best["trial_id"])} with metric '
+        rule = f"{'lowest' if outcome.mode == 'min' else 'highest'} metric, sweep.mode = {outcome.mode}"
+        if not outcome.mode_recorded:
+            rule += " assumed: trials.jsonl does not record the mode"
+        parts.append(f'<p>Best trial ({_e(rule)}): {_e(outcome.best["trial_id"])} with metric '
                      f'{outcome.best["metric"]:.4g} ({_e(config)}).</p>')
     if outcome.reason:
         return "".join(parts) + _missing(f"Parameter importance not computed: {outcome.reason}.")

@@ -1,9 +1,10 @@
 """Importance of a sweep's parameters for its metric (fANOVA, through Optuna).
 
 The sweep's trials (``sweep/trials.jsonl``: ``trial_id``, ``config``, ``seed``, ``metric``,
-``status``) become completed trials of an in-memory Optuna study, with one distribution per
-parameter inferred from the values it took; Optuna's fANOVA evaluator then says how much of the
-metric's variance each parameter explains (normalised to sum to 1).
+``status`` and the sweep's ``mode``, ``max`` or ``min``) become completed trials of an
+in-memory Optuna study, with one distribution per parameter inferred from the values it took;
+Optuna's fANOVA evaluator then says how much of the metric's variance each parameter explains
+(normalised to sum to 1).
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ class Importance:
         ``{parameter: why it was left out}``.
     n_trials, n_skipped : int
         Trials used; trials left out (failed or without a finite metric).
+    mode : str
+        ``max`` or ``min``: whether a higher or a lower metric is better.
+    mode_recorded : bool
+        False when the trials do not record the sweep's mode (sweeps written before they did):
+        ``max`` is then assumed.
     best : dict or None
-        The used trial with the highest metric.
+        The used trial with the best metric under ``mode``.
     """
 
     importances: dict[str, float] = field(default_factory=dict)
@@ -49,6 +55,8 @@ class Importance:
     excluded: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
     n_skipped: int = 0
+    mode: str = "max"
+    mode_recorded: bool = False
     best: dict[str, Any] | None = None
 
 
@@ -88,6 +96,27 @@ def _usable(trial: dict[str, Any]) -> bool:
             and isinstance(trial.get("config"), dict))
 
 
+def sweep_mode(trials: list[dict[str, Any]]) -> str | None:
+    """The ``mode`` the trials record (None if none does).
+
+    Parameters
+    ----------
+    trials : list of dict
+        Lines of ``sweep/trials.jsonl``; sweeps record their ``mode`` in every trial.
+
+    Raises
+    ------
+    ValueError
+        If the trials record different modes, or one that is neither ``max`` nor ``min``.
+    """
+    modes = sorted({str(t["mode"]) for t in trials if t.get("mode") is not None})
+    if len(modes) > 1:
+        raise ValueError(f"the trials record different sweep modes: {modes}")
+    if modes and modes[0] not in ("max", "min"):
+        raise ValueError(f"sweep mode must be max or min, got {modes[0]!r}")
+    return modes[0] if modes else None
+
+
 @contextmanager
 def _quiet_optuna() -> Iterator[None]:
     level = optuna.logging.get_verbosity()
@@ -105,7 +134,8 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     Parameters
     ----------
     trials : list of dict
-        Sweep trials: ``config`` (``{parameter: value}``), ``metric`` (float), ``status``.
+        Sweep trials: ``config`` (``{parameter: value}``), ``metric`` (float), ``status`` and
+        ``mode`` (``max`` or ``min``; ``max`` when absent).
     min_trials : int
         Fewer usable trials than this: nothing is computed (a forest on a handful of points
         explains noise).
@@ -117,11 +147,18 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     Importance
         With ``reason`` set when not computed. Parameters missing from some trials or with a
         single value are listed in ``excluded``.
+
+    Raises
+    ------
+    ValueError
+        If the trials record different or unknown modes.
     """
+    mode = sweep_mode(trials)
     used = [t for t in trials if _usable(t)]
-    outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used))
+    outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used), mode=mode or "max",
+                         mode_recorded=mode is not None)
     if used:
-        top = max(used, key=lambda t: t["metric"])
+        top = (min if outcome.mode == "min" else max)(used, key=lambda t: t["metric"])
         outcome.best = {"trial_id": top.get("trial_id"), "metric": top["metric"], "config": top["config"]}
     if len(used) < min_trials:
         outcome.reason = f"{len(used)} usable trials; fANOVA needs at least {min_trials}"
@@ -142,7 +179,7 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
         outcome.reason = "no parameter took at least two values in every trial"
         return outcome
     with _quiet_optuna():
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction="minimize" if outcome.mode == "min" else "maximize")
         study.add_trials([
             optuna.trial.create_trial(value=float(t["metric"]), distributions=distributions,
                                       params={name: _scalar(t["config"][name]) for name in distributions})

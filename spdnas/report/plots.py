@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from spdnas.models.euclidean_genotype import EuclideanGenotype
 from spdnas.search.genotype import Genotype
 from spdnas.search.space import NORMAL, REDUCE, edge_kind, op_names
 
@@ -25,6 +26,20 @@ def edge_labels(steps: int) -> list[str]:
     return [f"{node_label(j)}→{i}" for i in range(steps) for j in range(2 + i)]
 
 
+def _heatmap(fig: Figure, ax, data: list[list[float]], columns: list[str], steps: int, title: str) -> None:
+    """One panel of mixture weights: rows = edges (in cell order), columns = operations."""
+    image = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right")
+    labels = edge_labels(steps)
+    ax.set_yticks(range(len(labels)), labels)
+    for r, row in enumerate(data):
+        for c, value in enumerate(row):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center",
+                    color="white" if value < 0.6 else "black", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="mixture weight")
+
+
 def alpha_figure(weights: dict[str, list[list[float]]], steps: int, title: str = "") -> Figure:
     """Heatmaps of mixture weights, one panel per cell type; rows = edges, columns = operations.
 
@@ -36,28 +51,42 @@ def alpha_figure(weights: dict[str, list[list[float]]], steps: int, title: str =
         Intermediate nodes per cell.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.55 * len(weights[NORMAL]) + 2.2), constrained_layout=True)
-    labels = edge_labels(steps)
+    pairs = zip(op_names(NORMAL), op_names(REDUCE), strict=True)
+    columns = {NORMAL: list(op_names(NORMAL)), REDUCE: [f"{a}/{b}" if a != b else a for a, b in pairs]}
     for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True):
-        data = weights[kind]
-        image = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        pairs = zip(op_names(NORMAL), op_names(REDUCE), strict=True)
-        columns = [f"{a}/{b}" if a != b else a for a, b in pairs]
-        ax.set_xticks(range(len(columns)), columns if kind == REDUCE else op_names(NORMAL),
-                      rotation=35, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        for r, row in enumerate(data):
-            for c, value in enumerate(row):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center",
-                        color="white" if value < 0.6 else "black", fontsize=8)
-        ax.set_title(f"{kind} cell" + (" (reduced ops on edges from inputs)" if kind == REDUCE else ""))
-        fig.colorbar(image, ax=ax, shrink=0.8, label="mixture weight")
+        _heatmap(fig, ax, weights[kind], columns[kind], steps,
+                 f"{kind} cell" + (" (reduced ops on edges from inputs)" if kind == REDUCE else ""))
     if title:
         fig.suptitle(title)
     return fig
 
 
-def _draw_cell(ax, genotype: Genotype, kind: str) -> None:
-    steps = genotype.steps
+def euclidean_alpha_figure(weights: list[list[float]], ops: list[str], steps: int, title: str = "") -> Figure:
+    """Heatmap of the mixture weights of a Euclidean NAS cell (DARTS, FairDARTS).
+
+    Parameters
+    ----------
+    weights : list of list of float
+        ``(edges, len(ops))``, rows in the order of
+        :func:`spdnas.models.euclidean_genotype.all_edges`.
+    ops : list of str
+        The candidate operations (columns).
+    steps : int
+        Intermediate nodes of the cell.
+    """
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(weights) + 2.2), constrained_layout=True)
+    _heatmap(fig, ax, weights, list(ops), steps, "cell (shared by every cell)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+Edge = tuple[str, int, int, str]
+
+
+def _draw_graph(ax, steps: int, edges: list[Edge], concat: list[int], title: str) -> None:
+    """A cell as a graph: ``edges`` are ``(operation, input, target node, colour)``; dashed arrows
+    run from the ``concat`` nodes to the cell output."""
     pos = {0: (0.0, 1.0), 1: (0.0, -1.0)}
     for i in range(steps):
         pos[i + 2] = (1.0 + i, 0.9 if i % 2 == 0 else -0.9)
@@ -68,8 +97,7 @@ def _draw_cell(ax, genotype: Genotype, kind: str) -> None:
         color = "#9ecae1" if node < 2 else ("#fdd0a2" if node == out else "#c7e9c0")
         ax.text(x, y, label, ha="center", va="center", fontsize=10,
                 bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "black"})
-    for index, (op, src) in enumerate(genotype.cell(kind)):
-        dst = index // 2 + 2
+    for index, (op, src, dst, color) in enumerate(edges):
         (x0, y0), (x1, y1) = pos[src], pos[dst]
         rad = 0.25 if index % 2 else -0.25
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
@@ -78,10 +106,9 @@ def _draw_cell(ax, genotype: Genotype, kind: str) -> None:
         # label at the middle of matplotlib's arc3 Bézier curve
         dx, dy = x1 - x0, y1 - y0
         mx, my = (x0 + x1) / 2 + rad * dy / 2, (y0 + y1) / 2 - rad * dx / 2
-        color = "#08519c" if edge_kind(kind, src) == REDUCE else "#006d2c"
         ax.text(mx, my, op, fontsize=8, ha="center", va="center", color=color,
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
-    for node in genotype.concat(kind):
+    for node in concat:
         (x0, y0), (x1, y1) = pos[node], pos[out]
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops={"arrowstyle": "->", "ls": "--", "color": "gray",
@@ -89,14 +116,31 @@ def _draw_cell(ax, genotype: Genotype, kind: str) -> None:
     ax.set_xlim(-0.6, steps + 1.6)
     ax.set_ylim(-1.6, 1.6)
     ax.axis("off")
-    ax.set_title(f"{kind} cell")
+    ax.set_title(title)
+
+
+def _spd_edges(genotype: Genotype, kind: str) -> list[Edge]:
+    return [(op, src, index // 2 + 2, "#08519c" if edge_kind(kind, src) == REDUCE else "#006d2c")
+            for index, (op, src) in enumerate(genotype.cell(kind))]
 
 
 def cells_figure(genotype: Genotype, title: str = "") -> Figure:
     """The derived normal and reduction cells drawn as graphs (blue ops: reduced)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
     for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True):
-        _draw_cell(ax, genotype, kind)
+        _draw_graph(ax, genotype.steps, _spd_edges(genotype, kind), list(genotype.concat(kind)),
+                    f"{kind} cell")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def euclidean_cell_figure(genotype: EuclideanGenotype, title: str = "") -> Figure:
+    """The derived cell of a Euclidean NAS baseline drawn as a graph (every intermediate node
+    feeds the cell output)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+    edges = [(op, i, node, "#006d2c") for op, i, node in genotype.edges]
+    _draw_graph(ax, genotype.steps, edges, list(range(2, 2 + genotype.steps)), "cell (shared by every cell)")
     if title:
         fig.suptitle(title)
     return fig

@@ -2,7 +2,8 @@
 
 Input: result dicts as :meth:`spdnas.benchmark.methods.MethodResult.to_dict` writes them
 (``method``, ``dataset``, ``seed``, ``test_accuracy`` and ``val_accuracy`` as fractions in
-[0, 1], ``parameters``, ``search_seconds``, ``train_seconds``). Output: accuracies in percent
+[0, 1], ``parameters``, ``search_seconds``, ``train_seconds``; optionally ``test_samples``, the
+size of the test split, for the binomial standard error). Output: accuracies in percent
 (two decimals, like the paper), sizes in millions of parameters, costs in wall-clock seconds.
 If the same (dataset, method, seed) appears more than once, the last record counts (a rerun
 replaces the earlier one).
@@ -24,6 +25,8 @@ from scipy import stats
 OURS = "spdnetnas"
 ALPHA = 0.05
 WILCOXON_MIN_PAIRS = 6
+TIE_PP = 1e-9
+"""Mean validation accuracies (pp) this close are tied: equal sums over seeds may round apart."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ class Row:
         Trainable parameters of the final model, over the seeds that report them.
     search_seconds_mean, train_seconds_mean : float
         Wall-clock cost of one run's architecture search and final training.
+    deterministic : bool
+        At least two seeds and the same test accuracy on every one (e.g. MDM): the standard
+        deviation of 0 is no seed variation, not the absence of test-set sampling error.
+    test_samples : int or None
+        Size of the test split, when every seed's result records the same ``test_samples``.
     """
 
     dataset: str
@@ -53,6 +61,8 @@ class Row:
     parameters_mean: float | None
     search_seconds_mean: float
     train_seconds_mean: float
+    deterministic: bool = False
+    test_samples: int | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -68,9 +78,18 @@ class Row:
         std = "n/a" if self.test_accuracy_std is None else f"{self.test_accuracy_std:.2f}"
         return f"{self.test_accuracy_mean:.2f} ± {std}"
 
+    @property
+    def binomial_se(self) -> float | None:
+        """Binomial standard error of the mean test accuracy, ``√(p (1 − p) / n_test)``, in
+        percentage points; None when the test-set size is unknown."""
+        if not self.test_samples:
+            return None
+        p = self.test_accuracy_mean / 100.0
+        return 100.0 * math.sqrt(p * (1.0 - p) / self.test_samples)
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "seeds": list(self.seeds), "n_seeds": self.n_seeds,
-                "parameters_millions": self.parameters_millions}
+                "parameters_millions": self.parameters_millions, "binomial_se": self.binomial_se}
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
@@ -108,6 +127,11 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _test_samples(runs: list[dict[str, Any]]) -> int | None:
+    sizes = {r.get("test_samples") for r in runs}
+    return int(sizes.pop()) if len(sizes) == 1 and None not in sizes else None
+
+
 def method_order(methods: Iterable[str], ours: str = OURS) -> list[str]:
     """Baselines alphabetically, then ``ours`` last (as in the paper's table)."""
     return sorted(set(methods), key=lambda m: (m == ours, m))
@@ -139,6 +163,8 @@ def aggregate(results: Iterable[Any], ours: str = OURS) -> list[Row]:
                                        if r.get("parameters") is not None]),
                 search_seconds_mean=float(np.mean([float(r.get("search_seconds") or 0.0) for r in runs])),
                 train_seconds_mean=float(np.mean([float(r.get("train_seconds") or 0.0) for r in runs])),
+                deterministic=len(test) > 1 and len(set(test)) == 1,
+                test_samples=_test_samples(runs),
             ))
     return rows
 
@@ -170,13 +196,69 @@ def _wilcoxon(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
             "zero_differences_dropped": zeros}
 
 
+def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> dict[str, Any]:
+    """``ours − baseline`` over the seeds both finished: mean, 95% t-interval, t and Wilcoxon tests."""
+    seeds = sorted(set(by_seed[ours]) & set(by_seed[baseline]))
+    head = {"baseline": baseline, "pairs": len(seeds), "seeds": seeds}
+    if len(seeds) < 2:
+        return {**head, **_not_computed(f"fewer than 2 seeds shared by {ours} and {baseline} "
+                                        f"(shared: {seeds or 'none'})")}
+    a = np.array([by_seed[ours][s] for s in seeds])
+    b = np.array([by_seed[baseline][s] for s in seeds])
+    differences = a - b
+    mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
+    half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
+    return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
+            "ci95": [mean - half, mean + half], "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
+
+
+def _significantly_better(entry: dict[str, Any]) -> bool:
+    t = entry.get("t_test") or {}
+    return bool(entry["computed"] and t.get("computed") and entry["mean_difference"] > 0
+                and t["p_value"] < ALPHA)
+
+
+def _best_on_validation(baselines: list[Row]) -> tuple[Row | None, list[str]]:
+    """The baseline of highest mean validation accuracy (exact ties: the first by name) and the
+    names of the baselines it is tied with."""
+    candidates = [r for r in baselines if r.val_accuracy_mean is not None]
+    if not candidates:
+        return None, []
+    top = max(r.val_accuracy_mean for r in candidates)
+    tied = sorted((r for r in candidates if top - r.val_accuracy_mean <= TIE_PP), key=lambda r: r.method)
+    return tied[0], [r.method for r in tied[1:]]
+
+
+def _best_text(test: dict[str, Any]) -> str:
+    tie = (f"; tied with {', '.join(test['tied_on_validation'])}, the first by name taken"
+           if test["tied_on_validation"] else "")
+    return (f"best baseline {test['baseline']} {test['baseline_mean']:.2f}% (chosen on mean validation "
+            f"accuracy, {test['baseline_val_mean']:.2f}%{tie})")
+
+
+def _sampling_text(test: dict[str, Any]) -> str:
+    """Deterministic methods and the binomial standard error of the test accuracies."""
+    ours, base = test["ours"], test["baseline"]
+    errors = test["binomial_se"]
+    text = ""
+    if test["baseline_deterministic"]:
+        text += (f". {base} is deterministic (same result on every seed): the paired test counts only the "
+                 f"seed variance of {ours}, not the sampling error of the test set")
+    if errors is not None:
+        text += (f". Binomial SE √(p(1 − p)/n) of the test accuracies on the {test['test_samples']} test "
+                 f"samples: {ours} ±{errors['ours']:.2f} pp, {base} ±{errors['baseline']:.2f} pp")
+    elif test["baseline_deterministic"]:
+        text += " (the results do not record the test-set size, so its binomial SE is not given)"
+    return text
+
+
 def _summary(test: dict[str, Any]) -> str:
     if not test["computed"]:
         return f"{test['dataset']}: significance not computed — {test['reason']}"
     lo, hi = test["ci95"]
-    text = (f"{test['dataset']}: {test['ours']} {test['ours_mean']:.2f}% vs best baseline {test['baseline']} "
-            f"{test['baseline_mean']:.2f}% over {test['pairs']} paired seeds: difference "
-            f"{test['mean_difference']:+.2f} pp (95% CI {lo:+.2f} to {hi:+.2f})")
+    text = (f"{test['dataset']}: {test['ours']} {test['ours_mean']:.2f}% vs {_best_text(test)} over "
+            f"{test['pairs']} paired seeds: difference {test['mean_difference']:+.2f} pp "
+            f"(95% CI {lo:+.2f} to {hi:+.2f})")
     t, w = test["t_test"], test["wilcoxon"]
     if t["computed"]:
         verdict = "significant" if t["p_value"] < ALPHA else "not significant"
@@ -188,42 +270,65 @@ def _summary(test: dict[str, Any]) -> str:
         text += f"; Wilcoxon signed-rank W = min(W+, W−) = {w['statistic']:g}, p = {w['p_value']:.3g}"
     else:
         text += f"; Wilcoxon not computed ({w['reason']})"
-    return text
+    return text + _sampling_text(test)
+
+
+def _every_summary(test: dict[str, Any]) -> str:
+    every = test["every_baseline"]
+    if not every:
+        return ""
+    better = test["significantly_better_than"]
+    named = f" ({', '.join(better)})" if better and len(better) < len(every) else ""
+    return (f"Against every baseline (no selection): {test['ours']} is significantly better (difference "
+            f"> 0, paired t p < {ALPHA:g}) than {len(better)} of {len(every)}{named}. It beats every "
+            "baseline only if it beats each one; that needs no multiplicity correction.")
 
 
 def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]],
              ours: str) -> dict[str, Any]:
-    head: dict[str, Any] = {"dataset": dataset, "ours": ours, "baseline": None, "pairs": 0}
+    head: dict[str, Any] = {"dataset": dataset, "ours": ours, "baseline": None, "pairs": 0,
+                            "selection": "mean validation accuracy, exact ties by name",
+                            "every_baseline": [], "significantly_better_than": []}
     mine = next((r for r in rows if r.method == ours), None)
-    baselines = sorted((r for r in rows if r.method != ours), key=lambda r: (-r.test_accuracy_mean, r.method))
+    baselines = [r for r in rows if r.method != ours]
     if mine is None:
         return {**head, **_not_computed(f"no {ours} results")}
     if not baselines:
         return {**head, **_not_computed("no baseline results")}
-    best = baselines[0]
-    seeds = sorted(set(by_seed[ours]) & set(by_seed[best.method]))
+    every = [{**_paired(ours, r.method, by_seed), "baseline_mean": r.test_accuracy_mean,
+              "deterministic": r.deterministic} for r in baselines]
+    head.update(every_baseline=every,
+                significantly_better_than=[e["baseline"] for e in every if _significantly_better(e)])
+    best, tied = _best_on_validation(baselines)
+    if best is None:
+        return {**head, **_not_computed("no baseline reports val_accuracy: none can be chosen")}
+    test_samples = mine.test_samples if mine.test_samples == best.test_samples else None
+    errors = (None if test_samples is None else
+              {"ours": mine.binomial_se, "baseline": best.binomial_se})
     head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean,
-                ours_mean=mine.test_accuracy_mean, pairs=len(seeds), seeds=seeds)
-    if len(seeds) < 2:
-        return {**head, **_not_computed(f"fewer than 2 seeds shared by {ours} and {best.method} "
-                                        f"(shared: {seeds or 'none'})")}
-    a = np.array([by_seed[ours][s] for s in seeds])
-    b = np.array([by_seed[best.method][s] for s in seeds])
-    differences = a - b
-    mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
-    half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
-    return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
-            "ci95": [mean - half, mean + half], "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
+                baseline_val_mean=best.val_accuracy_mean, tied_on_validation=tied,
+                ours_mean=mine.test_accuracy_mean, baseline_deterministic=best.deterministic,
+                test_samples=test_samples, binomial_se=errors)
+    return {**head, **_paired(ours, best.method, by_seed)}
 
 
 def significance(results: Iterable[Any], ours: str = OURS) -> dict[str, dict[str, Any]]:
-    """Per dataset: ``ours`` vs the baseline with the best mean test accuracy, paired by seed.
+    """Per dataset: ``ours`` vs the baseline with the best mean validation accuracy, paired by
+    seed, and ``ours`` vs every baseline.
 
-    Only seeds both methods finished are paired. Differences are ``ours − baseline`` in
-    percentage points. Each entry has ``computed`` (False with a ``reason`` when there is no
-    baseline, no ``ours`` or fewer than 2 pairs), ``mean_difference``, ``ci95`` (t-interval),
-    ``t_test`` (:func:`scipy.stats.ttest_rel`), ``wilcoxon`` (:func:`scipy.stats.wilcoxon`, only
-    with at least 6 pairs) — each test with its own ``computed``/``reason`` — and ``summary``.
+    The best baseline is chosen on validation accuracy, never on test accuracy (choosing on the
+    test split would favour the baseline whose test score is luckiest); exact ties go to the
+    first name, the others are listed in ``tied_on_validation``. Only seeds both methods
+    finished are paired. Differences are ``ours − baseline`` in percentage points. Each entry
+    has ``computed`` (False with a ``reason`` when there is no baseline, no ``ours``, no
+    baseline with a validation accuracy or fewer than 2 pairs), ``mean_difference``, ``ci95``
+    (t-interval), ``t_test`` (:func:`scipy.stats.ttest_rel`), ``wilcoxon``
+    (:func:`scipy.stats.wilcoxon`, only with at least 6 pairs) — each test with its own
+    ``computed``/``reason`` —, ``baseline_deterministic`` (same test accuracy on every seed),
+    ``test_samples`` and ``binomial_se`` (``{"ours", "baseline"}`` in pp, None unless the results
+    record ``test_samples``), ``every_baseline`` (the same paired comparison against each
+    baseline, in table order), ``significantly_better_than`` (baselines ``ours`` beats with
+    paired t p < 0.05), ``summary`` and ``every_baseline_summary``.
     """
     records = unique_results(results)
     rows = aggregate(records, ours)
@@ -235,7 +340,7 @@ def significance(results: Iterable[Any], ours: str = OURS) -> dict[str, dict[str
                 by_seed.setdefault(str(record["method"]), {})[int(record["seed"])] = \
                     100.0 * float(record["test_accuracy"])
         test = _compare(dataset, [r for r in rows if r.dataset == dataset], by_seed, ours)
-        tests[dataset] = {**test, "summary": _summary(test)}
+        tests[dataset] = {**test, "summary": _summary(test), "every_baseline_summary": _every_summary(test)}
     return tests
 
 
@@ -265,8 +370,9 @@ DETAIL_HEADER = ("method", "seeds", "test accuracy (%)", "best val accuracy (%)"
 
 
 def detail_cells(row: Row) -> list[str]:
-    """The cells of ``row`` under :data:`DETAIL_HEADER`."""
-    return [row.method, str(row.n_seeds), row.accuracy_text,
+    """The cells of ``row`` under :data:`DETAIL_HEADER` (seeds flagged when deterministic)."""
+    seeds = f"{row.n_seeds} (deterministic)" if row.deterministic else str(row.n_seeds)
+    return [row.method, seeds, row.accuracy_text,
             "—" if row.val_accuracy_mean is None else f"{row.val_accuracy_mean:.2f}",
             "—" if row.parameters_mean is None else f"{row.parameters_mean:,.0f}",
             format_millions(row.parameters_mean), format_duration(row.search_seconds_mean),
@@ -285,20 +391,55 @@ def overview(rows: list[Row], ours: str = OURS) -> tuple[list[str], list[list[st
     return ["", *methods], body
 
 
+def deterministic_note(rows: list[Row]) -> str:
+    """A note naming the deterministic methods of ``rows`` (empty if none): their ± 0.00 is no
+    seed variation, not a measure of the test-set sampling error."""
+    flagged = [r for r in rows if r.deterministic]
+    if not flagged:
+        return ""
+    errors = [f"{r.method} ±{r.binomial_se:.2f} pp" for r in flagged if r.binomial_se is not None]
+    sampling = (f"; binomial SE on the test set: {', '.join(errors)}" if errors
+                else "; the results do not record the test-set size, so no binomial SE is given")
+    return (f"Deterministic (same result on every seed): {', '.join(r.method for r in flagged)}. "
+            f"Their ± 0.00 is the absence of seed variation, not of test-set sampling error{sampling}.")
+
+
+EVERY_HEADER = ("baseline", "paired seeds", "difference (pp)", "95% CI (pp)", "paired t p")
+
+
+def every_baseline_cells(entry: dict[str, Any]) -> list[str]:
+    """The cells of one ``significance(...)[dataset]["every_baseline"]`` entry under
+    :data:`EVERY_HEADER`."""
+    name = f"{entry['baseline']} (deterministic)" if entry["deterministic"] else entry["baseline"]
+    if not entry["computed"]:
+        return [name, str(entry["pairs"]), "—", "—", f"not computed: {entry['reason']}"]
+    lo, hi = entry["ci95"]
+    t = entry["t_test"]
+    p = f"{t['p_value']:.3g}" if t["computed"] else f"n/a ({t['reason']})"
+    return [name, str(entry["pairs"]), f"{entry['mean_difference']:+.2f}", f"{lo:+.2f} to {hi:+.2f}", p]
+
+
 def _markdown_table(header: list[str] | tuple[str, ...], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
 def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS) -> str:
-    """``table.md``: the paper-style overview, then one detailed table and test per dataset."""
+    """``table.md``: the paper-style overview, then per dataset a detailed table, the test against
+    the best baseline and the paired comparison with every baseline."""
     lines = ["# Results", "",
              "Test accuracy (%), mean ± sample std over seeds; size in millions of parameters.", ""]
     lines += _markdown_table(*overview(rows, ours))
     for dataset in sorted({r.dataset for r in rows}):
         lines += ["", f"## {dataset}", ""]
         lines += _markdown_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset])
+        note = deterministic_note([r for r in rows if r.dataset == dataset])
+        lines += ["", note] if note else []
         lines += ["", f"**Significance.** {tests[dataset]['summary']}"]
+        if tests[dataset]["every_baseline"]:
+            lines += ["", f"**Every baseline.** {tests[dataset]['every_baseline_summary']}", ""]
+            lines += _markdown_table(EVERY_HEADER, [every_baseline_cells(e)
+                                                    for e in tests[dataset]["every_baseline"]])
     return "\n".join(lines) + "\n"
 
 

@@ -7,10 +7,15 @@ import shutil
 from html.parser import HTMLParser
 
 import pytest
+import torch
 
+from spdnas.benchmark.euclidean import euclidean_search
 from spdnas.cli import main
+from spdnas.config import load_config
+from spdnas.engine.batches import TensorData
 from spdnas.report.experiment import load_experiment
 from spdnas.report.html import SECTIONS, render_report, write_report
+from tests.report.conftest import TINY, synthetic_trials, write_jsonl
 
 
 class Page(HTMLParser):
@@ -69,7 +74,10 @@ def test_benchmark_page_has_every_section_and_the_table(experiment_page, experim
     assert "toy / random" in h(page, "h3")
     assert "97.72 ± 0.33" in page.cells  # radar / spdnetnas, from the hand-made results
     assert "spdnetnas" in page.cells and "random" in page.cells
-    assert "radar: spdnetnas 97.72% vs best baseline random 95.50% over 6 paired seeds" in text
+    assert ("radar: spdnetnas 97.72% vs best baseline random 95.50% (chosen on mean validation accuracy, "
+            "95.70%) over 6 paired seeds") in text
+    assert {"baseline", "paired seeds", "difference (pp)", "95% CI (pp)", "paired t p"} <= set(page.cells)
+    assert "Against every baseline (no selection): spdnetnas is significantly better" in text
     assert "Wilcoxon signed-rank W = min(W+, W−) = 0, p = 0.0312" in text
     assert "Wilcoxon not computed (needs at least 6 pairs, have 2" in text
     assert "In results.jsonl but without search folders: radar / spdnetnas" in text
@@ -153,3 +161,44 @@ def test_cli_writes_the_page(run_dir, tmp_path, capsys):
     assert target.read_text().startswith("<!DOCTYPE html>")
     assert main(["report", str(tmp_path / "absent")]) == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent'}: no such folder"
+
+
+def euclidean_search_folder(variant: str, seed: int, directory) -> None:
+    """What the darts/fairdarts methods leave in ``directory / "search"``: a real one-epoch search."""
+    config = load_config(None, [*TINY, "search.epochs=1", f"runtime.seed={seed}"])
+    generator = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(30, 6, generator=generator, dtype=torch.float64), torch.arange(30) % 3
+    features = {"search_train": TensorData(x[:15], y[:15]), "search_val": TensorData(x[15:], y[15:])}
+    euclidean_search(variant, config, features, 3, directory)
+
+
+def test_euclidean_genotypes_and_mixture_weights_are_shown(tmp_path):
+    root = tmp_path / "euclidean"
+    for variant, seeds in (("darts", (0, 1)), ("fairdarts", (0,))):
+        for seed in seeds:
+            euclidean_search_folder(variant, seed, root / "runs" / "toy" / variant / f"seed{seed}")
+    _, problems = write_report(root)
+    text = (root / "report.html").read_text()
+    page = Page(text)
+    assert problems == [] and 'class="problem"' not in text
+    assert "no mixture weights" not in text
+    assert h(page, "h3").count("toy / darts") == 3 and h(page, "h3").count("toy / fairdarts") == 3
+    for variant in ("darts", "fairdarts"):
+        assert f'alt="mixture weights of toy / {variant}"' in text
+        assert f'alt="derived cell of toy / {variant}"' in text
+    assert "cell (node ← op(input))" in page.cells  # every seed's genotype (darts has two)
+    genotype = json.loads((root / "runs/toy/darts/seed1/search/genotype.json").read_text())
+    assert any(cell.startswith("0 ← ") and f"{genotype['edges'][0][0]}(" in cell for cell in page.cells)
+
+
+def test_best_sweep_trial_follows_the_recorded_mode(tmp_path):
+    trials = [{**t, "mode": "min"} for t in synthetic_trials(5)]
+    lowest = min(trials, key=lambda t: t["metric"])
+    write_jsonl(tmp_path / "sweep" / "trials.jsonl", trials)
+    text, problems = render_report(load_experiment(tmp_path))
+    assert problems == []
+    assert f"Best trial (lowest metric, sweep.mode = min): {lowest['trial_id']} with metric" in text
+    write_jsonl(tmp_path / "sweep" / "trials.jsonl", synthetic_trials(5))
+    text, _ = render_report(load_experiment(tmp_path))
+    assert ("Best trial (highest metric, sweep.mode = max assumed: trials.jsonl does not record the mode)"
+            in text)

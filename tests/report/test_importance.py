@@ -67,3 +67,20 @@ def test_infer_distribution():
     assert infer_distribution([1e-4, 1e-2]) == FloatDistribution(1e-4, 1e-2, log=True)
     assert infer_distribution([True, False]) == CategoricalDistribution([False, True])
     assert infer_distribution(["b", "a", "b"]) == CategoricalDistribution(["a", "b"])
+
+
+def test_best_trial_honours_the_recorded_mode():
+    trials = synthetic_trials(10)
+    metrics = [t["metric"] for t in trials]
+    outcome = param_importances([{**t, "mode": "min"} for t in trials])
+    assert outcome.mode == "min" and outcome.mode_recorded
+    assert outcome.best["metric"] == min(metrics) and outcome.best["metric"] != max(metrics)
+    outcome = param_importances(trials)  # written before trials recorded the mode
+    assert outcome.mode == "max" and not outcome.mode_recorded and outcome.best["metric"] == max(metrics)
+
+
+def test_conflicting_modes_are_refused():
+    trials = synthetic_trials(10)
+    trials[0]["mode"], trials[1]["mode"] = "min", "max"
+    with pytest.raises(ValueError, match="different sweep modes"):
+        param_importances(trials)

@@ -11,6 +11,7 @@ import pytest
 from spdnas.benchmark.methods import MethodResult
 from spdnas.report.tables import (
     aggregate,
+    detail_cells,
     format_duration,
     format_millions,
     markdown,
@@ -18,11 +19,15 @@ from spdnas.report.tables import (
     write_tables,
 )
 
+SAME = object()
 
-def result(method, seed, accuracy, dataset="radar", val=None, parameters=1000, search=0.0, train=10.0):
+
+def result(method, seed, accuracy, dataset="radar", val=SAME, parameters=1000, search=0.0, train=10.0,
+           **extra):
+    """A result record; its validation accuracy is the test accuracy unless ``val`` is given."""
     return {"method": method, "dataset": dataset, "seed": seed, "test_accuracy": accuracy,
-            "val_accuracy": val, "parameters": parameters, "search_seconds": search, "train_seconds": train,
-            "details": {}}
+            "val_accuracy": accuracy if val is SAME else val, "parameters": parameters,
+            "search_seconds": search, "train_seconds": train, "details": {}, **extra}
 
 
 def test_aggregate_mean_sample_std_size_and_costs():
@@ -122,6 +127,91 @@ def test_best_baseline_is_chosen_by_mean_over_all_its_seeds():
     results += [result("random", s, a) for s, a in enumerate([0.80, 0.80, 0.99])]  # mean 86.3
     results += [result("spdnet", s, 0.85) for s in range(3)]  # mean 85
     assert significance(results)["radar"]["baseline"] == "random"
+
+
+def test_best_baseline_is_chosen_on_validation_not_test_accuracy():
+    """spdnet has the better test accuracy, random the better validation accuracy: random is the
+    baseline, and the text says how it was chosen."""
+    results = [result("spdnetnas", s, a, val=0.90) for s, a in enumerate([0.91, 0.92, 0.93])]
+    results += [result("random", s, 0.85, val=0.95) for s in range(3)]
+    results += [result("spdnet", s, a, val=0.80) for s, a in enumerate([0.95, 0.96, 0.97])]
+    test = significance(results)["radar"]
+    assert test["baseline"] == "random" and test["baseline_val_mean"] == pytest.approx(95.0)
+    assert test["mean_difference"] == pytest.approx(7.0) and test["tied_on_validation"] == []
+    assert ("vs best baseline random 85.00% (chosen on mean validation accuracy, 95.00%) over 3"
+            in test["summary"])
+
+
+def test_validation_ties_go_to_the_first_name_and_are_named():
+    results = [result("spdnetnas", s, a, val=0.9) for s, a in enumerate([0.91, 0.92, 0.93])]
+    results += [result(m, s, a, val=0.95) for m, a in (("ts-lr", 0.99), ("mdm", 0.80)) for s in range(3)]
+    results += [result("spdnet", s, 0.99, val=None) for s in range(3)]  # no validation: not a candidate
+    test = significance(results)["radar"]
+    assert test["baseline"] == "mdm" and test["tied_on_validation"] == ["ts-lr"]
+    assert "tied with ts-lr, the first by name taken" in test["summary"]
+
+
+def test_no_baseline_with_validation_accuracy_is_stated():
+    results = [result("spdnetnas", s, 0.9) for s in range(3)] + [result("random", s, 0.8, val=None)
+                                                                 for s in range(3)]
+    test = significance(results)["radar"]
+    assert not test["computed"] and "no baseline reports val_accuracy" in test["reason"]
+    assert [e["baseline"] for e in test["every_baseline"]] == ["random"]  # still compared
+
+
+def test_every_baseline_is_compared_without_selection(tmp_path):
+    """Differences 1, 2, 3 pp against random (t = 2√3, 2 df), 11, 13, 12 pp against spdnet and
+    −9, −8, −7 pp against darts: significantly better than spdnet only (random: p = 0.07)."""
+    results = [result("spdnetnas", s, a) for s, a in enumerate([0.91, 0.92, 0.93])]
+    results += [result("random", s, 0.90) for s in range(3)]
+    results += [result("spdnet", s, a) for s, a in enumerate([0.80, 0.79, 0.81])]
+    results += [result("darts", s, 1.0, val=0.5) for s in range(3)]
+    test = significance(results)["radar"]
+    every = {e["baseline"]: e for e in test["every_baseline"]}
+    assert list(every) == ["darts", "random", "spdnet"]
+    assert every["darts"]["mean_difference"] == pytest.approx(-8.0)
+    t = 2 * math.sqrt(3)
+    assert every["random"]["t_test"]["p_value"] == pytest.approx(1 - t / math.sqrt(2 + t * t))
+    assert every["spdnet"]["mean_difference"] == pytest.approx(12.0)
+    assert test["significantly_better_than"] == ["spdnet"]
+    assert "significantly better (difference > 0, paired t p < 0.05) than 1 of 3 (spdnet)" in \
+        test["every_baseline_summary"]
+    paths = write_tables(results, tmp_path)
+    text = paths["md"].read_text()
+    assert "**Every baseline.** Against every baseline (no selection)" in text
+    assert "| baseline | paired seeds | difference (pp) | 95% CI (pp) | paired t p |" in text
+    assert "| darts (deterministic) | 3 | -8.00 |" in text and "| spdnet | 3 | +12.00 |" in text
+    payload = json.loads(paths["json"].read_text())
+    assert [e["baseline"] for e in payload["significance"]["radar"]["every_baseline"]] == list(every)
+
+
+def test_deterministic_baseline_is_flagged_with_the_binomial_standard_error():
+    """ts-lr scores 80% on every seed of a 400-sample test set: SE √(0.8 · 0.2 / 400) = 2 pp;
+    spdnetnas averages 90%: SE √(0.9 · 0.1 / 400) = 1.5 pp."""
+    results = [result("spdnetnas", s, a, val=0.5, test_samples=400) for s, a in enumerate([0.89, 0.90, 0.91])]
+    results += [result("ts-lr", s, 0.80, val=0.6, test_samples=400) for s in range(3)]
+    rows = aggregate(results)
+    assert rows[0].deterministic and not rows[1].deterministic
+    assert rows[0].binomial_se == pytest.approx(2.0) and rows[1].binomial_se == pytest.approx(1.5)
+    assert detail_cells(rows[0])[1] == "3 (deterministic)" and detail_cells(rows[1])[1] == "3"
+    test = significance(results)["radar"]
+    assert test["baseline_deterministic"] and test["test_samples"] == 400
+    assert test["binomial_se"] == pytest.approx({"ours": 1.5, "baseline": 2.0})
+    assert "ts-lr is deterministic (same result on every seed)" in test["summary"]
+    assert "on the 400 test samples: spdnetnas ±1.50 pp, ts-lr ±2.00 pp" in test["summary"]
+    text = markdown(rows, significance(results))
+    assert "Deterministic (same result on every seed): ts-lr." in text
+    assert "binomial SE on the test set: ts-lr ±2.00 pp" in text
+    assert "| ts-lr (deterministic) | 3 | +10.00 |" in text
+
+
+def test_deterministic_baseline_without_test_set_size_says_so():
+    results = [result("spdnetnas", s, a) for s, a in enumerate([0.89, 0.90, 0.91])]
+    results += [result("mdm", s, 0.80) for s in range(3)]
+    test = significance(results)["radar"]
+    assert test["binomial_se"] is None
+    assert "mdm is deterministic" in test["summary"]
+    assert "do not record the test-set size, so its binomial SE is not given" in test["summary"]
 
 
 @pytest.mark.parametrize(("results", "reason"), [
