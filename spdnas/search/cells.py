@@ -172,6 +172,10 @@ class CellNetwork(nn.Module):
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] != self.in_dim:
             n = self.in_dim
             raise ValueError(f"expected inputs of shape (B, {n}, {n}), got {tuple(x.shape)}")
+        weight = self.classifier.weight
+        if x.dtype != weight.dtype or x.device != weight.device:
+            raise ValueError(f"inputs are {x.dtype} on {x.device}, the network is {weight.dtype} on "
+                             f"{weight.device}: move the inputs (x.to(...)) or build the network to match")
         check_spd(x, "network input")
         with trusted():
             stem = SPDState(self.stem_bn(self.stem_bimap(x)), self.cfg.reeig_eps)

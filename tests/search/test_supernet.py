@@ -123,6 +123,8 @@ def test_supernet_rejects_bad_input():
     x[1] = -x[1]
     with pytest.raises(ValueError, match=r"network input.*batch index \(1, 0\)"):
         supernet(x, *w)
+    with pytest.raises(ValueError, match=r"inputs are torch\.float32 on cpu, the network is torch\.float64"):
+        supernet(random_spd(3, n=8).float(), *w)
     x = random_spd(3, n=8)
     with pytest.raises(ValueError, match=r"weights_normal \(mixture weights, not logits\): weights must"):
         supernet(x, 100 * alphas.normal.abs(), w[1])
