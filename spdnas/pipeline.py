@@ -104,7 +104,9 @@ def _local_folder(config: ExperimentConfig, step: str) -> Path:
 
 def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
     checkpoint = folder / "checkpoint"
-    if resume and (checkpoint / "checkpoint.pt").exists():
+    if not resume:
+        Folder(str(folder)).clear()
+    elif (checkpoint / "checkpoint.pt").exists():
         job.load_state_dict(load_checkpoint(checkpoint))
     while not job.finished:
         job.run_epoch()
@@ -146,8 +148,9 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
 def retrain_result(test: dict[str, Any], parameters: int, genotype: Genotype,
                    history: list[dict[str, Any]]) -> dict[str, Any]:
     """``result.json``: test metrics, model size and training cost of a retraining."""
-    keys = ("test_accuracy", "test_loss", "test_accuracy_last", "best_epoch", "test_samples")
-    return {**{k: test[k] for k in keys},
+    keys = ("test_accuracy", "test_loss", "test_accuracy_last", "best_epoch")
+    # runs finished before test_samples was reported resume without it
+    return {**{k: test[k] for k in keys}, "test_samples": test.get("test_samples"),
             "parameters": parameters, "genotype": genotype.to_dict(), "epochs": len(history),
             "train_seconds": sum(r["seconds"] for r in history)}
 

@@ -55,3 +55,12 @@ def test_bad_config_is_an_error_message(experiment_args, capsys):
     assert "error: override 'search.epochs=[1': not valid YAML" in capsys.readouterr().err
     assert main(["search", *experiment_args, "search.epochs=-1"]) == 2
     assert "search.epochs" in capsys.readouterr().err
+
+
+def test_no_resume_starts_over_on_the_local_backend(experiment_args, tmp_path):
+    assert main(["search", *experiment_args]) == 0
+    stale = tmp_path / "runs" / "cli" / "search" / "stale.txt"
+    stale.write_text("from the earlier run")
+    assert main(["search", "--no-resume", *experiment_args]) == 0
+    assert not stale.exists()
+    assert (tmp_path / "runs" / "cli" / "search" / "genotype.json").exists()

@@ -73,12 +73,12 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
              callbacks: list | None = None):
     dist = config.distributed
     folder = Folder(run_folder(config, step))
-    if not resume and folder.list_names():
-        print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
-        folder.clear()
     meta = Folder(config.data.uri).read_manifest()["meta"]
     configure_ray_data()
     validate_dataset(config.data.uri)  # every row check, once, before any worker starts
+    if not resume and folder.list_names():
+        print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
+        folder.clear()
     # Read into the object store before the workers take every CPU (reads need CPUs of their own).
     if dist.data == "replicate":  # every worker gets all rows
         datasets = {"data": ray_dataset(config.data.uri).materialize()}

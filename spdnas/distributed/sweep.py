@@ -26,6 +26,7 @@ from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder, with_a
 TRIAL_INDEX = "__trial_index__"
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
+STOPPED = "STOPPED"
 
 
 class SweepInterrupted(RuntimeError):
@@ -129,14 +130,16 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
     dict
         ``trial_id``, sampled ``config``, ``seed``, ``metric`` (the last reported
         ``sweep.metric``), ``test_accuracy``, the sweep's ``mode`` (so that readers of the file
-        know which end of the metric is best) and ``status`` (``TERMINATED`` or ``ERROR``).
+        know which end of the metric is best) and ``status``: ``TERMINATED`` (the retraining
+        finished and reported its test metrics), ``STOPPED`` (stopped early, e.g. by ASHA, which
+        Tune also reports as terminated) or ``ERROR``.
     """
     _, sampled, seed = trial_config(result.config or {}, config.to_dict())
     metrics = result.metrics or {}
     return {"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]), "config": sampled,
             "seed": seed, "metric": metrics.get(config.sweep.metric),
             "test_accuracy": metrics.get("test_accuracy"), "mode": config.sweep.mode,
-            "status": "ERROR" if result.error else FINISHED}
+            "status": "ERROR" if result.error else FINISHED if "test_accuracy" in metrics else STOPPED}
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:

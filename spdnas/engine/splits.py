@@ -38,8 +38,9 @@ def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed:
     into search-train and search-val (a function of sample ids, labels and seed only)."""
     for split in ("train", "val", "test"):
         if not (dataset.splits == split).any():
-            hint = (" (an official train/test split: make the dataset again with a validation share, "
-                    "e.g. --param val_fraction=0.1)") if split == "val" else ""
+            hint = (" (for an official train/test split, make the dataset again with a validation "
+                    "share, e.g. --param val_fraction=0.1; with distributed.data=shard, a split "
+                    "too small to give every worker a row)") if split == "val" else ""
             raise ValueError(f"dataset {dataset.meta.name!r} has no {split!r} split{hint}")
     train = dataset.subset("train")
     halves = stratified_split(train.labels.numpy(), train.sample_ids,

@@ -242,8 +242,9 @@ def _sampling_text(test: dict[str, Any]) -> str:
     errors = test["binomial_se"]
     text = ""
     if test["baseline_deterministic"]:
-        text += (f". {base} is deterministic (same result on every seed): the paired test counts only the "
-                 f"seed variance of {ours}, not the sampling error of the test set")
+        text += (f". {base} has the same test accuracy on every seed (e.g. a deterministic method): "
+                 f"the paired test counts only the seed variance of {ours}, not the sampling error of "
+                 "the test set")
     if errors is not None:
         text += (f". Binomial SE √(p(1 − p)/n) of the test accuracies on the {test['test_samples']} test "
                  f"samples: {ours} ±{errors['ours']:.2f} pp, {base} ±{errors['baseline']:.2f} pp")
@@ -371,7 +372,7 @@ DETAIL_HEADER = ("method", "seeds", "test accuracy (%)", "best val accuracy (%)"
 
 def detail_cells(row: Row) -> list[str]:
     """The cells of ``row`` under :data:`DETAIL_HEADER` (seeds flagged when deterministic)."""
-    seeds = f"{row.n_seeds} (deterministic)" if row.deterministic else str(row.n_seeds)
+    seeds = f"{row.n_seeds} (all equal)" if row.deterministic else str(row.n_seeds)
     return [row.method, seeds, row.accuracy_text,
             "—" if row.val_accuracy_mean is None else f"{row.val_accuracy_mean:.2f}",
             "—" if row.parameters_mean is None else f"{row.parameters_mean:,.0f}",
@@ -400,7 +401,7 @@ def deterministic_note(rows: list[Row]) -> str:
     errors = [f"{r.method} ±{r.binomial_se:.2f} pp" for r in flagged if r.binomial_se is not None]
     sampling = (f"; binomial SE on the test set: {', '.join(errors)}" if errors
                 else "; the results do not record the test-set size, so no binomial SE is given")
-    return (f"Deterministic (same result on every seed): {', '.join(r.method for r in flagged)}. "
+    return (f"Same test accuracy on every seed: {', '.join(r.method for r in flagged)}. "
             f"Their ± 0.00 is the absence of seed variation, not of test-set sampling error{sampling}.")
 
 
@@ -410,7 +411,7 @@ EVERY_HEADER = ("baseline", "paired seeds", "difference (pp)", "95% CI (pp)", "p
 def every_baseline_cells(entry: dict[str, Any]) -> list[str]:
     """The cells of one ``significance(...)[dataset]["every_baseline"]`` entry under
     :data:`EVERY_HEADER`."""
-    name = f"{entry['baseline']} (deterministic)" if entry["deterministic"] else entry["baseline"]
+    name = f"{entry['baseline']} (all seeds equal)" if entry["deterministic"] else entry["baseline"]
     if not entry["computed"]:
         return [name, str(entry["pairs"]), "—", "—", f"not computed: {entry['reason']}"]
     lo, hi = entry["ci95"]

@@ -43,3 +43,5 @@ def test_trial_records_carry_the_sweep_mode(mode):
         "test_accuracy": 0.9, "mode": mode, "status": "TERMINATED"}
     failed = SimpleNamespace(**{**vars(result), "error": RuntimeError("worker died")})
     assert trial_record(failed, config)["status"] == "ERROR"
+    stopped = SimpleNamespace(**{**vars(result), "metrics": {"best_val_loss": 0.4}})  # by ASHA
+    assert trial_record(stopped, config)["status"] == "STOPPED"

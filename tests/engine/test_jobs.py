@@ -195,3 +195,14 @@ class TestBatches:
         assert shard_slice(10, 2, 3) == slice(7, 10)
         with pytest.raises(ValueError, match="outside world"):
             shard_slice(10, 3, 3)
+
+
+def test_result_of_a_run_finished_before_test_samples_was_reported():
+    from spdnas.pipeline import retrain_result
+
+    old = {"test_accuracy": 0.9, "test_loss": 0.3, "test_accuracy_last": 0.85, "best_epoch": 4}
+    history = [{"seconds": 1.5}, {"seconds": 2.0}]
+    result = retrain_result(old, 100, published_genotype("radar"), history)
+    assert result["test_samples"] is None and result["train_seconds"] == 3.5
+    assert retrain_result({**old, "test_samples": 30}, 100, published_genotype("radar"),
+                          history)["test_samples"] == 30

@@ -180,7 +180,7 @@ def test_every_baseline_is_compared_without_selection(tmp_path):
     text = paths["md"].read_text()
     assert "**Every baseline.** Against every baseline (no selection)" in text
     assert "| baseline | paired seeds | difference (pp) | 95% CI (pp) | paired t p |" in text
-    assert "| darts (deterministic) | 3 | -8.00 |" in text and "| spdnet | 3 | +12.00 |" in text
+    assert "| darts (all seeds equal) | 3 | -8.00 |" in text and "| spdnet | 3 | +12.00 |" in text
     payload = json.loads(paths["json"].read_text())
     assert [e["baseline"] for e in payload["significance"]["radar"]["every_baseline"]] == list(every)
 
@@ -193,16 +193,16 @@ def test_deterministic_baseline_is_flagged_with_the_binomial_standard_error():
     rows = aggregate(results)
     assert rows[0].deterministic and not rows[1].deterministic
     assert rows[0].binomial_se == pytest.approx(2.0) and rows[1].binomial_se == pytest.approx(1.5)
-    assert detail_cells(rows[0])[1] == "3 (deterministic)" and detail_cells(rows[1])[1] == "3"
+    assert detail_cells(rows[0])[1] == "3 (all equal)" and detail_cells(rows[1])[1] == "3"
     test = significance(results)["radar"]
     assert test["baseline_deterministic"] and test["test_samples"] == 400
     assert test["binomial_se"] == pytest.approx({"ours": 1.5, "baseline": 2.0})
-    assert "ts-lr is deterministic (same result on every seed)" in test["summary"]
+    assert "ts-lr has the same test accuracy on every seed" in test["summary"]
     assert "on the 400 test samples: spdnetnas ±1.50 pp, ts-lr ±2.00 pp" in test["summary"]
     text = markdown(rows, significance(results))
-    assert "Deterministic (same result on every seed): ts-lr." in text
+    assert "Same test accuracy on every seed: ts-lr." in text
     assert "binomial SE on the test set: ts-lr ±2.00 pp" in text
-    assert "| ts-lr (deterministic) | 3 | +10.00 |" in text
+    assert "| ts-lr (all seeds equal) | 3 | +10.00 |" in text
 
 
 def test_deterministic_baseline_without_test_set_size_says_so():
@@ -210,7 +210,7 @@ def test_deterministic_baseline_without_test_set_size_says_so():
     results += [result("mdm", s, 0.80) for s in range(3)]
     test = significance(results)["radar"]
     assert test["binomial_se"] is None
-    assert "mdm is deterministic" in test["summary"]
+    assert "mdm has the same test accuracy on every seed" in test["summary"]
     assert "do not record the test-set size, so its binomial SE is not given" in test["summary"]
 
 
