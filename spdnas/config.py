@@ -319,7 +319,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
-    return config_from_dict(_merge(tree, parse_overrides(overrides or [])))
+    return config_from_dict(tree, overrides)
 
 
 def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
