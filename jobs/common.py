@@ -24,6 +24,8 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="where runs are written (default: $SPDNAS_STORAGE, else the config's)")
     p.add_argument("--data", default=os.environ.get("SPDNAS_DATA"),
                    help="folder holding the datasets (default: $SPDNAS_DATA, else the config's)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over: delete this run's earlier checkpoints and results")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return p
 
@@ -60,4 +62,6 @@ def run(command: str, args: argparse.Namespace, *options: str) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.no_resume:
+        options = (*options, "--no-resume")
     return main([command, *options, *arguments])

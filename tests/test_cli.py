@@ -64,3 +64,20 @@ def test_no_resume_starts_over_on_the_local_backend(experiment_args, tmp_path):
     assert main(["search", "--no-resume", *experiment_args]) == 0
     assert not stale.exists()
     assert (tmp_path / "runs" / "cli" / "search" / "genotype.json").exists()
+
+
+def test_job_entrypoint_passes_no_resume(experiment_args, tmp_path, monkeypatch):
+    from jobs.common import parser, run
+
+    monkeypatch.delenv("SPDNAS_STORAGE", raising=False)
+    monkeypatch.delenv("SPDNAS_DATA", raising=False)
+    config = tmp_path / "experiment.yaml"
+    config.write_text("name: cli\n")
+    assert run("search", parser("x").parse_args(["--config", str(config), *experiment_args])) == 0
+    stale = tmp_path / "runs" / "cli" / "search" / "stale.txt"
+    stale.write_text("from the earlier run")
+    assert run("search", parser("x").parse_args(["--config", str(config), *experiment_args])) == 0
+    assert stale.exists()
+    args = parser("x").parse_args(["--config", str(config), "--no-resume", *experiment_args])
+    assert run("search", args) == 0
+    assert not stale.exists()

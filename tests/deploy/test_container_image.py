@@ -146,8 +146,9 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_the_rest():
                    "configs/radar.yaml"):
         assert not _ignored(needed, patterns), needed
     for dropped in (".git/config", ".venv/bin/python", "spdnas/__pycache__/x.pyc", "tests/conftest.py",
-                    "runs/a/b.parquet", "data/x.parquet", ".env", "deploy/key.pem",
-                    "spdnas.egg-info/PKG-INFO", "cluster/aws.yaml", "infra/docker/Dockerfile"):
+                    "runs/a/b.parquet", "data/x.parquet", "data/radar-synth/dataset.json", ".env",
+                    "deploy/key.pem", "spdnas.egg-info/PKG-INFO", "cluster/aws.yaml",
+                    "infra/docker/Dockerfile"):
         assert _ignored(dropped, patterns), dropped
 
 

@@ -4,6 +4,7 @@ untouched, and no deployment file carries a credential."""
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 
@@ -42,8 +43,8 @@ def test_walkthrough_covers_launch_submit_watch_download_teardown():
         "docker build -f infra/docker/Dockerfile",
         "ray up cluster/aws.local.yaml",
         "ray dashboard cluster/aws.local.yaml",
-        "ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.search "
-        "--config configs/radar.yaml",
+        "ray job submit --address http://127.0.0.1:8265 --working-dir . --runtime-env jobs/runtime_env.yaml "
+        "-- python -m jobs.search --config configs/radar.yaml",
         "aws s3 sync",
         "ray down cluster/aws.local.yaml",
         "kubectl -n spdnas port-forward svc/spdnas-head-svc 8265:8265",
@@ -51,6 +52,28 @@ def test_walkthrough_covers_launch_submit_watch_download_teardown():
         "ray down cluster/local.yaml",
     ):
         assert needed in shell, needed
+
+
+def test_cluster_jobs_use_gpus_and_find_their_dataset():
+    """Every job the walk-through submits parses, uses the GPU nodes on AWS/EKS, and the dataset
+    it reads is written to S3 (nodes may not write datasets/) before the first submission."""
+    from jobs.common import parser
+
+    section = _section(README, "Running on a cluster")
+    shell = _commands(section)
+    submits = [line for line in shell.splitlines() if line.startswith("ray job submit")]
+    assert len(submits) == 3
+    for line in submits:
+        assert "--runtime-env jobs/runtime_env.yaml --" in line
+        argv = shlex.split(line.split(" -- ", 1)[1])
+        assert argv[:3] == ["python", "-m", "jobs.search"]
+        args = parser("x").parse_args(argv[3:])
+        assert (REPO / args.config).is_file()
+    aws, eks = submits[:2]
+    assert "distributed.use_gpu=true" in aws and "distributed.use_gpu=true" in eks
+    prepare = shell.index("python -m jobs.prepare_data --dataset radar-synth "
+                          '--out "s3://$(out BucketName)/datasets/radar-synth"')
+    assert prepare < shell.index(aws)
 
 
 def test_every_placeholder_is_filled_by_the_readme():
@@ -78,7 +101,7 @@ def test_paths_named_in_the_readme_exist():
 
 
 def _deployment_files():
-    roots = [REPO / "cluster", REPO / "infra"]
+    roots = [REPO / "cluster", REPO / "infra", REPO / "jobs", REPO / "configs"]
     files = [p for root in roots for p in root.rglob("*") if p.is_file() and ".local." not in p.name]
     return [*files, REPO / ".dockerignore", REPO / "README.md"]
 

@@ -17,11 +17,13 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from kubernetes_validate import utils as k8s_validate
 
-from tests.deploy.conftest import DOCKERFILE, KUBERAY
+from jobs.common import parser
+from spdnas.config import load_config
+from tests.deploy.conftest import DOCKERFILE, KUBERAY, REPO
 
 # The newest Kubernetes whose schemas the installed kubernetes-validate ships.
 K8S_VERSION = k8s_validate.latest_version()
-JOB_MODULES = {"jobs.search", "jobs.retrain", "jobs.sweep", "jobs.prepare_data"}
+JOB_MODULES = {"jobs.search", "jobs.retrain", "jobs.sweep", "jobs.benchmark"}
 # Top-level fields of RayCluster.spec and RayJob.spec in ray.io/v1 (KubeRay 1.1 - 1.4).
 RAYCLUSTER_SPEC_FIELDS = {
     "rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "headGroupSpec", "workerGroupSpecs",
@@ -152,7 +154,10 @@ def test_rayjob_runs_a_job_entrypoint_on_the_same_cluster_spec(manifests, cluste
     assert job["rayClusterSpec"] == cluster_spec, "rayjob.yaml drifted from raycluster.yaml"
     argv = shlex.split(job["entrypoint"])
     assert argv[:2] == ["python", "-m"] and argv[2] in JOB_MODULES
-    config = argv[argv.index("--config") + 1]
-    assert config.startswith("/home/ray/spdnas/configs/") and config.endswith(".yaml")
+    args = parser("x").parse_args(argv[3:])
+    assert args.config.startswith("/home/ray/spdnas/configs/") and args.config.endswith(".yaml")
+    # The entrypoint's config and overrides load, and its workers use the GPU group's GPUs.
+    config = load_config(str(REPO / args.config.removeprefix("/home/ray/spdnas/")), args.overrides)
+    assert config.distributed.use_gpu
     assert job["shutdownAfterJobFinishes"] is True and job["ttlSecondsAfterFinished"] > 0
     assert job["submissionMode"] in {"K8sJobMode", "HTTPMode", "SidecarMode"}
