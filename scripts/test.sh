@@ -16,10 +16,10 @@ if [ "$(id -u)" = "0" ]; then
 elif unshare --user --map-root-user --net --pid --fork --mount-proc true 2>/dev/null; then
   exec unshare --user --map-root-user --net --pid --fork --mount-proc bash -c "$inner"
 elif [ "${SPDNAS_TEST_NO_NAMESPACE:-0}" = "1" ]; then
-  echo "WARNING: running without a private namespace; Ray tests will bind real interfaces." >&2
+  echo "WARNING: no private namespace: the Ray tests (marked ray) are SKIPPED, the rest run." >&2
   exec env RAY_AUTH_MODE=disabled "$PY" -m pytest "${args[@]}"
 else
   echo "error: cannot create a private network namespace (need root or unprivileged user" >&2
-  echo "namespaces). Set SPDNAS_TEST_NO_NAMESPACE=1 to run without isolation." >&2
+  echo "namespaces). Set SPDNAS_TEST_NO_NAMESPACE=1 to run every test but the Ray ones." >&2
   exit 2
 fi

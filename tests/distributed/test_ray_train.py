@@ -85,6 +85,10 @@ def test_two_workers_equal_one_worker(ray_session, dataset_uri, tmp_path, order)
     assert_same_search_state(last_state(config, "search"), reference, tol=1e-8)
     assert outcome.genotype == reference.genotype()
     assert len(outcome.history) == 2
+    for ours, ref in zip(outcome.history, reference.history, strict=True):
+        # each sample counted once over both workers (not the whole batch on each), same losses
+        assert ours["train_samples"] == ref["train_samples"] > 0
+        assert ours["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-8)
     assert Path(outcome.paths["genotype.json"]).exists()
 
 
@@ -135,7 +139,15 @@ def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_p
     config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
                         "distributed.cpus_per_worker=1", "train.epochs=3", "train.lr=0.2")
     outcome = retrain(config, published_genotype("radar"))
-    assert 0.0 <= outcome.result["test_accuracy"] <= 1.0
+    local = retrain(experiment(dataset_uri, str(tmp_path / "local"), "distributed.backend=local",
+                               "train.epochs=3", "train.lr=0.2"), published_genotype("radar"))
+    # 2 workers train what one process trains on the same global batches
+    assert outcome.result["test_accuracy"] == local.result["test_accuracy"]
+    assert outcome.result["best_epoch"] == local.result["best_epoch"]
+    for ours, ref in zip(outcome.history, local.history, strict=True):
+        assert ours["train_samples"] == ref["train_samples"] > 0
+        assert ours["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-8)
+        assert ours["val_loss"] == pytest.approx(ref["val_loss"], abs=1e-8)
     assert outcome.result["parameters"] > 0 and outcome.result["epochs"] == 3
     from spdnas.pipeline import load_model
 

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyriemann.utils.mean import mean_riemann
+from pyriemann.geometry.mean import mean_riemann
 
 from spdnas.geometry import (
     congruence,

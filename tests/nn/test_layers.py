@@ -124,6 +124,26 @@ class TestBatchNorm:
         r_isqrt = sym_invsqrt(before)  # bias is I: eval output is R^{-1/2} X R^{-1/2}
         torch.testing.assert_close(y, r_isqrt @ x @ r_isqrt)
 
+    def test_running_mean_follows_the_geodesic_from_where_it_was(self):
+        """Two updates from a non-identity running mean R: R ← R^{1/2}(R^{-1/2} G R^{-1/2})^{0.1}R^{1/2}
+        (written with SciPy), towards each batch's mean G, starting from the previous R."""
+        import numpy as np
+        from scipy.linalg import fractional_matrix_power, sqrtm
+
+        bn = BatchNormSPD(3, momentum=0.1, dtype=F64)
+        with torch.no_grad():
+            bn.running_mean.copy_(random_spd(n=3, cond=20.0, generator=torch.Generator().manual_seed(7)))
+        expected = bn.running_mean.numpy().copy()
+        for seed in (1, 2):
+            x = random_spd(8, 2, n=3, cond=10.0, generator=torch.Generator().manual_seed(seed))
+            g = bn.batch_mean(x).detach().numpy()
+            bn(x)
+            r_sqrt = np.real(sqrtm(expected))
+            r_isqrt = np.linalg.inv(r_sqrt)
+            step = np.real(fractional_matrix_power(r_isqrt @ g @ r_isqrt, 0.1))
+            expected = r_sqrt @ step @ r_sqrt
+            np.testing.assert_allclose(bn.running_mean.numpy(), expected, rtol=1e-10, atol=1e-12)
+
     def test_frozen_running_stats(self):
         bn = BatchNormSPD(3, dtype=F64)
         x = random_spd(8, 2, n=3)

@@ -119,3 +119,64 @@ def test_weight_step_never_moves_alphas():
     searcher.weight_optimizer.step()
     for a, b in zip(searcher.alphas.parameters(), alphas, strict=True):
         assert torch.equal(a.detach(), b)
+
+
+def test_search_step_is_adam_on_the_validation_gradient_then_a_weight_step():
+    """One ``Searcher.step``: α moves by Adam's first step (written out here) along the
+    validation-loss gradient at the weights before the step; then the weights move by one
+    optimizer step on the training loss at the new α."""
+    import copy
+
+    searcher, train_batch, val_batch = make_searcher("first", "softmax")
+    searcher.search_cfg.grad_clip = None
+    reference = copy.deepcopy(searcher)
+    cfg = searcher.search_cfg
+    searcher.step(train_batch, val_batch)
+
+    alphas = list(reference.alphas.parameters())
+    reference.supernet.train()
+    val = F.cross_entropy(reference.forward(val_batch[0]), val_batch[1])
+    grads = torch.autograd.grad(val, alphas)
+    for a, g, moved in zip(alphas, grads, searcher.alphas.parameters(), strict=True):
+        g = g + cfg.arch_weight_decay * a.detach()  # Adam's L2 term; first step: m̂ = g, v̂ = g²
+        expected = a.detach() - cfg.arch_lr * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(moved.detach(), expected, rtol=1e-9, atol=1e-12)
+        assert float((moved.detach() - a.detach()).abs().max()) > 0.5 * cfg.arch_lr
+
+    with torch.no_grad():
+        for a, moved in zip(alphas, searcher.alphas.parameters(), strict=True):
+            a.copy_(moved)
+    optimizer = reference.weight_optimizer
+    optimizer.zero_grad()
+    F.cross_entropy(reference.forward(train_batch[0]), train_batch[1]).backward()
+    optimizer.step()
+    for (name, expected), got in zip(reference.supernet.named_parameters(), searcher.supernet.parameters(),
+                                     strict=True):
+        torch.testing.assert_close(got.detach(), expected.detach(), rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_virtual_step_is_the_weight_optimizers_step(momentum):
+    """``w'`` equals the weights after a real (unclipped) step of the weight optimizer, with
+    momentum buffers and weight decay in play."""
+    import copy
+
+    searcher, train_batch, val_batch = make_searcher("second", "softmax", momentum)
+    searcher.search_cfg.grad_clip = None
+    for _ in range(2):  # fill the momentum buffers
+        searcher.step(train_batch, val_batch)
+    assert searcher.weight_optimizer.param_groups[-1]["weight_decay"] > 0
+    searcher.supernet.train()
+    with frozen_running_stats(searcher.supernet):
+        virtual = searcher.architect.virtual_weights(*train_batch)
+    real = copy.deepcopy(searcher)
+    with frozen_running_stats(real.supernet):
+        real.weight_optimizer.zero_grad()
+        F.cross_entropy(real.forward(train_batch[0]), train_batch[1]).backward()
+        real.weight_optimizer.step()
+    moved = 0
+    for (name, p), w, before in zip(real.supernet.named_parameters(), virtual, searcher.supernet.parameters(),
+                                    strict=True):
+        torch.testing.assert_close(w, p.detach(), rtol=1e-9, atol=1e-12, msg=name)
+        moved += int(not torch.equal(w, before.detach()))
+    assert moved > 0

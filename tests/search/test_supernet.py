@@ -35,11 +35,19 @@ def logits_for(genotype: Genotype, kind: str, steps: int) -> torch.Tensor:
     return logits
 
 
-@pytest.mark.parametrize("name", ["radar", "hdm05"])
+# Every operation the published genotypes leave out: WeightedPooling, both poolings, the
+# reduced (direct-sum) Skip, and normal ops on a reduction cell's inner edges.
+COVERAGE = Genotype(normal=(("WeightedPooling", 0), ("BiMap_1", 1), ("WeightedPooling", 2), ("BiMap_0", 1)),
+                    normal_concat=(2, 3),
+                    reduce=(("AvgPooling", 0), ("Skip", 1), ("MaxPooling", 1), ("WeightedPooling", 2)),
+                    reduce_concat=(2, 3))
+
+
+@pytest.mark.parametrize("name", ["radar", "hdm05", "coverage"])
 @pytest.mark.parametrize("training", [True, False])
 def test_one_hot_supernet_equals_genotype_network(name, training):
     torch.manual_seed(0)
-    genotype = published_genotype(name)
+    genotype = COVERAGE if name == "coverage" else published_genotype(name)
     supernet = Supernet(SMALL, 8, 3, dtype=F64)
     alphas = ArchitectureParameters(supernet.num_edges, dtype=F64)
     with torch.no_grad():
@@ -157,3 +165,22 @@ class TestPlan:
         radar = GenotypeNetwork(published_genotype("radar"), ModelConfig(), 20, 3, dtype=F64)
         # The paper reports 0.0184 M parameters for its RADAR network.
         assert 10_000 < count_parameters(radar) < 25_000
+
+
+def test_a_node_is_the_frechet_mean_of_its_edges():
+    """Iterated to convergence, a node equals pyRiemann's Riemannian mean of its inputs (an
+    arithmetic or log-Euclidean mean would not)."""
+    import numpy as np
+    from pyriemann.geometry.mean import mean_riemann
+
+    cfg = ModelConfig(reduced_dims=[4], karcher_iterations=60)
+    cell = Supernet(cfg, 8, 3, dtype=F64).cells[1]
+    m = cell.plan.out_dim
+    edges = [random_spd(2, cell.plan.channels, n=m, cond=50.0, generator=torch.Generator().manual_seed(s))
+             for s in range(3)]
+    node = cell.node(edges, edges[0])
+    stacked = torch.stack(edges, dim=2).numpy()
+    expected = np.array([[mean_riemann(matrices, tol=1e-13, maxiter=500) for matrices in sample]
+                         for sample in stacked])
+    np.testing.assert_allclose(node.numpy(), expected, rtol=0, atol=1e-9)
+    assert float(np.abs(stacked.mean(2) - expected).max()) > 0.1

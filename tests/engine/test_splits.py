@@ -1,0 +1,40 @@
+"""The experiment's splits: search halves partition train, and never touch val or test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spdnas.engine.splits import split_experiment_data
+from tests.helpers import toy_dataset
+
+
+def _keys(part) -> list[bytes]:
+    return [m.numpy().tobytes() for m in part.x]
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_search_halves_partition_train_and_leave_val_and_test_alone(fraction):
+    dataset = toy_dataset(40, seed=3)
+    data = split_experiment_data(dataset, fraction, seed=7)
+    keys = {split: sorted(m.numpy().tobytes() for m in dataset.subset(split).matrices)
+            for split in ("train", "val", "test")}
+    assert len(set(keys["train"])) == len(keys["train"])  # every matrix identifies its sample
+    search_train, search_val = _keys(data.search_train), _keys(data.search_val)
+    assert sorted(search_train + search_val) == keys["train"]
+    assert not set(search_train) & set(search_val)
+    assert _keys(data.val) == [m.numpy().tobytes() for m in dataset.subset("val").matrices]
+    assert _keys(data.test) == [m.numpy().tobytes() for m in dataset.subset("test").matrices]
+    assert not set(search_train + search_val) & (set(keys["val"]) | set(keys["test"]))
+    # stratified: each class keeps its share in the search-val half (to within one sample)
+    train_counts = np.bincount(dataset.subset("train").labels.numpy(), minlength=3)
+    val_counts = np.bincount(data.search_val.y.numpy(), minlength=3)
+    assert np.all(np.abs(val_counts - fraction * train_counts) <= 1)
+    assert len(search_val) == pytest.approx(fraction * len(keys["train"]), abs=3)
+
+
+def test_search_halves_depend_on_the_seed_only():
+    dataset = toy_dataset(40, seed=3)
+    a, b = (split_experiment_data(dataset, 0.5, seed=7) for _ in range(2))
+    assert _keys(a.search_val) == _keys(b.search_val)
+    assert _keys(split_experiment_data(dataset, 0.5, seed=8).search_val) != _keys(a.search_val)
