@@ -38,39 +38,49 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def start_moto_server(**env: str) -> tuple[subprocess.Popen, str]:
+    """moto's server in its own process on 127.0.0.1 (free port, extra environment ``env``);
+    returns the process and its endpoint once it accepts connections."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+
+
+def use_s3_endpoint(env: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point every AWS client (boto3, pyarrow, Ray workers started later) at ``endpoint`` with
+    dummy credentials, away from any real AWS configuration."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        env.delenv(name, raising=False)
+    env.setenv("AWS_ACCESS_KEY_ID", "testing")
+    env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    env.setenv("AWS_REGION", "us-east-1")
+    env.setenv("AWS_ENDPOINT_URL", endpoint)
+    env.setenv("AWS_CONFIG_FILE", "/nonexistent/spdnas-test-aws-config")
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/spdnas-test-aws-credentials")
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server in its own process on 127.0.0.1 (free port), with dummy credentials in
     the environment.
 
     Its own process keeps it apart from in-process ``moto.mock_aws`` tests, which reset moto's
-    state. The environment points every AWS client (boto3, pyarrow, Ray workers started later)
-    at the loopback server and away from any real AWS configuration; it is restored at the end.
+    state. The environment is restored at the end.
     """
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
+    server, endpoint = start_moto_server()
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_REGION", "us-east-1")
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/spdnas-test-aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/spdnas-test-aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        use_s3_endpoint(env, endpoint)
         from spdnas.data import s3
 
         s3.client().create_bucket(Bucket=BUCKET)
