@@ -25,7 +25,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--data", default=os.environ.get("SPDNAS_DATA"),
                    help="folder holding the datasets (default: $SPDNAS_DATA, else the config's)")
     p.add_argument("--no-resume", action="store_true",
-                   help="start over: delete this run's earlier checkpoints and results")
+                   help="start over instead of resuming an earlier run of the same name")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return p
 

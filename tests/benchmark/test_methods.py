@@ -49,18 +49,15 @@ def test_unknown_method():
 
 @pytest.mark.parametrize("method", ["spdnetnas", "random"])
 def test_search_methods_never_see_the_test_split(method, data, tmp_path):
-    """Test labels shifted and matrices shuffled: the search, the genotype, the training curve
-    and the selected epoch stay the same; only the test score changes."""
+    """Test labels shifted: the search, the genotype, the training curve and the selected epoch
+    stay the same; a prediction right on the true labels is wrong on the shifted ones."""
     import dataclasses
-
-    import torch
 
     from spdnas.engine.batches import TensorData
 
     config = load_config(None, [*FAST, "train.epochs=10", "train.lr=0.5"])
     a = run_method(method, config, data, seed=3, out=tmp_path / "a")
-    g = torch.Generator().manual_seed(0)
-    corrupted = TensorData(data.test.x[torch.randperm(len(data.test), generator=g)], (data.test.y + 1) % 3)
+    corrupted = TensorData(data.test.x, (data.test.y + 1) % 3)
     b = run_method(method, config, dataclasses.replace(data, test=corrupted), seed=3, out=tmp_path / "b")
     assert a.details["genotype"] == b.details["genotype"]
     assert (a.val_accuracy, a.details["best_epoch"]) == (b.val_accuracy, b.details["best_epoch"])
@@ -70,4 +67,4 @@ def test_search_methods_never_see_the_test_split(method, data, tmp_path):
                   for folder in (tmp_path / "a", tmp_path / "b")]
         assert curves[0] == curves[1], part
     assert a.test_accuracy >= 0.6  # chance is 1/3 on 30 test samples
-    assert b.test_accuracy < a.test_accuracy - 0.3
+    assert b.test_accuracy <= 1 - a.test_accuracy + 1e-12

@@ -143,7 +143,7 @@ def _context_files() -> list[str]:
 def test_dockerignore_keeps_what_the_build_needs_and_drops_the_rest():
     patterns = _ignore_patterns()
     for needed in ("pyproject.toml", "README.md", "spdnas/__init__.py", "jobs/__init__.py",
-                   "configs/radar.yaml"):
+                   "configs/radar.yaml", "spdnas/data/__init__.py", "spdnas/data/parquet.py"):
         assert not _ignored(needed, patterns), needed
     for dropped in (".git/config", ".venv/bin/python", "spdnas/__pycache__/x.pyc", "tests/conftest.py",
                     "runs/a/b.parquet", "data/x.parquet", "data/radar-synth/dataset.json", ".env",

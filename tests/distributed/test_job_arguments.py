@@ -54,3 +54,26 @@ def test_dataset_parameters_keep_their_types(tmp_path):
 def test_explicit_overrides_win():
     args = parser("x").parse_args(["--config", BENCHMARK, "--data", "/mnt/datasets", "data.uri=/elsewhere/x"])
     assert load_config(BENCHMARK, cli_arguments(args)[2:]).data.uri == "/elsewhere/x"
+
+
+def test_runtime_env_uploads_the_code_and_nothing_else(tmp_path):
+    """The package `ray job submit --working-dir . --runtime-env jobs/runtime_env.yaml` uploads,
+    built by Ray's own packaging: every tracked file of the code and configs, no datasets,
+    results or tests. (An unanchored `data/` once dropped the package `spdnas/data/`.)"""
+    import zipfile
+
+    import yaml
+    from ray._private.runtime_env.packaging import create_package
+
+    repo = Path(__file__).resolve().parents[2]
+    excludes = yaml.safe_load((repo / "jobs" / "runtime_env.yaml").read_text())["excludes"]
+    package = tmp_path / "upload.zip"
+    create_package(str(repo), package, include_gitignore=True, excludes=excludes)
+    uploaded = set(zipfile.ZipFile(package).namelist())
+    code = [p for top in ("spdnas", "jobs", "configs") for p in (repo / top).rglob("*")
+            if p.is_file() and p.suffix in (".py", ".yaml", ".json", ".md") and "__pycache__" not in p.parts]
+    needed = [str(p.relative_to(repo)) for p in code] + ["pyproject.toml"]
+    assert "spdnas/data/parquet.py" in needed
+    assert [f for f in needed if f not in uploaded] == []
+    left_out = ("data", "runs", "tests", "benchmarks", ".git", ".venv")
+    assert not [f for f in uploaded if f.split("/")[0] in left_out]

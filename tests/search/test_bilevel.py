@@ -167,9 +167,9 @@ def test_virtual_step_is_the_weight_optimizers_step(momentum):
         searcher.step(train_batch, val_batch)
     assert searcher.weight_optimizer.param_groups[-1]["weight_decay"] > 0
     searcher.supernet.train()
+    real = copy.deepcopy(searcher)
     with frozen_running_stats(searcher.supernet):
         virtual = searcher.architect.virtual_weights(*train_batch)
-    real = copy.deepcopy(searcher)
     with frozen_running_stats(real.supernet):
         real.weight_optimizer.zero_grad()
         F.cross_entropy(real.forward(train_batch[0]), train_batch[1]).backward()
