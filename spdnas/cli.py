@@ -185,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can fix (bad files, data, values): one line on stderr, no traceback."""
+    import pickle
+
+    import yaml
+
+    expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, pickle.UnpicklingError,
+                                                 yaml.YAMLError)
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return expected
+    return (*expected, BotoCoreError, ClientError)
+
+
 def main(argv: list[str] | None = None) -> int:
     from spdnas.config import ConfigError
 
@@ -194,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except _expected_errors() as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -314,8 +316,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     tree: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
@@ -328,6 +334,40 @@ def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -
     config = _build(ExperimentConfig, _merge(tree, parse_overrides(overrides or [])), "")
     check_config(config)
     return config
+
+
+def _non_finite(tree: Any, where: str) -> list[str]:
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _non_finite(v, f"{where}{k}.")]
+    if isinstance(tree, list):
+        return [p for i, v in enumerate(tree) for p in _non_finite(v, f"{where}{i}.")]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return [f"{where.rstrip('.')} must be a finite number, got {tree}"]
+    return []
+
+
+def _range_problems(config: ExperimentConfig) -> list[str]:
+    """Sizes, thresholds and counts that no run could use."""
+    m, r, d = config.model, config.runtime, config.distributed
+    problems = _non_finite(dataclasses.asdict(config), "")
+    if any(c < 1 for c in m.cell_channels) or m.stem_channels < 1:
+        problems.append(f"model.cell_channels and model.stem_channels must be >= 1, got "
+                        f"{m.cell_channels} and {m.stem_channels}")
+    if m.reduced_dims is not None and any(k < 1 for k in m.reduced_dims):
+        problems.append(f"model.reduced_dims must be >= 1, got {m.reduced_dims}")
+    if not m.reeig_eps > 0:
+        problems.append(f"model.reeig_eps must be > 0, got {m.reeig_eps}")
+    if not 0 < m.bn_momentum <= 1:
+        problems.append(f"model.bn_momentum must be in (0, 1], got {m.bn_momentum}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
+        problems.append(f"runtime.device must be cpu, cuda or cuda:N, got {r.device!r}")
+    if config.sweep.num_samples < 1:
+        problems.append(f"sweep.num_samples must be >= 1, got {config.sweep.num_samples}")
+    if d.max_failures < -1:
+        problems.append(f"distributed.max_failures must be >= 0 (or -1: retry forever), got {d.max_failures}")
+    if d.keep_checkpoints < 1:
+        problems.append(f"distributed.keep_checkpoints must be >= 1, got {d.keep_checkpoints}")
+    return problems
 
 
 def check_config(config: ExperimentConfig) -> None:
@@ -402,6 +442,7 @@ def check_config(config: ExperimentConfig) -> None:
     if "test" in w.metric:
         problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
     problems += _benchmark_problems(config.benchmark) + _baseline_problems(config.baselines)
+    problems += _range_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

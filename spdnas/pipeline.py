@@ -168,7 +168,16 @@ def resolve_genotype(spec: str) -> Genotype:
 
 def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a model saved by spdnas train ({exc})") from None
+    keys = set(saved) if isinstance(saved, dict) else set()
+    missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
+    if missing:
+        raise ValueError(f"{path}: not a model saved by spdnas train (missing {sorted(missing)})")
     config = config_from_dict(saved["config"])
     dtype = torch.float64 if config.runtime.dtype == "float64" else torch.float32
     model = GenotypeNetwork(Genotype.from_dict(saved["genotype"]), config.model, saved["n"],

@@ -81,3 +81,22 @@ def test_job_entrypoint_passes_no_resume(experiment_args, tmp_path, monkeypatch)
     args = parser("x").parse_args(["--config", str(config), "--no-resume", *experiment_args])
     assert run("search", args) == 0
     assert not stale.exists()
+
+
+def test_user_errors_are_one_line_not_tracebacks(experiment_args, tmp_path, capsys):
+    bad_json = tmp_path / "g.json"
+    bad_json.write_text('{"x":')
+    not_a_model = tmp_path / "m.pt"
+    not_a_model.write_text("hello")
+    cases = [
+        (["search", "--config", str(tmp_path / "missing.yaml")], 2, "cannot read config"),
+        (["train", "--genotype", str(tmp_path / "missing.json"), *experiment_args], 1,
+         "is neither a genotype file nor a published genotype"),
+        (["train", "--genotype", str(bad_json), *experiment_args], 1, "genotype is not valid JSON"),
+        (["evaluate", "--model", str(not_a_model)], 1, "not a model saved by spdnas train"),
+        (["search", *experiment_args, f"data.uri={tmp_path / 'nowhere'}"], 1, "error: "),
+    ]
+    for argv, status, message in cases:
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err

@@ -44,6 +44,13 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["benchmark.datasets=[{name: a}, {name: a}]"], "names must be unique"),
     (["train.lr=[0.1"], "not valid YAML"),
     (["runtime.checkpoint_every=0"], "runtime.checkpoint_every must be >= 1"),
+    (["search.weight_decay=.nan"], "search.weight_decay must be a finite number, got nan"),
+    (["train.lr=.inf"], "train.lr must be a finite number, got inf"),
+    (["model.cell_channels=[0, 4]"], "model.cell_channels and model.stem_channels must be >= 1"),
+    (["model.reeig_eps=-1"], "model.reeig_eps must be > 0"),
+    (["runtime.device=tpu"], "runtime.device must be cpu, cuda or cuda:N"),
+    (["sweep.num_samples=0"], "sweep.num_samples must be >= 1"),
+    (["distributed.max_failures=-3"], r"distributed.max_failures must be >= 0 \(or -1"),
 ])
 def test_bad_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -60,3 +67,13 @@ def test_shipped_configs_load():
     assert configs, "no configs shipped"
     for path in configs:
         load_config(path)
+
+
+def test_config_file_problems_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"cannot read config .*missing\.yaml"):
+        load_config(str(tmp_path / "missing.yaml"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("search: [1\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+        load_config(str(broken))
+    assert load_config(None, ["runtime.device=cuda:1"]).runtime.device == "cuda:1"

@@ -64,6 +64,24 @@ def region() -> str | None:
     return boto3.session.Session().region_name
 
 
+_credentials_found = False
+
+
+def require_credentials(uri: str) -> None:
+    """Fail at once, naming the fix, when the AWS chain has no credentials (the S3 client would
+    otherwise retry for over a minute before its error). Checked until found once per process."""
+    global _credentials_found
+    if _credentials_found:
+        return
+    import boto3
+
+    if boto3.session.Session().get_credentials() is None:
+        raise ValueError(f"{uri}: no AWS credentials found (environment, AWS_PROFILE / ~/.aws, or an "
+                         "instance or pod role); set them, e.g. AWS_PROFILE=... or "
+                         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    _credentials_found = True
+
+
 def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Filesystem and path for a local path or an ``s3://bucket/prefix`` URI.
 
@@ -81,6 +99,7 @@ def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """
     if not is_s3_uri(uri):
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+    require_credentials(uri)
     bucket, key = split_s3_uri(uri)
     kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS)}
     endpoint = endpoint_url()

@@ -11,7 +11,7 @@ from spdnas.config import ExperimentConfig
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
 from spdnas.engine.loops import SumReducer, evaluate, search_epoch
 from spdnas.engine.runtime import setup_runtime
-from spdnas.engine.state import capture_rng, restore_rng
+from spdnas.engine.state import capture_rng, check_resumable, restore_rng
 from spdnas.search.bilevel import GradReducer
 from spdnas.search.genotype import Genotype
 from spdnas.search.searcher import Searcher
@@ -70,6 +70,7 @@ class SearchJob:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "search":
             raise ValueError(f"not a search checkpoint (kind={state.get('kind')!r})")
+        check_resumable(state.get("config"), self.config.to_dict(), "search", int(state["epoch"]))
         self.searcher.load_state_dict(state["searcher"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])

@@ -55,3 +55,47 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "builder_params":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any], step: str,
+                    saved_epoch: int) -> None:
+    """Refuse to continue a checkpoint made with other settings than ``config``'s.
+
+    The settings that decide what a ``step`` ("search" or "train") run computes must match:
+    ``data``, ``model``, the step's own section (its ``epochs`` may grow: raising it extends the
+    run) and ``runtime.seed``/``runtime.dtype``. Where and how fast it runs (device, threads,
+    workers, output folder, progress) may change. Checkpoints written before the configuration
+    was saved in them are not checked.
+
+    Raises
+    ------
+    ValueError
+        Naming the settings that differ, or the epochs the run already has.
+    """
+    epochs = config[step]["epochs"]
+    if saved_epoch > epochs:
+        raise ValueError(f"this {step} run already has {saved_epoch} epochs, more than {step}.epochs="
+                         f"{epochs}: start over (--no-resume) or give the run another name (name=...)")
+    if saved_config is None:
+        return
+    decisive = ("data", "model", step)
+    mine, theirs = _flatten(config), _flatten(saved_config)
+    # keys only one side knows (settings added or removed by another version) are not judged
+    keys = sorted(k for k in set(mine) & set(theirs)
+                  if (k.split(".")[0] in decisive and k != f"{step}.epochs")
+                  or k in ("runtime.seed", "runtime.dtype"))
+    changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
+    if changed:
+        raise ValueError(f"the {step} checkpoint of this run was made with other settings: "
+                         f"{'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}. Start over "
+                         "(--no-resume) or give the run another name (name=...)")

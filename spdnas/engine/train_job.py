@@ -14,7 +14,7 @@ from spdnas.config import ExperimentConfig
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
 from spdnas.engine.loops import SumReducer, evaluate, train_epoch
 from spdnas.engine.runtime import setup_runtime
-from spdnas.engine.state import capture_rng, restore_rng
+from spdnas.engine.state import capture_rng, check_resumable, restore_rng
 from spdnas.models.network import GenotypeNetwork
 from spdnas.nn.optim import weight_optimizer
 from spdnas.search.bilevel import GradReducer
@@ -132,6 +132,7 @@ class TrainJob:
         if state.get("genotype") != mine:
             raise ValueError("the checkpoint retrains another architecture than this run: start over "
                              "(--no-resume) or give the run another name")
+        check_resumable(state.get("config"), self.config.to_dict(), "train", int(state["epoch"]))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])

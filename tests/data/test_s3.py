@@ -115,3 +115,25 @@ def test_folder_writes_nested_names_and_clears(where, tmp_path, request):
     folder.clear()
     assert folder.list_names() == []
     folder.clear()  # clearing an empty or missing folder is fine
+
+
+def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch):
+    """Without credentials the S3 client would retry for over a minute; we stop first."""
+    import time
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role either
+    monkeypatch.setattr(s3mod, "_credentials_found", False)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"s3://b/x: no AWS credentials found .* AWS_ACCESS_KEY_ID"):
+        s3mod.pyarrow_filesystem("s3://b/x")
+    assert time.perf_counter() - start < 10
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    fs, path = s3mod.pyarrow_filesystem("s3://b/x")
+    assert isinstance(fs, pafs.S3FileSystem) and path == "b/x"

@@ -206,3 +206,28 @@ def test_result_of_a_run_finished_before_test_samples_was_reported():
     assert result["test_samples"] is None and result["train_seconds"] == 3.5
     assert retrain_result({**old, "test_samples": 30}, 100, published_genotype("radar"),
                           history)["test_samples"] == 30
+
+
+def test_resume_refuses_other_settings_but_allows_more_epochs_and_other_hardware(problem):
+    train, val, _ = problem
+    search_train, search_val = TensorData(train.x[:45], train.y[:45]), TensorData(train.x[45:], train.y[45:])
+    job = SearchJob(load_config(None, [*FAST, "search.epochs=2"]), search_train, search_val, 3)
+    job.run_epoch()
+    job.run_epoch()
+    state = job.state_dict()
+    for allowed in (["search.epochs=3"], ["runtime.threads=2", "runtime.progress=true", "name=moved"]):
+        SearchJob(load_config(None, [*FAST, "search.epochs=2", *allowed]), search_train, search_val,
+                  3).load_state_dict(state)
+    other = SearchJob(load_config(None, [*FAST, "search.epochs=2", "search.weight_lr=0.05",
+                                         "data.uri=elsewhere"]), search_train, search_val, 3)
+    with pytest.raises(ValueError, match=r"other settings: data\.uri \('data/radar-synth' -> 'elsewhere'\); "
+                                         r"search\.weight_lr \(0\.2 -> 0\.05\)"):
+        other.load_state_dict(state)
+    shorter = SearchJob(load_config(None, [*FAST, "search.epochs=1"]), search_train, search_val, 3)
+    with pytest.raises(ValueError, match=r"already has 2 epochs, more than search\.epochs=1"):
+        shorter.load_state_dict(state)
+    trained = TrainJob(load_config(None, FAST), published_genotype("radar"), train, val, 3)
+    trained.run_epoch()
+    retrain = TrainJob(load_config(None, [*FAST, "train.lr=0.1"]), published_genotype("radar"), train, val, 3)
+    with pytest.raises(ValueError, match=r"train\.lr \(0\.2 -> 0\.1\)"):
+        retrain.load_state_dict(trained.state_dict())
