@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from spdnas.data.cli import add_data_commands
+from spdnas.data.cli import add_data_commands, user_errors
 
 
 def _config(args: argparse.Namespace):
@@ -185,22 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures a user can fix (bad files, data, values): one line on stderr, no traceback."""
+def main(argv: list[str] | None = None) -> int:
     import pickle
 
     import yaml
 
-    expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, pickle.UnpicklingError,
-                                                 yaml.YAMLError)
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:
-        return expected
-    return (*expected, BotoCoreError, ClientError)
-
-
-def main(argv: list[str] | None = None) -> int:
     from spdnas.config import ConfigError
 
     args = build_parser().parse_args(argv)
@@ -209,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except _expected_errors() as exc:
+    except user_errors(pickle.UnpicklingError, yaml.YAMLError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 1

@@ -355,18 +355,12 @@ def _range_problems(config: ExperimentConfig) -> list[str]:
                         f"{m.cell_channels} and {m.stem_channels}")
     if m.reduced_dims is not None and any(k < 1 for k in m.reduced_dims):
         problems.append(f"model.reduced_dims must be >= 1, got {m.reduced_dims}")
-    if not m.reeig_eps > 0:
-        problems.append(f"model.reeig_eps must be > 0, got {m.reeig_eps}")
     if not 0 < m.bn_momentum <= 1:
         problems.append(f"model.bn_momentum must be in (0, 1], got {m.bn_momentum}")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
         problems.append(f"runtime.device must be cpu, cuda or cuda:N, got {r.device!r}")
-    if config.sweep.num_samples < 1:
-        problems.append(f"sweep.num_samples must be >= 1, got {config.sweep.num_samples}")
     if d.max_failures < -1:
         problems.append(f"distributed.max_failures must be >= 0 (or -1: retry forever), got {d.max_failures}")
-    if d.keep_checkpoints < 1:
-        problems.append(f"distributed.keep_checkpoints must be >= 1, got {d.keep_checkpoints}")
     return problems
 
 
@@ -394,10 +388,13 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"search.arch_betas needs two values, got {s.arch_betas}")
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
-                       ("runtime.torch_threads", r.torch_threads)):
+                       ("runtime.torch_threads", r.torch_threads),
+                       ("sweep.num_samples", config.sweep.num_samples),
+                       ("distributed.keep_checkpoints", config.distributed.keep_checkpoints)):
         if value < 1:
             problems.append(f"{key} must be >= 1, got {value}")
-    for key, value in (("search.weight_lr", s.weight_lr), ("train.lr", t.lr), ("train.lr_decay", t.lr_decay)):
+    for key, value in (("search.weight_lr", s.weight_lr), ("train.lr", t.lr), ("train.lr_decay", t.lr_decay),
+                       ("model.reeig_eps", m.reeig_eps)):
         if not value > 0:
             problems.append(f"{key} must be > 0, got {value}")
     if not s.arch_lr >= 0:

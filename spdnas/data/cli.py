@@ -96,20 +96,24 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def user_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """Failures a user can fix (bad files, data, values, S3 access) — reported in one line, not
+    as a traceback: ``ValueError``, ``OSError``, ``KeyError``, botocore's errors, and ``extra``."""
+    expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, *extra)
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return expected
+    return (*expected, BotoCoreError, ClientError)
+
+
 def _guarded(command):
     """Run ``command``; expected failures print one line on stderr and return exit status 1."""
 
     def run(args: argparse.Namespace) -> int:
-        expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, TypeError, ImportError)
-        try:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            expected += (BotoCoreError, ClientError)
-        except ImportError:
-            pass
         try:
             return command(args)
-        except expected as err:
+        except user_errors(TypeError, ImportError) as err:
             print(f"spdnas data {args.data_command}: error: {err}", file=sys.stderr)
             return 1
 
