@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from spdnas.data.cli import add_data_commands, user_errors
+from spdnas.data.cli import add_data_commands, error_text, user_errors
 
 
 def _config(args: argparse.Namespace):
@@ -142,8 +142,11 @@ def _add_experiment_args(parser: argparse.ArgumentParser, default_config: str | 
 
 
 def build_parser() -> argparse.ArgumentParser:
-
-    parser = argparse.ArgumentParser(prog="spdnas", description=__doc__.splitlines()[0])
+    """The ``spdnas`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="spdnas", description="Neural architecture search, training and evaluation of SPD matrix "
+        "networks (SPDNetNAS). Experiment commands take --config FILE and KEY=VALUE overrides, "
+        "e.g. search.epochs=5 runtime.dtype=float32.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     quick = sub.add_parser("quickstart", help="make the default dataset; search, retrain and test "
@@ -199,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except user_errors(pickle.UnpicklingError, yaml.YAMLError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
 
 

@@ -357,6 +357,11 @@ def _range_problems(config: ExperimentConfig) -> list[str]:
         problems.append(f"model.reduced_dims must be >= 1, got {m.reduced_dims}")
     if not 0 < m.bn_momentum <= 1:
         problems.append(f"model.bn_momentum must be in (0, 1], got {m.bn_momentum}")
+    for key, name in (("name", config.name), *((f"benchmark.datasets[{i}].name", d.name)
+                                               for i, d in enumerate(config.benchmark.datasets))):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            problems.append(f"{key} names a folder: letters, digits, '.', '_' and '-', not starting with "
+                            f"'.', '_' or '-', got {name!r}")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
         problems.append(f"runtime.device must be cpu, cuda or cuda:N, got {r.device!r}")
     if d.max_failures < -1:

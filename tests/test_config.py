@@ -51,6 +51,10 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["runtime.device=tpu"], "runtime.device must be cpu, cuda or cuda:N"),
     (["sweep.num_samples=0"], "sweep.num_samples must be >= 1"),
     (["distributed.max_failures=-3"], r"distributed.max_failures must be >= 0 \(or -1"),
+    (["name=../elsewhere"], "name names a folder: .*got '../elsewhere'"),
+    (["name=a/b"], "name names a folder"),
+    (["name=''"], "name names a folder"),
+    (["benchmark.datasets=[{name: ..}]"], r"benchmark.datasets\[0\].name names a folder"),
 ])
 def test_bad_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -107,6 +107,11 @@ def user_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     return (*expected, BotoCoreError, ClientError)
 
 
+def error_text(err: BaseException) -> str:
+    """The message of ``err``; a ``KeyError``'s own text, not its quoted ``repr``."""
+    return str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+
+
 def _guarded(command):
     """Run ``command``; expected failures print one line on stderr and return exit status 1."""
 
@@ -114,10 +119,25 @@ def _guarded(command):
         try:
             return command(args)
         except user_errors(TypeError, ImportError) as err:
-            print(f"spdnas data {args.data_command}: error: {err}", file=sys.stderr)
+            print(f"spdnas data {args.data_command}: error: {error_text(err)}", file=sys.stderr)
             return 1
 
     return run
+
+
+_BUILDERS_EPILOG = "<the registered builders>"
+
+
+class _BuildersHelpFormatter(argparse.HelpFormatter):
+    """Writes the builders and their parameters in place of ``_BUILDERS_EPILOG``; imports the
+    sources only when ``spdnas data make --help`` is asked for."""
+
+    def _format_text(self, text: str) -> str:
+        if text != _BUILDERS_EPILOG:
+            return super()._format_text(text)
+        from spdnas.data.registry import describe_builders
+
+        return f"builders and their parameters (--param KEY=VALUE):\n{describe_builders()}\n"
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -125,7 +145,8 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="make, check, inspect and move SPD datasets")
     sub = data.add_subparsers(dest="data_command", required=True)
 
-    make = sub.add_parser("make", help="build a dataset (generator or importer) and write it as Parquet")
+    make = sub.add_parser("make", help="build a dataset (generator or importer) and write it as Parquet",
+                          epilog=_BUILDERS_EPILOG, formatter_class=_BuildersHelpFormatter)
     make.add_argument("name", help="radar-synth, japanese-vowels, basic-motions, radar-npy, hdm05-npy, afew")
     make.add_argument("out", help="output folder or s3://bucket/prefix")
     make.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

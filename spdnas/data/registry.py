@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from spdnas import __version__
 from spdnas.data.dataset import SPDDataset
@@ -47,6 +50,56 @@ def builders() -> dict[str, Builder]:
     return BUILDERS
 
 
+_PLAIN_TYPES = (bool, int, float, str, type(None))
+
+
+def _accepts(hint, value) -> bool:
+    """Whether ``value`` (parsed from JSON) fits the annotation ``hint``; ``float`` takes ints,
+    ``int``/``float`` refuse booleans; hints other than plain types and their unions pass all."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if not all(option in _PLAIN_TYPES for option in options):
+        return True
+    if isinstance(value, bool):
+        return bool in options
+    if float in options and isinstance(value, int):
+        return True
+    return isinstance(value, options)
+
+
+def _type_name(hint) -> str:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return " or ".join("null" if option is type(None) else option.__name__ for option in options)
+
+
+def check_params(name: str, build: Callable[..., SPDDataset], params: dict) -> None:
+    """Refuse parameters the builder does not take, or of another type than it declares.
+
+    Raises
+    ------
+    TypeError
+        Naming every unknown parameter (with the accepted ones) or every mistyped one.
+    """
+    accepted = inspect.signature(build).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(accepted)}")
+    hints = typing.get_type_hints(build.func if isinstance(build, partial) else build)
+    wrong = [f"{key}={value!r} (expected {_type_name(hints[key])})" for key, value in params.items()
+             if key in hints and not _accepts(hints[key], value)]
+    if wrong:
+        raise TypeError(f"dataset {name!r}: wrong type for {', '.join(wrong)}")
+
+
+def describe_builders() -> str:
+    """One paragraph per builder: name, summary and parameters with their defaults."""
+    lines = []
+    for name, builder in sorted(builders().items()):
+        params = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                  for p in inspect.signature(builder.build).parameters.values()]
+        lines += [f"{name}: {builder.summary}", f"    parameters: {', '.join(params)}"]
+    return "\n".join(lines)
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -81,10 +134,7 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     if name not in registry:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry))}")
     build = registry[name].build
-    accepted = inspect.signature(build).parameters
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(accepted)}")
+    check_params(name, build, params)
     dataset = build(**params)
     provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(params),
                   "spdnas_version": __version__}

@@ -87,10 +87,13 @@ class Folder:
         if not self.exists(MANIFEST_NAME):
             raise FileNotFoundError(f"{self.display(MANIFEST_NAME)}: not found — {self.uri} is not an "
                                     f"spdnas dataset (make one with `spdnas data make`)")
-        manifest = json.loads(self.read_bytes(MANIFEST_NAME))
-        if manifest.get("format") != FORMAT_NAME:
-            raise ValueError(f"{self.display(MANIFEST_NAME)}: format {manifest.get('format')!r}, "
-                             f"expected {FORMAT_NAME!r}")
+        try:
+            manifest = json.loads(self.read_bytes(MANIFEST_NAME))
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            raise ValueError(f"{self.display(MANIFEST_NAME)}: not valid JSON ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+            raise ValueError(f"{self.display(MANIFEST_NAME)}: format {found!r}, expected {FORMAT_NAME!r}")
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{self.display(MANIFEST_NAME)}: schema version {manifest.get('schema_version')}"
                              f", this spdnas reads version {SCHEMA_VERSION}")

@@ -37,6 +37,7 @@ from spdnas.distributed.worker import (
     search_worker,
 )
 from spdnas.engine.runtime import available_cpus
+from spdnas.engine.splits import require_splits
 from spdnas.engine.state import load_checkpoint
 from spdnas.pipeline import Outcome, ensure_dataset, retrain_result, run_folder
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
@@ -73,7 +74,9 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
              callbacks: list | None = None):
     dist = config.distributed
     folder = Folder(run_folder(config, step))
-    meta = Folder(config.data.uri).read_manifest()["meta"]
+    manifest = Folder(config.data.uri).read_manifest()
+    meta = manifest["meta"]
+    require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
     configure_ray_data()
     validate_dataset(config.data.uri)  # every row check, once, before any worker starts
     if not resume and folder.list_names():

@@ -30,7 +30,7 @@ from spdnas.distributed.collective import (
 )
 from spdnas.engine.batches import Sharding
 from spdnas.engine.search_job import SearchJob
-from spdnas.engine.splits import ExperimentData, split_experiment_data
+from spdnas.engine.splits import ExperimentData, require_splits, split_experiment_data
 from spdnas.engine.state import load_checkpoint, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.search.genotype import Genotype
@@ -66,6 +66,10 @@ def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
     names = ["data"] if config.distributed.data == "replicate" else list(SPLITS)
     shards = [ray.train.get_dataset_shard(name) for name in names]
     dataset = shard_dataset(shards, DatasetMeta.from_dict(meta))
+    if config.distributed.data == "shard":  # the whole dataset was checked before the workers started
+        require_splits({s: [int((dataset.splits == s).sum())] for s in SPLITS}, dataset.meta,
+                       " (this worker's shard: with distributed.data=shard every split needs a row "
+                       "per worker; use fewer workers or distributed.data=replicate)")
     return split_experiment_data(dataset, config.data.search_val_fraction, config.runtime.seed)
 
 

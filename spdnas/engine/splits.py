@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from spdnas.data import SPDDataset, stratified_split
+from spdnas.data import SPLITS, DatasetMeta, SPDDataset, stratified_split
+from spdnas.data.registry import builders
 from spdnas.engine.batches import TensorData
 
 
@@ -33,15 +36,44 @@ def _tensors(dataset: SPDDataset) -> TensorData:
     return TensorData(dataset.matrices, dataset.labels)
 
 
+def _remedy(meta: DatasetMeta) -> str:
+    """How to make the dataset again with all three splits, by the builder that made it."""
+    builder = meta.provenance.get("builder")
+    accepted = inspect.signature(builders()[builder].build).parameters if builder in builders() else {}
+    if "val_fraction" in accepted:
+        return (f"make it again with a validation share of train, e.g. `spdnas data make {builder} OUT "
+                f"--param val_fraction=0.1`")
+    if "fractions" in accepted:
+        return (f"make it again with three splits, e.g. `spdnas data make {builder} OUT "
+                f"--param fractions=[0.5,0.25,0.25]`")
+    return "an experiment needs train, val and test rows"
+
+
+def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where: str = "") -> None:
+    """Refuse a dataset (or a worker's part of one) without rows in train, val or test.
+
+    Parameters
+    ----------
+    counts : mapping split name → rows per class (a manifest's ``counts``)
+    meta : DatasetMeta
+        Names the dataset and the builder whose parameters fix it.
+    where : str
+        Appended to the dataset's name in the message, e.g. " (this worker's shard)".
+
+    Raises
+    ------
+    ValueError
+        Naming the first empty split and the parameter that gives it rows.
+    """
+    for split in SPLITS:
+        if sum(counts.get(split, ())) == 0:
+            raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {_remedy(meta)}")
+
+
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:
     """Train/val/test from the dataset's own splits; a seeded, stratified division of train
     into search-train and search-val (a function of sample ids, labels and seed only)."""
-    for split in ("train", "val", "test"):
-        if not (dataset.splits == split).any():
-            hint = (" (for an official train/test split, make the dataset again with a validation "
-                    "share, e.g. --param val_fraction=0.1; with distributed.data=shard, a split "
-                    "too small to give every worker a row)") if split == "val" else ""
-            raise ValueError(f"dataset {dataset.meta.name!r} has no {split!r} split{hint}")
+    require_splits({s: [int((dataset.splits == s).sum())] for s in SPLITS}, dataset.meta)
     train = dataset.subset("train")
     halves = stratified_split(train.labels.numpy(), train.sample_ids,
                               {"train": 1.0 - search_val_fraction, "val": search_val_fraction}, seed)

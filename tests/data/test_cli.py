@@ -72,3 +72,57 @@ def test_unknown_dataset_lists_known_ones(tmp_path, capsys):
 def test_data_requires_a_subcommand():
     with pytest.raises(SystemExit):
         main(["data"])
+
+
+@pytest.mark.parametrize(("param", "message"), [
+    ("snr_db=loud", "wrong type for snr_db='loud' (expected float)"),
+    ("seed=1.5", "wrong type for seed=1.5 (expected int)"),
+    ("n_samples=true", "wrong type for n_samples=True (expected int)"),
+    ("n_samples=2", "n_samples must be ≥ 3 (one per class), got 2"),
+    ("snr_jitter_db=-1", "snr_jitter_db must be ≥ 0"),
+    ("fractions=half", "fractions must be a mapping split → fraction or three numbers"),
+    ("fractions=[0.5,0.5]", "fractions must be a mapping split → fraction or three numbers"),
+])
+def test_bad_param_values_are_named_before_building(tmp_path, capsys, param, message):
+    assert main(["data", "make", "radar-synth", str(tmp_path / "x"), "--param", param]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("spdnas data make: error: ") and message in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_int_params_pass_as_floats_and_strings_stay_strings(tmp_path):
+    assert main(["data", "make", "radar-synth", str(tmp_path / "x"), "--param", "n_samples=12",
+                 "--param", "snr_db=3", "--param", "shrinkage=0.1"]) == 0
+    assert read_dataset(str(tmp_path / "x")).meta.provenance["params"] == {
+        "n_samples": 12, "snr_db": 3, "shrinkage": 0.1}
+
+
+def test_make_help_lists_every_builder_with_its_parameters(capsys):
+    from spdnas.data.registry import builders
+
+    with pytest.raises(SystemExit):
+        main(["data", "make", "--help"])
+    out = capsys.readouterr().out
+    for name in builders():
+        assert f"\n{name}: " in out
+    assert "n_samples=3000" in out and "val_fraction=0.1" in out and "src, " in out
+
+
+def test_key_errors_are_not_quoted(tmp_path, capsys):
+    assert main(["data", "make", "mnist", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err == ("spdnas data make: error: unknown dataset 'mnist'; known: afew, "
+                                       "basic-motions, hdm05-npy, japanese-vowels, radar-npy, radar-synth\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"format": ', "not valid JSON"), ("[1, 2]", "format 'list', expected"),
+    ('{"format": "csv"}', "format 'csv', expected"),
+])
+def test_damaged_manifest_is_named(tmp_path, capsys, text, message):
+    out = tmp_path / "d"
+    assert main(["data", "make", "radar-synth", str(out), "--param", "n_samples=12"]) == 0
+    (out / "dataset.json").write_text(text)
+    capsys.readouterr()
+    assert main(["data", "info", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'dataset.json'}: {message}" in err, err

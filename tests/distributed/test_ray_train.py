@@ -135,6 +135,16 @@ def test_bad_rows_fail_before_training(ray_session, tmp_path):
         search(experiment(str(uri), str(tmp_path / "out")))
 
 
+def test_missing_split_fails_before_any_worker_starts(ray_session, tmp_path):
+    dataset = tiny_dataset()
+    uri = tmp_path / "no-val"
+    write_dataset(dataset.select(dataset.splits != "val"), uri)
+    config = experiment(str(uri), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="dataset 'tiny' has no 'val' rows; an experiment needs"):
+        search(config)
+    assert not Folder(run_folder(config, "search")).list_names()
+
+
 def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_path):
     config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
                         "distributed.cpus_per_worker=1", "train.epochs=3", "train.lr=0.2")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from spdnas.engine.splits import split_experiment_data
+from spdnas.engine.splits import require_splits, split_experiment_data
 from tests.helpers import toy_dataset
 
 
@@ -38,3 +40,22 @@ def test_search_halves_depend_on_the_seed_only():
     a, b = (split_experiment_data(dataset, 0.5, seed=7) for _ in range(2))
     assert _keys(a.search_val) == _keys(b.search_val)
     assert _keys(split_experiment_data(dataset, 0.5, seed=8).search_val) != _keys(a.search_val)
+
+
+@pytest.mark.parametrize(("builder", "fix"), [
+    ("radar-synth", "spdnas data make radar-synth OUT --param fractions=[0.5,0.25,0.25]"),
+    ("japanese-vowels", "spdnas data make japanese-vowels OUT --param val_fraction=0.1"),
+    (None, "an experiment needs train, val and test rows"),
+])
+def test_a_missing_split_names_the_builder_parameter_that_fixes_it(builder, fix):
+    dataset = toy_dataset(40, seed=3)
+    provenance = {"builder": builder} if builder else {}
+    dataset = replace(dataset, meta=replace(dataset.meta, provenance=provenance))
+    without_val = dataset.select(dataset.splits != "val")
+    with pytest.raises(ValueError, match="has no 'val' rows") as err:
+        split_experiment_data(without_val, 0.5, seed=7)
+    assert fix in str(err.value)
+    with pytest.raises(ValueError, match=r"worker's shard\) has no 'test' rows"):
+        require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 0]}, dataset.meta,
+                       " (this worker's shard)")
+    require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 1]}, dataset.meta)

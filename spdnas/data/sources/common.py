@@ -44,9 +44,15 @@ def parse_fractions(fractions: Mapping[str, float] | Sequence[float] | None) -> 
     """Split fractions as a dict; a sequence means (train, val, test); None → 50/25/25."""
     if fractions is None:
         return dict(PAPER_FRACTIONS)
-    if isinstance(fractions, Mapping):
-        return {str(k): float(v) for k, v in fractions.items()}
-    return dict(zip(("train", "val", "test"), (float(f) for f in fractions), strict=True))
+    try:
+        if isinstance(fractions, Mapping):
+            return {str(k): float(v) for k, v in fractions.items()}
+        if isinstance(fractions, str) or len(fractions) != 3:
+            raise TypeError
+        return dict(zip(("train", "val", "test"), (float(f) for f in fractions), strict=True))
+    except (TypeError, ValueError):
+        raise ValueError(f"fractions must be a mapping split → fraction or three numbers (train, val, "
+                         f"test), e.g. [0.5, 0.25, 0.25], got {fractions!r}") from None
 
 
 def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str], meta: DatasetMeta, *,

@@ -156,6 +156,11 @@ def synthesize_signals(n_samples: int = 3000, *, snr_db: float = 5.0, snr_jitter
     signals : ndarray, shape (n_samples, length), complex128
     labels : ndarray, shape (n_samples,), int64, in shuffled order
     """
+    if n_samples < len(CLASS_NAMES):
+        raise ValueError(f"radar-synth: n_samples must be ≥ {len(CLASS_NAMES)} (one per class), "
+                         f"got {n_samples}")
+    if snr_jitter_db < 0:
+        raise ValueError(f"radar-synth: snr_jitter_db must be ≥ 0, got {snr_jitter_db}")
     if length < WINDOW:
         raise ValueError(f"radar-synth: length must be ≥ {WINDOW}, got {length}")
     rng = np.random.default_rng(seed)
