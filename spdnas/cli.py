@@ -58,8 +58,14 @@ def _sweep(args: argparse.Namespace) -> int:
     metric = config.sweep.metric
     print(f"{len(outcome.trials)} trials; configurations by mean {metric} over seeds:")
     for row in outcome.summary:
-        print(f"  {row['metric_mean']:.4f} ± {row['metric_std']:.4f} (seeds {row['seeds']}) {row['config']}")
+        std = "n/a" if row["metric_std"] is None else f"{row['metric_std']:.4f}"
+        print(f"  {row['metric_mean']:.4f} ± {std} (seeds {row['seeds']}) {row['config']}")
     _print_paths(outcome.paths)
+    failed = [t for t in outcome.trials if t["status"] == "ERROR"]
+    if failed:
+        print(f"error: {len(failed)} of {len(outcome.trials)} trials failed and are left out of the summary; "
+              f"first: trial {failed[0]['trial_id']}: {failed[0]['error']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -346,6 +346,16 @@ def _non_finite(tree: Any, where: str) -> list[str]:
     return []
 
 
+def _is_setting(config: Any, dotted: str) -> bool:
+    """Whether ``dotted`` (``"train.lr"``) names a setting of ``config``, not a section."""
+    node = config
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            return False
+        node = getattr(node, part)
+    return not dataclasses.is_dataclass(node)
+
+
 def _range_problems(config: ExperimentConfig) -> list[str]:
     """Sizes, thresholds and counts that no run could use."""
     m, r, d = config.model, config.runtime, config.distributed
@@ -394,7 +404,9 @@ def check_config(config: ExperimentConfig) -> None:
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads),
-                       ("sweep.num_samples", config.sweep.num_samples),
+                       ("sweep.num_samples", config.sweep.num_samples), ("sweep.seeds", config.sweep.seeds),
+                       ("sweep.max_concurrent_trials", config.sweep.max_concurrent_trials),
+                       ("sweep.grace_period", config.sweep.grace_period),
                        ("distributed.keep_checkpoints", config.distributed.keep_checkpoints)):
         if value < 1:
             problems.append(f"{key} must be >= 1, got {value}")
@@ -429,6 +441,9 @@ def check_config(config: ExperimentConfig) -> None:
             problems.append(f"{key}={size} must be divisible by distributed.num_workers={d.num_workers}")
     w = config.sweep
     for key, spec in w.space.items():
+        if not _is_setting(config, key) or key.startswith("sweep.") or key == "runtime.seed":
+            problems.append(f"sweep.space.{key}: not a setting a sweep can vary (a dotted key of the "
+                            f"config such as train.lr; not sweep.* or runtime.seed, the seeds are repeats)")
         kind = spec.get("type") if isinstance(spec, dict) else None
         if kind not in ("loguniform", "uniform", "int", "choice"):
             problems.append(f"sweep.space.{key}: type must be loguniform, uniform, int or choice, "
@@ -437,6 +452,9 @@ def check_config(config: ExperimentConfig) -> None:
             problems.append(f"sweep.space.{key}: a choice needs a non-empty 'values' list")
         elif kind != "choice" and not ("low" in spec and "high" in spec and spec["low"] < spec["high"]):
             problems.append(f"sweep.space.{key}: needs low < high")
+    if w.scheduler == "asha" and w.grace_period > t.epochs:
+        problems.append(f"sweep.grace_period={w.grace_period} exceeds train.epochs={t.epochs}: ASHA would "
+                        f"never compare trials")
     if w.mode not in ("max", "min"):
         problems.append(f"sweep.mode must be max or min, got {w.mode!r}")
     if w.scheduler not in ("none", "asha"):

@@ -109,7 +109,7 @@ def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
         tests = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
         rows.append({"config": json.loads(key), "seeds": sorted(m["seed"] for m in members),
                      "metric_mean": statistics.fmean(values),
-                     "metric_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "metric_std": statistics.stdev(values) if len(values) > 1 else None,
                      "test_accuracy_mean": statistics.fmean(tests) if tests else None,
                      "excluded": excluded.get(key, 0)})
     return sorted(rows, key=lambda r: r["metric_mean"], reverse=(mode == "max"))
@@ -132,14 +132,29 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         ``sweep.metric``), ``test_accuracy``, the sweep's ``mode`` (so that readers of the file
         know which end of the metric is best) and ``status``: ``TERMINATED`` (the retraining
         finished and reported its test metrics), ``STOPPED`` (stopped early, e.g. by ASHA, which
-        Tune also reports as terminated) or ``ERROR``.
+        Tune also reports as terminated) or ``ERROR`` (then ``error`` holds the last line of its message).
     """
     _, sampled, seed = trial_config(result.config or {}, config.to_dict())
     metrics = result.metrics or {}
-    return {"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]), "config": sampled,
-            "seed": seed, "metric": metrics.get(config.sweep.metric),
-            "test_accuracy": metrics.get("test_accuracy"), "mode": config.sweep.mode,
-            "status": "ERROR" if result.error else FINISHED if "test_accuracy" in metrics else STOPPED}
+    record = {"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]), "config": sampled,
+              "seed": seed, "metric": metrics.get(config.sweep.metric),
+              "test_accuracy": metrics.get("test_accuracy"), "mode": config.sweep.mode,
+              "status": "ERROR" if result.error else FINISHED if "test_accuracy" in metrics else STOPPED}
+    if result.error:
+        record["error"] = error_summary(result.error)
+    return record
+
+
+def error_summary(error: BaseException) -> str:
+    """The last non-empty line of an error's text (Ray wraps a trial's error in its traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def asha_scheduler(config: ExperimentConfig) -> tune.schedulers.ASHAScheduler:
+    """ASHA on the retraining's epochs (one report each): rungs from ``sweep.grace_period`` up to
+    ``train.epochs`` (Ray's default ``max_t`` of 100 would stop every longer retraining at 100)."""
+    return tune.schedulers.ASHAScheduler(max_t=config.train.epochs, grace_period=config.sweep.grace_period)
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
@@ -182,8 +197,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
                                        resume_errored=True)
         else:
             searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=config.runtime.seed)
-            scheduler = (tune.schedulers.ASHAScheduler(grace_period=sweep.grace_period)
-                         if sweep.scheduler == "asha" else None)
+            scheduler = asha_scheduler(config) if sweep.scheduler == "asha" else None
             tuner = tune.Tuner(
                 trainable,
                 param_space=search_space(sweep.space),

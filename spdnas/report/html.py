@@ -314,17 +314,19 @@ def _importance_section(experiment: Experiment) -> str:
     if experiment.trials is None:
         return _missing("No sweep/trials.jsonl: this experiment has no sweep.")
     outcome = param_importances(experiment.trials)
-    skipped = (f", {outcome.n_skipped} left out (failed or without a finite metric)"
+    skipped = (f", {outcome.n_skipped} left out (failed, stopped early or without a finite metric)"
                if outcome.n_skipped else "")
     parts = [f'<p class="note">{outcome.n_trials} usable trials{skipped}.</p>']
     if outcome.best is not None:
         config = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in sorted(outcome.best["config"].items()))
-        rule = f"{'lowest' if outcome.mode == 'min' else 'highest'} metric, sweep.mode = {outcome.mode}"
+        rule = f"{'lowest' if outcome.mode == 'min' else 'highest'} mean metric, sweep.mode = {outcome.mode}"
         if not outcome.mode_recorded:
             rule += " assumed: trials.jsonl does not record the mode"
-        parts.append(f'<p>Best trial ({_e(rule)}): {_e(outcome.best["trial_id"])} with metric '
-                     f'{outcome.best["metric"]:.4g} ({_e(config)}).</p>')
+        best = outcome.best
+        parts.append(f'<p>Best configuration ({_e(rule)}): {_e(config)}, mean metric '
+                     f'{best["metric"]:.4g} over {best["trials"]} trial{"s" if best["trials"] > 1 else ""} '
+                     f'({_e(", ".join(str(t) for t in best["trial_ids"]))}).</p>')
     if outcome.reason:
         return "".join(parts) + _missing(f"Parameter importance not computed: {outcome.reason}.")
     parts.append(_figure(data_uri(importance_figure(outcome.importances, "parameter importance")),

@@ -20,7 +20,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 MIN_TRIALS = 8
-FAILED_STATUSES = {"ERROR", "FAILED", "FAIL"}
+# Left out: failed trials, and trials stopped early (e.g. by ASHA), whose metric comes from an
+# unfinished retraining — as in the sweep's summary.json.
+LEFT_OUT_STATUSES = {"ERROR", "FAILED", "FAIL", "STOPPED"}
 
 
 @dataclass
@@ -39,14 +41,15 @@ class Importance:
     excluded : dict
         ``{parameter: why it was left out}``.
     n_trials, n_skipped : int
-        Trials used; trials left out (failed or without a finite metric).
+        Trials used; trials left out (failed, stopped early or without a finite metric).
     mode : str
         ``max`` or ``min``: whether a higher or a lower metric is better.
     mode_recorded : bool
         False when the trials do not record the sweep's mode (sweeps written before they did):
         ``max`` is then assumed.
     best : dict or None
-        The used trial with the best metric under ``mode``.
+        The configuration with the best mean metric under ``mode`` over its used trials (its
+        seeds): ``config``, ``metric`` (the mean), ``trials`` (how many) and ``trial_ids``.
     """
 
     importances: dict[str, float] = field(default_factory=dict)
@@ -91,7 +94,7 @@ def _describe(distribution: BaseDistribution) -> str:
 
 def _usable(trial: dict[str, Any]) -> bool:
     metric = trial.get("metric")
-    return (str(trial.get("status", "")).upper() not in FAILED_STATUSES
+    return (str(trial.get("status", "")).upper() not in LEFT_OUT_STATUSES
             and isinstance(metric, int | float) and not isinstance(metric, bool) and math.isfinite(metric)
             and isinstance(trial.get("config"), dict))
 
@@ -158,8 +161,14 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used), mode=mode or "max",
                          mode_recorded=mode is not None)
     if used:
-        top = (min if outcome.mode == "min" else max)(used, key=lambda t: t["metric"])
-        outcome.best = {"trial_id": top.get("trial_id"), "metric": top["metric"], "config": top["config"]}
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for t in used:
+            groups.setdefault(json.dumps(t["config"], sort_keys=True, default=str), []).append(t)
+        means = {key: math.fsum(t["metric"] for t in members) / len(members)
+                 for key, members in groups.items()}
+        key = (min if outcome.mode == "min" else max)(means, key=means.__getitem__)
+        outcome.best = {"config": groups[key][0]["config"], "metric": means[key], "trials": len(groups[key]),
+                        "trial_ids": [t.get("trial_id") for t in groups[key]]}
     if len(used) < min_trials:
         outcome.reason = f"{len(used)} usable trials; fANOVA needs at least {min_trials}"
         return outcome

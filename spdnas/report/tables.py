@@ -173,12 +173,19 @@ def _not_computed(reason: str) -> dict[str, Any]:
     return {"computed": False, "reason": reason}
 
 
+def _differences(ours: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """``ours − base`` in pp, rounded to 1e-9 pp: accuracies are counts/n, so equal differences
+    in counts may differ in the last bits (1.3333333333333428 vs …286), which would give an
+    almost infinite t statistic or spurious Wilcoxon ranks."""
+    return np.round(ours - base, 9)
+
+
 def _t_test(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
-    differences = ours - base
+    differences = _differences(ours, base)
     if np.all(differences == differences[0]):
         return _not_computed(f"all paired differences are equal ({differences[0]:+.2f} pp): "
                              "the t statistic is undefined")
-    result = stats.ttest_rel(ours, base)
+    result = stats.ttest_1samp(differences, 0.0)
     return {"computed": True, "statistic": float(result.statistic), "df": int(result.df),
             "p_value": float(result.pvalue)}
 
@@ -188,10 +195,11 @@ def _wilcoxon(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
     if n < WILCOXON_MIN_PAIRS:
         return _not_computed(f"needs at least {WILCOXON_MIN_PAIRS} pairs, have {n}: with fewer the "
                              f"smallest two-sided p-value is 2/2^{n} = {2 / 2 ** n:.3f} > {ALPHA}")
-    zeros = int(np.sum(ours == base))
+    differences = _differences(ours, base)
+    zeros = int(np.sum(differences == 0))
     if zeros == n:
         return _not_computed("all paired differences are zero")
-    result = stats.wilcoxon(ours, base)
+    result = stats.wilcoxon(differences)
     return {"computed": True, "statistic": float(result.statistic), "p_value": float(result.pvalue),
             "zero_differences_dropped": zeros}
 
@@ -205,7 +213,7 @@ def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> d
                                         f"(shared: {seeds or 'none'})")}
     a = np.array([by_seed[ours][s] for s in seeds])
     b = np.array([by_seed[baseline][s] for s in seeds])
-    differences = a - b
+    differences = _differences(a, b)
     mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
     half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
     return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from spdnas.config import load_config
-from spdnas.distributed.sweep import _summarise, trial_record
+from spdnas.distributed.sweep import _summarise, asha_scheduler, trial_record
 
 
 def trial(lr, seed, metric, status="TERMINATED"):
@@ -27,6 +27,32 @@ def test_trials_that_did_not_terminate_are_left_out_and_counted():
     assert rows[1]["metric_mean"] == pytest.approx(0.6) and rows[1]["excluded"] == 0
 
 
+def test_a_single_seed_has_no_standard_deviation():
+    rows = _summarise([trial(0.1, 0, 0.8), trial(0.1, 1, 0.6), trial(0.2, 0, 0.7)], "max")
+    assert rows[0]["metric_std"] == pytest.approx(0.1414213562) and rows[1]["metric_std"] is None
+
+
+def test_asha_runs_the_best_trial_to_the_last_retraining_epoch():
+    """Ray's default max_t (100) stopped every retraining longer than 100 epochs at epoch 100."""
+    from ray.tune.experiment import Trial
+
+    config = load_config(None, ["train.epochs=150", "sweep.scheduler=asha", "sweep.grace_period=5"])
+    scheduler = asha_scheduler(config)
+    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
+    trials = [Trial("__fake", stub=True, trial_id=f"t{i}") for i in range(3)]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    decisions = {}
+    for epoch in range(1, 151):
+        for i, t in enumerate(trials):
+            if decisions.get(i) is None:
+                action = scheduler.on_trial_result(
+                    None, t, {"training_iteration": epoch, config.sweep.metric: 0.9 - 0.1 * i})
+                decisions[i] = epoch if action == "STOP" else None
+    assert decisions[0] == 150  # the best trial stops only at its last epoch
+    assert 5 <= decisions[2] < 150  # the worst is stopped early, at a rung
+
+
 def test_summary_order_follows_the_mode():
     trials = [trial(0.1, 0, 0.3), trial(0.2, 0, 0.2), trial(0.3, 0, 0.4)]
     assert [r["metric_mean"] for r in _summarise(trials, "min")] == [0.2, 0.3, 0.4]
@@ -41,7 +67,9 @@ def test_trial_records_carry_the_sweep_mode(mode):
     assert trial_record(result, config) == {
         "trial_id": "sweep_trial_ab", "config": {"train.lr": 0.05}, "seed": 6, "metric": 0.4,
         "test_accuracy": 0.9, "mode": mode, "status": "TERMINATED"}
-    failed = SimpleNamespace(**{**vars(result), "error": RuntimeError("worker died")})
+    error = RuntimeError("Traceback ...\n  x\nValueError: bad lr\n")
+    failed = SimpleNamespace(**{**vars(result), "error": error})
     assert trial_record(failed, config)["status"] == "ERROR"
+    assert trial_record(failed, config)["error"] == "ValueError: bad lr"
     stopped = SimpleNamespace(**{**vars(result), "metrics": {"best_val_loss": 0.4}})  # by ASHA
     assert trial_record(stopped, config)["status"] == "STOPPED"

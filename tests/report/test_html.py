@@ -197,8 +197,10 @@ def test_best_sweep_trial_follows_the_recorded_mode(tmp_path):
     write_jsonl(tmp_path / "sweep" / "trials.jsonl", trials)
     text, problems = render_report(load_experiment(tmp_path))
     assert problems == []
-    assert f"Best trial (lowest metric, sweep.mode = min): {lowest['trial_id']} with metric" in text
+    assert "Best configuration (lowest mean metric, sweep.mode = min): model.mixture = " in text
+    assert f"search.arch_lr = {lowest['config']['search.arch_lr']:.4g}, " in text
+    assert f"mean metric {lowest['metric']:.4g} over 1 trial ({lowest['trial_id']})" in text
     write_jsonl(tmp_path / "sweep" / "trials.jsonl", synthetic_trials(5))
     text, _ = render_report(load_experiment(tmp_path))
-    assert ("Best trial (highest metric, sweep.mode = max assumed: trials.jsonl does not record the mode)"
-            in text)
+    assert ("Best configuration (highest mean metric, sweep.mode = max assumed: trials.jsonl does not "
+            "record the mode)" in text)

@@ -79,6 +79,22 @@ def test_best_trial_honours_the_recorded_mode():
     assert outcome.mode == "max" and not outcome.mode_recorded and outcome.best["metric"] == max(metrics)
 
 
+def test_best_is_the_configuration_with_the_best_mean_over_its_seeds_and_stopped_trials_are_left_out():
+    def trial(index, lr, metric, status="TERMINATED"):
+        return {"trial_id": index, "config": {"train.lr": lr}, "metric": metric, "status": status}
+
+    # lr 0.2 has the best single trial, lr 0.05 the best mean; the STOPPED trial (ASHA) would
+    # otherwise be the best of all.
+    trials = [trial(0, 0.05, 0.85), trial(1, 0.05, 0.86), trial(2, 0.2, 0.88), trial(3, 0.2, 0.70),
+              trial(4, 0.1, 0.95, "STOPPED"), trial(5, 0.1, 0.99, "ERROR")]
+    outcome = param_importances(trials)
+    assert outcome.n_trials == 4 and outcome.n_skipped == 2
+    assert outcome.best == {"config": {"train.lr": 0.05}, "metric": pytest.approx(0.855), "trials": 2,
+                            "trial_ids": [0, 1]}
+    minimum = param_importances([{**t, "mode": "min"} for t in trials]).best
+    assert minimum["config"] == {"train.lr": 0.2} and minimum["metric"] == pytest.approx(0.79)
+
+
 def test_conflicting_modes_are_refused():
     trials = synthetic_trials(10)
     trials[0]["mode"], trials[1]["mode"] = "min", "max"

@@ -114,6 +114,18 @@ def test_wilcoxon_exact_p_values_with_six_pairs():
     assert test["wilcoxon"]["statistic"] == 1 and test["wilcoxon"]["p_value"] == pytest.approx(4 / 64)
 
 
+def test_equal_count_differences_are_equal_despite_float_rounding():
+    """+10 correct out of 750 on each seed: equal differences (1.33 pp), which as floats differ in
+    the last bits; the t statistic is undefined, not 1.9e14 with p = 3e-15."""
+    ours, base = [640 / 750, 650 / 750], [630 / 750, 640 / 750]
+    assert 100 * ours[0] - 100 * base[0] != 100 * ours[1] - 100 * base[1]
+    results = [result("spdnetnas", s, a) for s, a in enumerate(ours)]
+    test = significance(results + [result("random", s, a) for s, a in enumerate(base)])["radar"]
+    assert not test["t_test"]["computed"]
+    assert "all paired differences are equal (+1.33 pp)" in test["t_test"]["reason"]
+    assert test["ci95"] == pytest.approx([4 / 3, 4 / 3])
+
+
 def test_only_seeds_both_methods_have_are_paired():
     results = [result("spdnetnas", s, 0.9 + 0.01 * s) for s in (0, 1, 2, 5)]
     results += [result("random", s, 0.85) for s in (1, 2, 3, 5)]
