@@ -82,7 +82,10 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(Folder(folder).read_bytes(name).decode())
     print(f"{len(outcome.results)} runs")
     _print_paths(outcome.paths)
-    return 0
+    for failure in outcome.failed:
+        print(f"error: {failure['method']} on {failure['dataset']}, seed {failure['seed']} failed and is "
+              f"left out of the table: {failure['error']}", file=sys.stderr)
+    return 1 if outcome.failed else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

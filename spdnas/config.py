@@ -25,13 +25,20 @@ class DataConfig:
     """Where the dataset comes from and how the training split is divided for the search.
 
     ``uri`` names a dataset folder (local or ``s3://``). When it does not exist yet and
-    ``builder`` is set, the dataset is first made there with ``builder_params``.
+    ``builder`` is set, the dataset is first made there with ``builder_params``. The training
+    split's search-train/search-val division is drawn with ``split_seed`` (``null``: the run's
+    ``runtime.seed``).
     """
 
     uri: str = "data/radar-synth"
     builder: str | None = "radar-synth"
     builder_params: dict[str, Any] = field(default_factory=dict)
     search_val_fraction: float = 0.5
+    split_seed: int | None = None
+
+    def search_split_seed(self, run_seed: int) -> int:
+        """The seed of the search-train/search-val division for a run seeded ``run_seed``."""
+        return run_seed if self.split_seed is None else self.split_seed
 
 
 @dataclass

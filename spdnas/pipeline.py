@@ -84,7 +84,8 @@ def load_dataset(config: ExperimentConfig) -> SPDDataset:
 
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
-    return split_experiment_data(load_dataset(config), config.data.search_val_fraction, config.runtime.seed)
+    return split_experiment_data(load_dataset(config), config.data.search_val_fraction,
+                                 config.data.search_split_seed(config.runtime.seed))
 
 
 def run_folder(config: ExperimentConfig, step: str) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ray import tune
 from spdnas.benchmark.methods import run_method, threads_for_trial
 from spdnas.config import ConfigError, ExperimentConfig, _merge, config_from_dict, parse_overrides
 from spdnas.data.storage import Folder
+from spdnas.distributed.sweep import error_summary
 from spdnas.pipeline import ensure_dataset, load_experiment_data, run_folder, with_absolute_paths
 
 RESULT_KEY = "method_result"
@@ -33,8 +35,15 @@ class BenchmarkInterrupted(RuntimeError):
 
 @dataclass
 class BenchmarkOutcome:
+    """The finished trials' results, the trials that failed and where the outputs are.
+
+    ``failed`` lists ``{"dataset", "method", "seed", "error"}`` (the last line of the error);
+    the tables and the report hold the finished trials only.
+    """
+
     results: list[dict[str, Any]]
     paths: dict[str, str]
+    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def dataset_config(base: ExperimentConfig, dataset: str) -> ExperimentConfig:
@@ -59,6 +68,10 @@ def _publish_tree(local: Path, uri: str) -> None:
 def benchmark_trial(params: dict[str, Any], base: dict[str, Any], root: str) -> None:
     """One (dataset, method, seed): run the method, keep its files, report its result."""
     config = dataset_config(config_from_dict(base), params["dataset"])
+    # Every seed searches on the same search-train/search-val halves, drawn with the base seed;
+    # recorded in the run's config, so `spdnas search runtime.seed=k data.split_seed=…` repeats it.
+    split_seed = config.data.search_split_seed(config.runtime.seed)
+    config = replace(config, data=replace(config.data, split_seed=split_seed))
     threads_for_trial(config.benchmark.cpus_per_trial)
     data = load_experiment_data(config)
     target = f"{root}/runs/{params['dataset']}/{params['method']}/seed{params['seed']}"
@@ -175,6 +188,10 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     for entry in bench.datasets:
         ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
     root = Folder(run_folder(config, ""))
+    if not resume:
+        if root.list_names():
+            print(f"starting over: deleting the earlier benchmark in {root.uri}", file=sys.stderr, flush=True)
+        root.clear()
     _check_experiment(config, root, resume)
     expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
     progress = [Progress(expected)] if config.runtime.progress else []
@@ -201,12 +218,15 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
                                                          callbacks=progress))
         grid = tuner.fit()
     results = [json.loads(r.metrics[RESULT_KEY]) for r in grid if r.metrics and RESULT_KEY in r.metrics]
-    failed = [r.error for r in grid if r.error is not None]
+    failed = sorted(({"dataset": r.config["dataset"], "method": r.config["method"], "seed": r.config["seed"],
+                      "error": error_summary(r.error)} for r in grid if r.error is not None),
+                    key=lambda f: (f["dataset"], f["method"], f["seed"]))
     if len(results) + len(failed) < expected:
         raise BenchmarkInterrupted(f"{len(results)} of {expected} trials finished; run the same command "
                                    "again to resume")
-    if failed:
-        raise RuntimeError(f"{len(failed)} benchmark trial(s) failed, first: {failed[0]}")
+    if not results:
+        raise RuntimeError(f"every benchmark trial failed; first: {failed[0]['method']} on "
+                           f"{failed[0]['dataset']}, seed {failed[0]['seed']}: {failed[0]['error']}")
     results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
     paths = _write_outputs(results, root)
     paths["tensorboard --logdir"] = root.display("tune")
@@ -214,4 +234,4 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         if r["method"] == "spdnetnas":
             paths[f"genotype/{r['dataset']}/seed{r['seed']}"] = root.display(
                 f"runs/{r['dataset']}/spdnetnas/seed{r['seed']}/search/genotype.json")
-    return BenchmarkOutcome(results, paths)
+    return BenchmarkOutcome(results, paths, failed)

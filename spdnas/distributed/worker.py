@@ -70,7 +70,8 @@ def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
         require_splits({s: [int((dataset.splits == s).sum())] for s in SPLITS}, dataset.meta,
                        " (this worker's shard: with distributed.data=shard every split needs a row "
                        "per worker; use fewer workers or distributed.data=replicate)")
-    return split_experiment_data(dataset, config.data.search_val_fraction, config.runtime.seed)
+    return split_experiment_data(dataset, config.data.search_val_fraction,
+                                 config.data.search_split_seed(config.runtime.seed))
 
 
 def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sharding:

@@ -105,6 +105,18 @@ def _benchmark_runs(root: Path, problems: list[str]) -> list[Run]:
     return runs
 
 
+def _drop_unlisted(experiment: Experiment) -> None:
+    """Leave out run folders of (dataset, method, seed) that ``results.jsonl`` does not list
+    (left by an earlier benchmark with other seeds or methods), naming them in ``problems``."""
+    listed = {(str(r.get("dataset")), str(r.get("method")), r.get("seed")) for r in experiment.results or []}
+    stale = [run for run in experiment.runs if (run.dataset, run.method, run.seed) not in listed]
+    if stale:
+        experiment.runs = [run for run in experiment.runs if run not in stale]
+        names = ", ".join(f"{r.dataset}/{r.method}/seed{r.seed}" for r in stale)
+        experiment.problems.append(f"{experiment.path / 'runs'}: left out {len(stale)} run folder(s) that "
+                                   f"results.jsonl does not list (from an earlier run?): {names}")
+
+
 def _plain_run(path: Path) -> Run | None:
     if (path / "metrics.jsonl").exists() and (path / "genotype.json").exists():
         return Run(path.parent.name, path.name, None, search=path)
@@ -134,6 +146,8 @@ def load_experiment(path: str | Path) -> Experiment:
                 experiment.problems.append(str(exc))
     if (root / "runs").is_dir():
         experiment.runs = _benchmark_runs(root / "runs", experiment.problems)
+        if experiment.results is not None:
+            _drop_unlisted(experiment)
     if not experiment.runs:
         plain = _plain_run(root)
         experiment.runs = [plain] if plain else []

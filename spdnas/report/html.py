@@ -272,6 +272,9 @@ def _curves_block(title: str, runs: list[Run]) -> str:
         if not found:
             parts.append(_missing(f"{title}: no {kind}/metrics.jsonl."))
             continue
+        if not any("epoch" in record for _, history in found for record in history):
+            parts.append('<p class="note">A single fit, no epochs: no learning curve.</p>')
+            continue
         seeds, histories = [s for s, _ in found], [h for _, h in found]
         which = "" if seeds == [None] else f"; seeds {', '.join(str(s) for s in seeds)}"
         parts.append(_figure(data_uri(curves_figure(histories, kind, f"{title}: {kind}")),

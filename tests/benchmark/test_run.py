@@ -10,6 +10,7 @@ import pytest
 from spdnas.benchmark.run import dataset_config, run_benchmark
 from spdnas.config import ConfigError, load_config
 from spdnas.data.storage import Folder
+from spdnas.pipeline import load_model
 from tests.distributed.test_ray_train import dataset_uri  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -42,6 +43,9 @@ def test_benchmark_writes_tables_report_genotypes_and_resumes(ray_session, datas
         genotype = root / "runs" / "tiny" / "spdnetnas" / f"seed{seed}" / "search" / "genotype.json"
         assert outcome.paths[f"genotype/tiny/seed{seed}"] == str(genotype)
         assert json.loads(genotype.read_text()) == outcome.results[2 + seed]["details"]["genotype"]
+    _, saved = load_model(str(root / "runs" / "tiny" / "spdnetnas" / "seed1" / "train" / "model.pt"))
+    assert saved["config"]["runtime"]["seed"] == 1  # its own seed; the search halves of the base seed
+    assert saved["config"]["data"]["split_seed"] == 0
     assert outcome.paths["tensorboard --logdir"] == str(root / "tune")
     assert len(list((root / "tune").glob("*/events.out.tfevents.*"))) == 4  # one log per trial
     trained = root / "runs" / "tiny" / "spdnetnas" / "seed0" / "train" / "result.json"
@@ -50,6 +54,31 @@ def test_benchmark_writes_tables_report_genotypes_and_resumes(ray_session, datas
     again = run_benchmark(config)  # everything finished: restored, nothing rerun
     assert again.results == outcome.results
     assert trained.stat().st_mtime_ns == stamp
+
+
+def test_a_failed_trial_leaves_the_others_in_the_table(ray_session, dataset_uri, tmp_path, capsys):  # noqa: F811
+    """spdnetnas cannot reduce 6×6 matrices to 8×8: its trials on that dataset fail, the rest are
+    tabled, and the command names the failures and exits 1. --no-resume deletes an earlier run."""
+    from spdnas.cli import main
+
+    datasets = (f"benchmark.datasets=[{{name: tiny, data: {{uri: {dataset_uri}, builder: null}}}}, "
+                f"{{name: wide, data: {{uri: {dataset_uri}, builder: null}}, "
+                f"overrides: ['model.reduced_dims=[8]']}}]")
+    args = ["name=bm", f"runtime.output_dir={tmp_path}", "runtime.progress=false", "distributed.backend=ray",
+            "model.reduced_dims=[3]", "search.batch_size=8", "train.batch_size=8", "search.epochs=1",
+            "train.epochs=1", "benchmark.methods=[spdnetnas,mdm]", "benchmark.seeds=[0]",
+            "benchmark.cpus_per_trial=1", datasets]
+    stale = tmp_path / "bm" / "runs" / "tiny" / "mdm" / "seed9"
+    stale.mkdir(parents=True)
+    (stale / "result.json").write_text("{}")
+    assert main(["benchmark", "--no-resume", *args]) == 1
+    assert not stale.exists()  # --no-resume starts the benchmark over
+    out, err = capsys.readouterr()
+    assert "error: spdnetnas on wide, seed 0 failed and is left out of the table: " in err
+    results = [json.loads(line) for line in (tmp_path / "bm" / "results.jsonl").read_text().splitlines()]
+    assert [(r["dataset"], r["method"]) for r in results] == [("tiny", "mdm"), ("tiny", "spdnetnas"),
+                                                              ("wide", "mdm")]
+    assert "wide" in out and "wide" in (tmp_path / "bm" / "table.md").read_text()
 
 
 def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, s3_prefix,  # noqa: F811

@@ -59,3 +59,19 @@ def test_a_missing_split_names_the_builder_parameter_that_fixes_it(builder, fix)
         require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 0]}, dataset.meta,
                        " (this worker's shard)")
     require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 1]}, dataset.meta)
+
+
+def test_split_seed_fixes_the_search_halves_across_run_seeds(tmp_path):
+    from spdnas.config import load_config
+    from spdnas.data import write_dataset
+    from spdnas.pipeline import load_experiment_data
+
+    write_dataset(toy_dataset(40, seed=3), str(tmp_path / "toy"))
+
+    def halves(*overrides):
+        config = load_config(None, [f"data.uri={tmp_path / 'toy'}", "data.builder=null", *overrides])
+        return _keys(load_experiment_data(config).search_val)
+
+    assert halves("runtime.seed=1") != halves("runtime.seed=2")  # by default the run seed draws them
+    assert halves("runtime.seed=1", "data.split_seed=0") == halves("runtime.seed=2", "data.split_seed=0")
+    assert halves("runtime.seed=0") == halves("runtime.seed=5", "data.split_seed=0")

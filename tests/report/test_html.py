@@ -204,3 +204,28 @@ def test_best_sweep_trial_follows_the_recorded_mode(tmp_path):
     text, _ = render_report(load_experiment(tmp_path))
     assert ("Best configuration (highest mean metric, sweep.mode = max assumed: trials.jsonl does not "
             "record the mode)" in text)
+
+
+def test_run_folders_results_jsonl_does_not_list_are_left_out(experiment_dir, tmp_path):
+    root = tmp_path / "experiment"
+    shutil.copytree(experiment_dir, root)
+    runs = root / "runs" / "toy" / "spdnetnas"
+    shutil.copytree(runs / "seed0", runs / "seed7")
+    _, problems = write_report(root)
+    text = (root / "report.html").read_text()
+    assert any("left out 1 run folder(s) that results.jsonl does not list" in p and "toy/spdnetnas/seed7" in p
+               for p in problems)
+    assert "seeds 0, 1." in text and "seed7" not in text.replace("toy/spdnetnas/seed7", "")
+
+
+def test_a_single_fit_has_a_note_not_an_empty_learning_curve(tmp_path):
+    from spdnas.report.outputs import write_history
+
+    record = {"method": "mdm", "dataset": "toy", "seed": 0, "test_accuracy": 0.8, "val_accuracy": 0.8,
+              "parameters": None, "search_seconds": 0.0, "train_seconds": 0.1, "details": {}}
+    write_jsonl(tmp_path / "results.jsonl", [record])
+    write_history([{"val_accuracy": 0.8, "test_accuracy": 0.8, "seconds": 0.1}],
+                  tmp_path / "runs" / "toy" / "mdm" / "seed0" / "train")
+    text, problems = render_report(load_experiment(tmp_path))
+    assert problems == [] and "A single fit, no epochs: no learning curve." in text
+    assert "train learning curves of toy / mdm" not in text
