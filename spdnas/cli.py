@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
     data = load_experiment_data(config)
+    if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
+        raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "
+                         f"classes; {config.data.uri} holds {data.n}×{data.n} matrices of "
+                         f"{data.num_classes} classes")
     split = getattr(data, args.split)
     dtype = next(model.parameters()).dtype
     predicted = []
@@ -113,13 +118,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     matrix = confusion_matrix(torch.cat(predicted).numpy(), split.y.numpy(), data.num_classes)
     report = {**metrics, "confusion_matrix": matrix.tolist(),
               "class_names": list(data.dataset.meta.class_names)}
+    if args.output:  # before the printout, which a closed pipe (`| head`) may cut short
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))
     width = max(len(c) for c in report["class_names"])
     print("confusion matrix (rows: true class, columns: predicted)")
     for name, row in zip(report["class_names"], matrix, strict=True):
         print(f"  {name:>{width}s} " + " ".join(f"{v:5d}" for v in row))
-    if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
@@ -207,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `spdnas ... | head` closed the pipe: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from spdnas.config import DataConfig, ExperimentConfig, config_from_dict
 from spdnas.data import SPDDataset, make_dataset, read_dataset
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder
+from spdnas.data.validation import default_pd_rtol
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, split_experiment_data
 from spdnas.engine.state import load_checkpoint, save_checkpoint
@@ -78,9 +79,19 @@ def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     return config_from_dict(tree)
 
 
+def positive_definite_rtol(config: ExperimentConfig) -> float:
+    """The positive-definiteness tolerance of the precision the run computes in
+    (``runtime.dtype``): a matrix fine in float64 may be singular in float32."""
+    n = Folder(config.data.uri).read_manifest()["meta"]["n"]
+    return default_pd_rtol(n, getattr(torch, config.runtime.dtype))
+
+
 def load_dataset(config: ExperimentConfig) -> SPDDataset:
+    """The experiment's dataset (made first where it has a builder and does not exist), float64,
+    every row checked for the precision of ``runtime.dtype``."""
     ensure_dataset(config.data, progress=config.runtime.progress)
-    return read_dataset(config.data.uri, progress=config.runtime.progress)
+    return read_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config),
+                        progress=config.runtime.progress)
 
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from spdnas.cli import main
 from spdnas.data import write_dataset
@@ -48,6 +49,13 @@ def test_search_train_evaluate(experiment_args, tmp_path, capsys):
     assert main(["evaluate", "--model", str(model), "--split", "test", "--output", str(report),
                  f"data.uri={other}"]) == 0
     assert json.loads(report.read_text())["test_samples"] == 12
+
+    wider = tmp_path / "wider"  # 8×8 matrices: not what the model takes
+    write_dataset(toy_dataset(16, seed=9, name="tiny", n=8), str(wider))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), f"data.uri={wider}"]) == 1
+    assert capsys.readouterr().err == (f"error: {model} takes 6×6 matrices of 3 classes; {wider} holds 8×8 "
+                                       f"matrices of 3 classes\n")
 
 
 def test_bad_config_is_an_error_message(experiment_args, capsys):
@@ -100,3 +108,22 @@ def test_user_errors_are_one_line_not_tracebacks(experiment_args, tmp_path, caps
         assert main(argv) == status, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+
+
+def test_rows_singular_in_float32_are_refused_before_a_float32_run(experiment_args, tmp_path, capsys):
+    from dataclasses import replace
+
+    dataset = tiny_dataset()
+    eigenvalues = torch.ones(dataset.n, dtype=torch.float64)
+    eigenvalues[0] = 1e-13  # positive definite in float64 (n·eps = 1.3e-15), singular in float32
+    basis = torch.linalg.qr(torch.randn(dataset.n, dataset.n, dtype=torch.float64))[0]
+    matrices = dataset.matrices.clone()
+    matrices[5] = basis @ torch.diag(eigenvalues) @ basis.T
+    data = tmp_path / "near-singular"
+    write_dataset(replace(dataset, matrices=matrices), str(data))
+    args = [*experiment_args, f"data.uri={data}"]
+    assert main(["search", *args, "runtime.dtype=float32"]) == 1
+    err = capsys.readouterr().err
+    assert f"sample_id '{dataset.sample_ids[5]}' (row " in err, err
+    assert "failed check 'positive-definite'" in err
+    assert main(["search", *args]) == 0  # fine in float64

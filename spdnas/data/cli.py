@@ -118,6 +118,8 @@ def _guarded(command):
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
+        except BrokenPipeError:  # output piped into e.g. `head`: not an error of the command
+            raise
         except user_errors(TypeError, ImportError) as err:
             print(f"spdnas data {args.data_command}: error: {error_text(err)}", file=sys.stderr)
             return 1

@@ -45,7 +45,7 @@ class DatasetValidationError(ValueError):
     def __init__(self, check: str, detail: str, *, file: str, sample_id: str | None = None,
                  row: int | None = None):
         self.check, self.file, self.sample_id, self.row = check, file, sample_id, row
-        where = file if sample_id is None else f"{file}: sample_id {sample_id!r} (row {row})"
+        where = file if sample_id is None else f"{file}: sample_id {str(sample_id)!r} (row {row})"
         super().__init__(f"{where}: failed check '{check}': {detail}")
 
 
@@ -219,7 +219,8 @@ def check_positive_definite(x: Tensor, ids: np.ndarray, *, file: str, pd_rtol: f
     if not repair or not bool(fixable.all()):
         k = 0 if not repair else int(torch.nonzero(~fixable)[0, 0])
         row = int(bad[k])
-        hint = ("; read with repair=True to shrink tiny negative eigenvalues"
+        hint = ("; repairable: `spdnas data validate --repair` accepts it and read_dataset(..., repair=True) "
+                "shrinks it in Python; importers fix such matrices at import with --param shrinkage=γ"
                 if not repair and bool(fixable[k]) else "")
         raise DatasetValidationError(
             "positive-definite",

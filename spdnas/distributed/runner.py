@@ -39,7 +39,7 @@ from spdnas.distributed.worker import (
 from spdnas.engine.runtime import available_cpus
 from spdnas.engine.splits import require_splits
 from spdnas.engine.state import load_checkpoint
-from spdnas.pipeline import Outcome, ensure_dataset, retrain_result, run_folder
+from spdnas.pipeline import Outcome, ensure_dataset, positive_definite_rtol, retrain_result, run_folder
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
 from spdnas.search.genotype import Genotype
 
@@ -78,7 +78,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     meta = manifest["meta"]
     require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
     configure_ray_data()
-    validate_dataset(config.data.uri)  # every row check, once, before any worker starts
+    # every row check, once, before any worker starts
+    validate_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config))
     if not resume and folder.list_names():
         print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
         folder.clear()

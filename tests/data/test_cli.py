@@ -111,7 +111,8 @@ def test_make_help_lists_every_builder_with_its_parameters(capsys):
 def test_key_errors_are_not_quoted(tmp_path, capsys):
     assert main(["data", "make", "mnist", str(tmp_path / "x")]) == 1
     assert capsys.readouterr().err == ("spdnas data make: error: unknown dataset 'mnist'; known: afew, "
-                                       "basic-motions, hdm05-npy, japanese-vowels, radar-npy, radar-synth\n")
+                                       "basic-motions, hdm05-npy, japanese-vowels, matrices, radar-npy, "
+                                       "radar-synth\n")
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -21,7 +21,8 @@ def is_spd(x: torch.Tensor) -> bool:
 
 
 def test_registry_lists_all_builders():
-    expected = {"radar-synth", "radar-npy", "hdm05-npy", "afew", "japanese-vowels", "basic-motions"}
+    expected = {"radar-synth", "radar-npy", "hdm05-npy", "afew", "japanese-vowels", "basic-motions",
+                "matrices"}
     assert expected <= set(builders())
 
 
@@ -102,6 +103,14 @@ def test_radar_importer_names_bad_file(tmp_path):
     np.save(tmp_path / "sample_1_x.npy", np.ones(50, dtype=complex))
     with pytest.raises(ValueError, match=r"sample_1_x\.npy"):
         make_dataset("radar-npy", None, src=str(tmp_path))
+    (tmp_path / "sample_1_x.npy").unlink()
+    (tmp_path / "sample_2_².npy").write_bytes(b"")  # a digit to str.isdigit, not a label
+    with pytest.raises(ValueError, match=r"sample_2_²\.npy: expected the label"):
+        make_dataset("radar-npy", None, src=str(tmp_path))
+    (tmp_path / "sample_2_².npy").unlink()
+    (tmp_path / "sample_2_1.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"sample_2_1\.npy: not a readable NumPy \.npy array"):
+        make_dataset("radar-npy", None, src=str(tmp_path))
 
 
 def spd_files(folder, count, n, labels, suffix="", seed=0):
@@ -121,6 +130,76 @@ def test_hdm05_importer(tmp_path):
     assert torch.equal(dataset.matrices, torch.from_numpy(matrices))
     assert list(dataset.sample_ids[:2]) == ["seq_000_0", "seq_001_116"]
     assert len(read_dataset(str(tmp_path / "out"))) == 8
+
+
+def test_own_matrices_with_own_class_names(tmp_path):
+    from scipy.io import savemat
+
+    folder = tmp_path / "own"
+    matrices = spd_files(folder, 11, 5, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1])
+    savemat(folder / "extra_2.mat", {"Y1": matrices[0]})
+    dataset = make_dataset("matrices", None, src=str(folder), class_names=["walk", "run", "jump"],
+                           dataset_name="gait")
+    assert dataset.meta.name == "gait" and dataset.n == 5
+    assert dataset.meta.class_names == ("walk", "run", "jump")
+    assert len(dataset) == 12 and dataset.labels.tolist()[0] == 2  # extra_2.mat sorts first
+    assert torch.equal(dataset.matrices[1], torch.from_numpy(matrices[0]))
+    inferred = make_dataset("matrices", None, src=str(folder))
+    assert inferred.meta.class_names == ("class-0", "class-1", "class-2")
+    with pytest.raises(ValueError, match=r"extra_2\.mat: expected the label \(0–1\)"):
+        make_dataset("matrices", None, src=str(folder), class_names=["walk", "run"])
+    with pytest.raises(ValueError, match="class_names must be a non-empty list of distinct names"):
+        make_dataset("matrices", None, src=str(folder), class_names=["a", "a", "b"])
+
+
+def test_float32_files_are_checked_in_their_own_precision(tmp_path):
+    """A float32 W C Wᵀ is symmetric only to float32 precision (asymmetry ~1e-7 > √eps64)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "f32"
+    folder.mkdir()
+    for i in range(4):
+        w = rng.standard_normal((8, 8)).astype(np.float32)
+        matrix = w @ np.diag(rng.uniform(1, 2, 8).astype(np.float32)) @ w.T
+        np.save(folder / f"s{i}_{i % 2}.npy", matrix)
+    assert max(np.abs(m - m.T).max() / np.abs(m).max()
+               for m in (np.load(p) for p in folder.iterdir())) > np.finfo(np.float64).eps ** 0.5
+    dataset = make_dataset("hdm05-npy", None, src=str(folder), fractions=[0.5, 0.0, 0.5])
+    assert dataset.matrices.dtype == torch.float64 and torch.equal(dataset.matrices, dataset.matrices.mT)
+    np.save(folder / "s0_0.npy", np.load(folder / "s0_0.npy").astype(np.float64))  # not float32 any more
+    with pytest.raises(DatasetValidationError, match=r"s0_0\.npy: sample_id 's0_0' \(row 0\): failed "
+                                                     r"check 'symmetric'"):
+        make_dataset("hdm05-npy", None, src=str(folder))
+
+
+def test_unreadable_or_odd_files_are_named(tmp_path):
+    from scipy.io import savemat
+
+    spd_files(tmp_path / "hdm", 3, 6, [1, 2, 3])
+    odd = tmp_path / "hdm" / "seq_009_1.npy"
+    for content, message in ((b"", "not a readable NumPy .npy array"),
+                             (b"\x00\x05\x16\x07 resource fork", "not a readable NumPy .npy array")):
+        odd.write_bytes(content)
+        with pytest.raises(ValueError, match=rf"seq_009_1\.npy: {message}"):
+            make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    np.save(odd, np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match=r"seq_009_1\.npy: expected a numeric matrix, got dtype <U1"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    np.save(odd, np.eye(7))  # the odd size, not the first file in sort order, is named
+    with pytest.raises(ValueError, match=r"1 of 4 matrices differ in size from the others \(6, 6\): "
+                                         r".*seq_009_1\.npy \(7, 7\)"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+    odd.unlink()
+    with pytest.raises(ValueError, match=r"shrinkage must be in \[0, 1\], got 2"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"), shrinkage=2)
+    (tmp_path / "afew" / "train" / "1").mkdir(parents=True)
+    (tmp_path / "afew" / "val" / "1").mkdir(parents=True)
+    (tmp_path / "afew" / "train" / "1" / "cut.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    savemat(tmp_path / "afew" / "val" / "1" / "ok.mat", {"Y1": np.eye(6)})
+    with pytest.raises(ValueError, match=r"cut\.mat: cannot read \.mat file"):
+        make_dataset("afew", None, src=str(tmp_path / "afew"))
+    savemat(tmp_path / "afew" / "train" / "1" / "cut.mat", {"Y1": "hello"})
+    with pytest.raises(ValueError, match=r"cut\.mat: expected a numeric matrix"):
+        make_dataset("afew", None, src=str(tmp_path / "afew"))
 
 
 def test_hdm05_importer_takes_real_part_and_names_bad_files(tmp_path):
@@ -144,7 +223,10 @@ def test_hdm05_importer_takes_real_part_and_names_bad_files(tmp_path):
 def test_afew_npy_layout(tmp_path):
     spd_files(tmp_path / "afew" / "train", 4, 400, [0, 6, 2, 2])
     spd_files(tmp_path / "afew" / "val", 2, 400, [3, 6], seed=1)
-    dataset = make_dataset("afew", None, src=str(tmp_path / "afew"))
+    with pytest.raises(ValueError, match=r"val_fraction=0.1 moves no sample to val: .* at most 2 training "
+                                         r"samples per class; give a larger val_fraction \(≥ 0.25"):
+        make_dataset("afew", None, src=str(tmp_path / "afew"))  # default 0.1 of 1–2 per class: none
+    dataset = make_dataset("afew", None, src=str(tmp_path / "afew"), val_fraction=0)
     assert dataset.matrices.shape == (6, 400, 400)
     assert dataset.splits.tolist() == ["train"] * 4 + ["test"] * 2
     assert dataset.labels.tolist() == [0, 6, 2, 2, 3, 6]
@@ -168,7 +250,7 @@ def test_afew_mat_layout(tmp_path):
             matrix = random_spd(n=100, generator=g).numpy()
             savemat(tmp_path / split / str(folder) / "clip01.mat", {"Y1": matrix})
             expected[f"{split}/{folder}/clip01"] = (matrix, folder - 1)
-    dataset = make_dataset("afew", None, src=str(tmp_path))
+    dataset = make_dataset("afew", None, src=str(tmp_path), val_fraction=0)
     assert dataset.n == 100 and len(dataset) == 5
     for i, sample_id in enumerate(dataset.sample_ids):
         matrix, label = expected[sample_id]
@@ -176,7 +258,20 @@ def test_afew_mat_layout(tmp_path):
         assert torch.equal(dataset.matrices[i], torch.from_numpy(matrix))
     savemat(tmp_path / "val" / "2" / "clip02.mat", {"X": np.eye(100)})
     with pytest.raises(ValueError, match=r"clip02\.mat.*Y1"):
-        make_dataset("afew", None, src=str(tmp_path))
+        make_dataset("afew", None, src=str(tmp_path), val_fraction=0)
+    (tmp_path / "val" / "2" / "clip02.mat").unlink()
+    for stray in (tmp_path / "train" / "8", tmp_path / "train" / "01"):  # not a class folder 1–7
+        stray.mkdir()
+        savemat(stray / "clip09.mat", {"Y1": np.eye(100)})
+    with pytest.raises(ValueError, match=r"train: the \.mat layout keeps every matrix in a class folder 1–7; "
+                                         r"found folders \['01', '8'\]"):
+        make_dataset("afew", None, src=str(tmp_path), val_fraction=0)
+    for stray in (tmp_path / "train" / "8", tmp_path / "train" / "01"):
+        (stray / "clip09.mat").unlink()
+        stray.rmdir()
+    np.save(tmp_path / "val" / "loose_1.npy", np.eye(100))  # ignored silently before
+    with pytest.raises(ValueError, match=r"found files \['loose_1\.npy'\]"):
+        make_dataset("afew", None, src=str(tmp_path), val_fraction=0)
 
 
 def test_afew_missing_folder(tmp_path):

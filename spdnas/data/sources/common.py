@@ -23,10 +23,24 @@ def label_from_name(path: Path, num_classes: int) -> int:
         Naming the file if the token is not an integer in ``[0, num_classes)``.
     """
     token = path.stem.rsplit("_", 1)[-1]
-    if not token.isdigit() or int(token) >= num_classes:
+    if not (token.isascii() and token.isdigit()) or int(token) >= num_classes:
         raise ValueError(f"{path}: expected the label (0–{num_classes - 1}) as the last '_' token of the "
                          f"file name, got {token!r}")
     return int(token)
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """The array in a ``.npy`` file (no pickled objects).
+
+    Raises
+    ------
+    ValueError
+        Naming the file if it is empty, truncated or not a NumPy array file.
+    """
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable NumPy .npy array ({err})") from None
 
 
 def sorted_files(folder: Path, pattern: str) -> list[Path]:
@@ -95,4 +109,9 @@ def carve_validation(splits: Sequence[str], labels: Sequence[int], sample_ids: S
         train = np.flatnonzero(out == "train")
         out[train] = stratified_split(np.asarray(labels)[train], [sample_ids[i] for i in train],
                                       {"train": 1 - val_fraction, "val": val_fraction}, seed)
+        if train.size and not (out[train] == "val").any():
+            largest = int(np.bincount(np.asarray(labels)[train]).max())
+            raise ValueError(f"val_fraction={val_fraction} moves no sample to val: rounded per class, it "
+                             f"takes none of at most {largest} training samples per class; give a larger "
+                             f"val_fraction (≥ {0.5 / largest:.2g} takes one from the largest class)")
     return out.astype(str)

@@ -17,6 +17,7 @@ shrinks each towards ``(tr X / n) I`` for sources that are only positive semi-de
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.registry import register
-from spdnas.data.sources.common import assemble, carve_validation, label_from_name, sorted_files
+from spdnas.data.sources.common import assemble, carve_validation, label_from_name, load_npy, sorted_files
 from spdnas.data.validation import check_finite_symmetric, shrink_to_identity
 
 HDM05_CLASSES = 117
@@ -33,22 +34,30 @@ MAT_KEY = "Y1"
 
 
 def load_matrix(path: Path) -> np.ndarray:
-    """One square matrix from ``.npy`` or ``.mat`` (key ``Y1``), real part, float64, shape (n, n)."""
+    """One square matrix from ``.npy`` or ``.mat`` (key ``Y1``): its real part, shape (n, n),
+    float32 if stored in single precision (real or complex), else float64."""
     if path.suffix == ".mat":
         from scipy.io import loadmat
 
         try:
             content = loadmat(path)
-        except (NotImplementedError, ValueError) as err:
+        except NotImplementedError as err:
             raise ValueError(f"{path}: cannot read .mat file ({err}); MATLAB v7.3 files are not "
                              f"supported, re-save with -v7") from None
+        except Exception as err:  # scipy raises many kinds (MatReadError, IndexError, ...) on damaged files
+            raise ValueError(f"{path}: cannot read .mat file ({type(err).__name__}: {err})") from None
         if MAT_KEY not in content:
             names = sorted(k for k in content if not k.startswith("_"))
             raise ValueError(f"{path}: no variable {MAT_KEY!r} (found {names})")
         matrix = content[MAT_KEY]
     else:
-        matrix = np.load(path)
-    matrix = np.real(np.asarray(matrix)).astype(np.float64)
+        matrix = load_npy(path)
+    matrix = np.asarray(matrix)
+    if not (np.issubdtype(matrix.dtype, np.number) and not np.issubdtype(matrix.dtype, np.bool_)):
+        raise ValueError(f"{path}: expected a numeric matrix, got dtype {matrix.dtype}")
+    matrix = np.real(matrix)
+    if matrix.dtype != np.float32:
+        matrix = matrix.astype(np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"{path}: expected a square matrix, got shape {matrix.shape}")
     return matrix
@@ -61,21 +70,29 @@ def stack_matrices(files: list[Path], ids: list[str], source: Path, shrinkage: f
     -------
     Tensor, shape (N, n, n), float64
 
+    Each file is checked in its own precision (symmetric to ``sqrt(eps)`` of its dtype).
+
     Raises
     ------
     ValueError
-        Naming the file whose size differs from the first file's.
+        Naming the files whose size differs from the most common one.
     DatasetValidationError
-        Naming the sample id (the file's relative path) of a non-finite or asymmetric matrix.
+        Naming the file and sample id of a non-finite or asymmetric matrix.
     """
+    if not 0 <= shrinkage <= 1:
+        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
     matrices = []
-    for path in files:
+    for path, sample_id in zip(files, ids, strict=True):
         matrix = load_matrix(path)
-        if matrices and matrix.shape != matrices[0].shape:
-            raise ValueError(f"{path}: shape {matrix.shape} differs from {files[0]} ({matrices[0].shape})")
-        matrices.append(matrix)
-    stacked = np.stack(matrices)
-    x = check_finite_symmetric(stacked, np.asarray(ids), file=str(source), check_symmetry=True)
+        check_finite_symmetric(matrix[None], np.asarray([sample_id]), file=str(path), check_symmetry=True)
+        matrices.append(matrix.astype(np.float64))
+    shapes = Counter(m.shape for m in matrices)
+    if len(shapes) > 1:
+        common = shapes.most_common(1)[0][0]
+        odd = [f"{path} {m.shape}" for path, m in zip(files, matrices, strict=True) if m.shape != common]
+        raise ValueError(f"{source}: {len(odd)} of {len(files)} matrices differ in size from the others "
+                         f"{common}: {', '.join(odd[:5])}{' …' if len(odd) > 5 else ''}")
+    x = torch.from_numpy(np.stack(matrices))
     x = 0.5 * (x + x.mT)
     if shrinkage:
         x = shrink_to_identity(x, torch.full((len(x),), float(shrinkage)))
@@ -107,16 +124,65 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
     return assemble(matrices, labels, ids, meta, fractions=fractions, seed=split_seed)
 
 
+@register("matrices", "import your own: a folder of .npy/.mat (key Y1) SPD matrices, label = last '_' token")
+def import_matrices(src: str, class_names: list | None = None, dataset_name: str = "matrices",
+                    split_seed: int = 0, fractions=None, shrinkage: float = 0.0) -> SPDDataset:
+    """Import SPD matrices of any size from a flat folder, one per file.
+
+    Parameters
+    ----------
+    src : str
+        Folder of ``*.npy`` and/or ``*.mat`` (variable ``Y1``) files named ``..._<label>.<ext>``,
+        label an integer from 0.
+    class_names : list of str, optional
+        Name of each label (their number fixes the number of classes); default ``class-0`` …
+        up to the largest label found.
+    dataset_name : str
+        The dataset's name (in tables and reports).
+    split_seed : int
+    fractions : split fractions, default 50/25/25 (stratified, seeded)
+    shrinkage : float
+        Optional shrinkage γ towards the scaled identity, for matrices that are only positive
+        semi-definite.
+    """
+    folder = Path(src)
+    files = sorted(f for f in sorted_files(folder, "*") if f.suffix in (".npy", ".mat"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .npy or .mat files")
+    if class_names is not None and (not isinstance(class_names, list) or not class_names
+                                    or len({str(c) for c in class_names}) != len(class_names)):
+        raise ValueError(f"matrices: class_names must be a non-empty list of distinct names, "
+                         f"got {class_names!r}")
+    limit = len(class_names) if class_names is not None else 2**31
+    labels = [label_from_name(f, limit) for f in files]
+    names = class_names if class_names is not None else [f"class-{k}" for k in range(max(labels) + 1)]
+    ids = [f.stem for f in files]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{folder}: two files share a name stem (e.g. x_0.npy and x_0.mat)")
+    matrices = stack_matrices(files, ids, folder, shrinkage)
+    meta = DatasetMeta(name=dataset_name, n=matrices.shape[-1], class_names=tuple(str(c) for c in names),
+                       source=f"matrices imported from {src}", licence="as licensed by the data owner",
+                       provenance={"shrinkage": shrinkage})
+    return assemble(matrices, labels, ids, meta, fractions=fractions, seed=split_seed)
+
+
 def _afew_files(root: Path) -> list[tuple[Path, str, int]]:
     """(file, official split folder, label) for both AFEW layouts."""
     missing = [folder for folder in ("train", "val") if not (root / folder).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root}: expected subfolders train/ and val/ (missing {', '.join(missing)})")
     found = []
+    classes = {str(k) for k in range(1, len(AFEW_CLASSES) + 1)}
     for folder in ("train", "val"):
         base = root / folder
-        mats = sorted(base.glob("[1-7]/*.mat"))
+        mats = sorted(base.glob("*/*.mat"))
         if mats:
+            others = sorted({f.parent.name for f in mats} - classes)
+            loose = sorted(p.name for p in base.iterdir() if p.is_file() and p.suffix in (".mat", ".npy"))
+            if others or loose:
+                found_there = [f"folders {others}"] * bool(others) + [f"files {loose[:5]}"] * bool(loose)
+                raise ValueError(f"{base}: the .mat layout keeps every matrix in a class folder 1–7; found "
+                                 f"{' and '.join(found_there)}")
             found += [(f, folder, int(f.parent.name) - 1) for f in mats]
         else:
             found += [(f, folder, label_from_name(f, len(AFEW_CLASSES)))

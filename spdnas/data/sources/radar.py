@@ -31,7 +31,7 @@ from torch import Tensor
 
 from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.registry import register
-from spdnas.data.sources.common import assemble, label_from_name, sorted_files
+from spdnas.data.sources.common import assemble, label_from_name, load_npy, sorted_files
 from spdnas.geometry import covariance
 
 WINDOW = 20
@@ -246,7 +246,9 @@ def import_radar_npy(src: str, split_seed: int = 0, fractions=None,
     labels = [label_from_name(f, len(CLASS_NAMES)) for f in files]
     matrices = []
     for f in files:
-        signal = np.load(f)
+        signal = load_npy(f)
+        if not np.issubdtype(signal.dtype, np.number):
+            raise ValueError(f"{f}: expected a numeric signal, got dtype {signal.dtype}")
         if signal.ndim != 1 or len(signal) < WINDOW:
             raise ValueError(f"{f}: expected a 1-D signal of length ≥ {WINDOW}, got shape {signal.shape}")
         matrices.append(radar_covariances(torch.from_numpy(signal.astype(np.complex128))[None], shrinkage))
