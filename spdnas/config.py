@@ -168,7 +168,8 @@ class BenchmarkDataset:
 
 @dataclass
 class BenchmarkConfig:
-    """Methods × datasets × seeds, each run a Tune trial on ``cpus_per_trial`` CPUs."""
+    """Methods × datasets × seeds, each run a Tune trial on ``cpus_per_trial`` CPUs (and, when
+    ``runtime.device`` is CUDA, ``gpus_per_trial`` GPUs; a fraction shares one GPU)."""
 
     methods: list[str] = field(default_factory=lambda: ["spdnetnas", "spdnet", "spdnetbn", "random",
                                                          "darts", "fairdarts", "mdm", "ts-lr"])
@@ -176,6 +177,7 @@ class BenchmarkConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     max_concurrent_trials: int = 0
     cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 1.0
 
 
 @dataclass
@@ -484,8 +486,9 @@ def _benchmark_problems(b: BenchmarkConfig) -> list[str]:
         problems.append(f"benchmark.datasets: names must be unique, got {names}")
     if len(set(b.methods)) != len(b.methods) or len(set(b.seeds)) != len(b.seeds):
         problems.append("benchmark.methods and benchmark.seeds must not repeat entries")
-    if not b.cpus_per_trial > 0:
-        problems.append(f"benchmark.cpus_per_trial must be > 0, got {b.cpus_per_trial}")
+    for key, value in (("cpus_per_trial", b.cpus_per_trial), ("gpus_per_trial", b.gpus_per_trial)):
+        if not value > 0:
+            problems.append(f"benchmark.{key} must be > 0, got {value}")
     if b.max_concurrent_trials < 0:
         problems.append(f"benchmark.max_concurrent_trials must be >= 0 (0: as many as the CPUs allow), "
                         f"got {b.max_concurrent_trials}")

@@ -126,8 +126,17 @@ def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> Non
             save_checkpoint(job.state_dict(), checkpoint)
 
 
+def _check_devices(config: ExperimentConfig) -> None:
+    """Refuse ``distributed.use_gpu`` where it would be ignored (the Ray side: the runner)."""
+    d = config.distributed
+    if d.backend == "local" and d.use_gpu:
+        raise ValueError("distributed.use_gpu=true needs distributed.backend=ray; the local backend "
+                         "runs on runtime.device (e.g. runtime.device=cuda)")
+
+
 def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
     """Bi-level search; writes ``genotype.json``, metrics and figures."""
+    _check_devices(config)
     if config.distributed.backend == "ray":
         from spdnas.distributed.runner import run_search
 
@@ -143,6 +152,7 @@ def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
 
 def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -> Outcome:
     """Train ``genotype`` from scratch on train, select on val, evaluate on test."""
+    _check_devices(config)
     if config.distributed.backend == "ray":
         from spdnas.distributed.runner import run_retrain
 

@@ -127,3 +127,19 @@ def test_rows_singular_in_float32_are_refused_before_a_float32_run(experiment_ar
     assert f"sample_id '{dataset.sample_ids[5]}' (row " in err, err
     assert "failed check 'positive-definite'" in err
     assert main(["search", *args]) == 0  # fine in float64
+
+
+def test_device_settings_that_would_misplace_work_are_refused(experiment_args, monkeypatch, capsys):
+    from spdnas.config import load_config
+    from spdnas.distributed.runner import _trainer
+    from spdnas.engine.runtime import setup_runtime
+
+    assert main(["search", *experiment_args, "distributed.use_gpu=true"]) == 1
+    assert "distributed.use_gpu=true needs distributed.backend=ray" in capsys.readouterr().err
+    on_ray = load_config(None, ["runtime.device=cuda", "distributed.backend=ray"])
+    with pytest.raises(ValueError, match=r"runtime\.device=cuda on Ray: set distributed\.use_gpu=true"):
+        _trainer(None, on_ray, "search", {}, resume=True)  # refused before Ray is asked for anything
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"runtime.device='cuda:3' but this process sees 1 CUDA device"):
+        setup_runtime(load_config(None, ["runtime.device=cuda:3"]).runtime)

@@ -72,6 +72,8 @@ def benchmark_trial(params: dict[str, Any], base: dict[str, Any], root: str) -> 
     # recorded in the run's config, so `spdnas search runtime.seed=k data.split_seed=…` repeats it.
     split_seed = config.data.search_split_seed(config.runtime.seed)
     config = replace(config, data=replace(config.data, split_seed=split_seed))
+    if config.runtime.device.startswith("cuda"):  # the GPU Ray gave this trial (see trial_resources)
+        config = replace(config, runtime=replace(config.runtime, device="cuda"))
     threads_for_trial(config.benchmark.cpus_per_trial)
     data = load_experiment_data(config)
     target = f"{root}/runs/{params['dataset']}/{params['method']}/seed{params['seed']}"
@@ -174,6 +176,21 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
+    """What one trial asks Ray for, and how many such trials fit in ``cluster`` at once (≥ 1).
+
+    A CUDA ``runtime.device`` asks for ``benchmark.gpus_per_trial`` GPUs: Ray then shows the
+    trial only its own GPU(s), so inside a trial the device is plain ``cuda``.
+    """
+    bench = config.benchmark
+    resources = {"CPU": bench.cpus_per_trial}
+    fits = cluster.get("CPU", 1) // bench.cpus_per_trial
+    if config.runtime.device.startswith("cuda"):
+        resources["GPU"] = bench.gpus_per_trial
+        fits = min(fits, cluster.get("GPU", 0) // bench.gpus_per_trial)
+    return resources, max(1, int(fits))
+
+
 def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOutcome:
     """Run (or resume) every (dataset, method, seed) of ``config.benchmark``."""
     from spdnas.benchmark import baselines  # noqa: F401  (registers the baselines)
@@ -198,11 +215,11 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     with ray_session(config.distributed):
         import ray
 
-        concurrent = bench.max_concurrent_trials or max(
-            1, int(ray.cluster_resources().get("CPU", 1) // bench.cpus_per_trial))
+        resources, fits = trial_resources(config, ray.cluster_resources())
+        concurrent = bench.max_concurrent_trials or fits
         trainable = tune.with_resources(
             tune.with_parameters(benchmark_trial, base=config.to_dict(), root=root.uri.rstrip("/")),
-            {"CPU": bench.cpus_per_trial})
+            resources)
         path = f"{root.base.rstrip('/')}/tune"
         if resume and tune.Tuner.can_restore(path, storage_filesystem=root.fs):
             tuner = tune.Tuner.restore(path, trainable=trainable, storage_filesystem=root.fs,

@@ -73,6 +73,9 @@ def _cpus_per_worker(dist: DistributedConfig) -> float:
 def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool,
              callbacks: list | None = None):
     dist = config.distributed
+    if config.runtime.device.startswith("cuda") and not dist.use_gpu:
+        raise ValueError(f"runtime.device={config.runtime.device} on Ray: set distributed.use_gpu=true "
+                         "(Ray then gives each worker its own GPU; without it the workers hold none)")
     folder = Folder(run_folder(config, step))
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]

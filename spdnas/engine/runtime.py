@@ -25,6 +25,11 @@ def setup_runtime(runtime: RuntimeConfig) -> tuple[torch.dtype, torch.device]:
     torch.set_num_threads(runtime.torch_threads)
     set_eigh_threads(runtime.threads or available_cpus())
     device = torch.device(runtime.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"runtime.device={runtime.device!r} but this torch build sees no CUDA device")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"runtime.device={runtime.device!r} but this torch build sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"runtime.device={runtime.device!r} but this process sees "
+                               f"{torch.cuda.device_count()} CUDA device(s)")
+        torch.cuda.set_device(device)  # so that plain "cuda" tensors land on this device too
     return DTYPES[runtime.dtype], device

@@ -64,7 +64,7 @@ class SearchJob:
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "search", "epoch": self.epoch, "history": list(self.history),
-                "searcher": self.searcher.state_dict(), "rng": capture_rng(),
+                "searcher": self.searcher.state_dict(), "rng": capture_rng(self.device),
                 "config": self.config.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -74,4 +74,4 @@ class SearchJob:
         self.searcher.load_state_dict(state["searcher"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
-        restore_rng(state["rng"])
+        restore_rng(state["rng"], self.device)

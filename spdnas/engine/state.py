@@ -14,24 +14,31 @@ import torch
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def capture_rng() -> dict[str, Any]:
-    """States of Python's, NumPy's and torch's global generators (CPU, and CUDA if present)."""
+def capture_rng(device: torch.device) -> dict[str, Any]:
+    """States of Python's, NumPy's and torch's global generators: the CPU one, and on a CUDA
+    ``device`` that device's own (not every visible GPU's: a run may resume on a machine with
+    fewer GPUs, or on another one)."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),  # noqa: NPY002 (the global generator is what we restore)
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict[str, Any]) -> None:
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    """Restore :func:`capture_rng`'s generators; a CUDA state goes to ``device`` (a checkpoint of
+    a CPU run, or a CPU run of a CUDA checkpoint, restores the CPU generators only)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])  # noqa: NPY002
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # checkpoints before 2026-12 saved every visible GPU's state
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:

@@ -121,7 +121,7 @@ class TrainJob:
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "train", "epoch": self.epoch, "history": list(self.history),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "best": self.best, "rng": capture_rng(),
+                "best": self.best, "rng": capture_rng(self.device),
                 "genotype": None if self.genotype is None else self.genotype.to_dict(),
                 "config": self.config.to_dict()}
 
@@ -141,4 +141,4 @@ class TrainJob:
         if "val_loss" not in self.best and self.best["epoch"] > 0:
             # written before the loss was recorded with the best epoch: it is in the history
             self.best["val_loss"] = self.history[self.best["epoch"] - 1]["val_loss"]
-        restore_rng(state["rng"])
+        restore_rng(state["rng"], self.device)

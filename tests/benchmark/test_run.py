@@ -107,3 +107,4 @@ def test_dataset_overrides_apply_to_their_dataset_only(dataset_uri):  # noqa: F8
     assert dataset_config(config, "b").train.epochs == config.train.epochs
     with pytest.raises(ValueError, match="no benchmark dataset named 'c'"):
         dataset_config(config, "c")
+

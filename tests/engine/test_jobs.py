@@ -231,3 +231,26 @@ def test_resume_refuses_other_settings_but_allows_more_epochs_and_other_hardware
     retrain = TrainJob(load_config(None, [*FAST, "train.lr=0.1"]), published_genotype("radar"), train, val, 3)
     with pytest.raises(ValueError, match=r"train\.lr \(0\.2 -> 0\.1\)"):
         retrain.load_state_dict(trained.state_dict())
+
+
+def test_rng_state_holds_the_run_device_only(monkeypatch):
+    """A CUDA run saves its own device's generator (not every visible GPU's, which failed to
+    restore on a machine with fewer GPUs) and restores it to the device it resumes on. The
+    CUDA calls are recorded here, on a machine without a GPU."""
+    from spdnas.engine import state as rng
+
+    calls = []
+    saved = torch.tensor([7], dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls.append(("get", device)) or saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda s, device: calls.append(("set", int(s[0]), device)))
+    cpu_state = rng.capture_rng(torch.device("cpu"))
+    assert "cuda" not in cpu_state and calls == []
+    cuda = torch.device("cuda", 1)
+    state = rng.capture_rng(cuda)
+    assert calls == [("get", cuda)] and state["cuda"] is saved
+    rng.restore_rng(state, torch.device("cuda", 0))  # resumed on another GPU: its generator
+    rng.restore_rng(state, torch.device("cpu"))  # resumed on the CPU: the CPU generators only
+    older = [torch.tensor([3], dtype=torch.uint8)] * 8  # checkpoints before: every GPU's state
+    rng.restore_rng({**state, "cuda": older}, cuda)
+    assert calls[1:] == [("set", 7, torch.device("cuda", 0)), ("set", 3, cuda)]
