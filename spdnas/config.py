@@ -134,6 +134,9 @@ class DistributedConfig:
     dashboard: bool = False
 
 
+SWEEP_METRICS = ("best_val_accuracy", "val_accuracy", "val_loss", "train_accuracy", "train_loss")
+
+
 @dataclass
 class SweepConfig:
     """A Ray Tune sweep with Optuna's TPE over ``space``; every configuration runs ``seeds`` times.
@@ -464,12 +467,18 @@ def check_config(config: ExperimentConfig) -> None:
     if w.scheduler == "asha" and w.grace_period > t.epochs:
         problems.append(f"sweep.grace_period={w.grace_period} exceeds train.epochs={t.epochs}: ASHA would "
                         f"never compare trials")
+    if "test" in w.metric:
+        problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
+    elif w.metric not in SWEEP_METRICS:
+        problems.append(f"sweep.metric must be one the retraining reports each epoch, one of "
+                        f"{', '.join(SWEEP_METRICS)}; got {w.metric!r}")
+    elif w.mode == ("min" if "accuracy" in w.metric else "max"):
+        problems.append(f"sweep.mode={w.mode} with sweep.metric={w.metric} would select the worst "
+                        f"configuration")
     if w.mode not in ("max", "min"):
         problems.append(f"sweep.mode must be max or min, got {w.mode!r}")
     if w.scheduler not in ("none", "asha"):
         problems.append(f"sweep.scheduler must be none or asha, got {w.scheduler!r}")
-    if "test" in w.metric:
-        problems.append(f"sweep.metric={w.metric!r}: sweeps must not select on the test split")
     problems += _benchmark_problems(config.benchmark) + _baseline_problems(config.baselines)
     problems += _range_problems(config)
     if problems:

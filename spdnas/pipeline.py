@@ -7,6 +7,7 @@ write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spdnas.config import DataConfig, ExperimentConfig, config_from_dict
+from spdnas.config import ConfigError, DataConfig, ExperimentConfig, config_from_dict
 from spdnas.data import SPDDataset, make_dataset, read_dataset
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder
@@ -92,6 +93,51 @@ def load_dataset(config: ExperimentConfig) -> SPDDataset:
     ensure_dataset(config.data, progress=config.runtime.progress)
     return read_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config),
                         progress=config.runtime.progress)
+
+
+def _without(tree: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    tree = json.loads(json.dumps(tree))
+    for key in keys:
+        *parents, last = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return tree
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, filename: str,
+                          run_only: tuple[str, ...], kind: str) -> None:
+    """Record the experiment in ``root/filename``; refuse to resume one made with other settings
+    (its finished trials would be mixed with new ones).
+
+    Parameters
+    ----------
+    run_only : tuple of str
+        Dotted keys (or sections) that may change between a run and its resumption because
+        they change no result (progress display, resources, concurrency).
+    kind : str
+        What the experiment is ("benchmark", "sweep"), for the message.
+
+    Raises
+    ------
+    ConfigError
+        Naming the settings that differ.
+    """
+    if resume and root.exists(filename):
+        stored = _without(json.loads(root.read_bytes(filename)), run_only)
+        changed = sorted(_differences(stored, _without(config.to_dict(), run_only)))
+        if changed:
+            raise ConfigError(f"{root.display('')} holds a {kind} with other settings "
+                              f"({', '.join(changed)}): run with --no-resume to start it over, "
+                              "or give it another name")
+    root.write_bytes(filename, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
 
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:

@@ -58,6 +58,8 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["sweep.max_concurrent_trials=0"], "sweep.max_concurrent_trials must be >= 1"),
     (["sweep.seeds=0"], "sweep.seeds must be >= 1"),
     (["sweep.scheduler=asha", "sweep.grace_period=500"], "sweep.grace_period=500 exceeds train.epochs=200"),
+    (["sweep.metric=val_acc"], "sweep.metric must be one the retraining reports each epoch"),
+    (["sweep.metric=val_loss"], "sweep.mode=max with sweep.metric=val_loss would select the worst"),
     (["name=../elsewhere"], "name names a folder: .*got '../elsewhere'"),
     (["name=a/b"], "name names a folder"),
     (["name=''"], "name names a folder"),

@@ -21,10 +21,16 @@ from typing import Any
 from ray import tune
 
 from spdnas.benchmark.methods import run_method, threads_for_trial
-from spdnas.config import ConfigError, ExperimentConfig, _merge, config_from_dict, parse_overrides
+from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_overrides
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary
-from spdnas.pipeline import ensure_dataset, load_experiment_data, run_folder, with_absolute_paths
+from spdnas.pipeline import (
+    check_same_experiment,
+    ensure_dataset,
+    load_experiment_data,
+    run_folder,
+    with_absolute_paths,
+)
 
 RESULT_KEY = "method_result"
 
@@ -143,37 +149,8 @@ def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str
 
 EXPERIMENT_FILE = "benchmark_config.json"
 # settings that may change between a run and its resumption: they change no result
-RUN_ONLY = ("runtime.progress", "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial")
-
-
-def _what_counts(tree: dict[str, Any]) -> dict[str, Any]:
-    tree = json.loads(json.dumps(tree))
-    for key in RUN_ONLY:
-        *parents, last = key.split(".")
-        node = tree
-        for part in parents:
-            node = node[part]
-        node.pop(last)
-    return tree
-
-
-def _check_experiment(config: ExperimentConfig, root: Folder, resume: bool) -> None:
-    """Record the experiment in ``root``; refuse to resume one with other methods, datasets,
-    seeds or budget (its finished trials would be mixed with the new ones)."""
-    if resume and root.exists(EXPERIMENT_FILE):
-        stored = _what_counts(json.loads(root.read_bytes(EXPERIMENT_FILE)))
-        changed = sorted(_differences(stored, _what_counts(config.to_dict())))
-        if changed:
-            raise ConfigError(f"{root.display('')} holds a benchmark with other settings "
-                              f"({', '.join(changed)}): run with --no-resume to start it over, "
-                              "or give it another name")
-    root.write_bytes(EXPERIMENT_FILE, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
+RUN_ONLY = ("runtime.progress", "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial",
+            "benchmark.gpus_per_trial", "sweep")
 
 
 def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
@@ -209,7 +186,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         if root.list_names():
             print(f"starting over: deleting the earlier benchmark in {root.uri}", file=sys.stderr, flush=True)
         root.clear()
-    _check_experiment(config, root, resume)
+    check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
     expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
     progress = [Progress(expected)] if config.runtime.progress else []
     with ray_session(config.distributed):

@@ -21,9 +21,18 @@ from ray.tune.search.optuna import OptunaSearch
 
 from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
 from spdnas.data.storage import Folder
-from spdnas.pipeline import ensure_dataset, resolve_genotype, run_folder, with_absolute_paths
+from spdnas.pipeline import (
+    check_same_experiment,
+    ensure_dataset,
+    resolve_genotype,
+    run_folder,
+    with_absolute_paths,
+)
 
 TRIAL_INDEX = "__trial_index__"
+EXPERIMENT_FILE = "sweep_config.json"
+# settings that may change between a sweep and its resumption: they change no result
+RUN_ONLY = ("runtime.progress", "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
 STOPPED = "STOPPED"
@@ -185,6 +194,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     ensure_dataset(config.data, progress=config.runtime.progress)
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
+    check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     trials_folder = run_folder(config, "sweep/trials")
     with ray_session(config.distributed):
         base = _share_cpus(config).to_dict()

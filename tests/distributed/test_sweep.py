@@ -99,3 +99,8 @@ def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
     summary = json.loads((tmp_path / "runs" / "sw" / "sweep" / "summary.json").read_text())
     assert len(summary) == 2 and all(0 <= row["metric_mean"] <= 1 for row in summary)
     assert all(list(d.glob("events.out.tfevents.*")) for d in tune_dir.glob("sweep_trial_*"))
+
+    changed = spdnas("sweep", "--config", str(config), "sweep.seeds=3")  # more seeds per configuration
+    output, _ = changed.communicate(timeout=300)
+    assert changed.returncode == 2, output[-3000:]
+    assert "holds a sweep with other settings (sweep.seeds): run with --no-resume" in output

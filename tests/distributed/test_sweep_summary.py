@@ -59,11 +59,11 @@ def test_summary_order_follows_the_mode():
     assert [r["metric_mean"] for r in _summarise(trials, "max")] == [0.4, 0.3, 0.2]
 
 
-@pytest.mark.parametrize("mode", ["max", "min"])
-def test_trial_records_carry_the_sweep_mode(mode):
-    config = load_config(None, [f"sweep.mode={mode}", "sweep.metric=best_val_loss", "runtime.seed=5"])
+@pytest.mark.parametrize(("mode", "metric"), [("max", "val_accuracy"), ("min", "val_loss")])
+def test_trial_records_carry_the_sweep_mode(mode, metric):
+    config = load_config(None, [f"sweep.mode={mode}", f"sweep.metric={metric}", "runtime.seed=5"])
     result = SimpleNamespace(config={"train.lr": 0.05, "__trial_index__": 1}, path="/tune/sweep_trial_ab",
-                             metrics={"best_val_loss": 0.4, "test_accuracy": 0.9}, error=None)
+                             metrics={metric: 0.4, "test_accuracy": 0.9}, error=None)
     assert trial_record(result, config) == {
         "trial_id": "sweep_trial_ab", "config": {"train.lr": 0.05}, "seed": 6, "metric": 0.4,
         "test_accuracy": 0.9, "mode": mode, "status": "TERMINATED"}
@@ -71,5 +71,5 @@ def test_trial_records_carry_the_sweep_mode(mode):
     failed = SimpleNamespace(**{**vars(result), "error": error})
     assert trial_record(failed, config)["status"] == "ERROR"
     assert trial_record(failed, config)["error"] == "ValueError: bad lr"
-    stopped = SimpleNamespace(**{**vars(result), "metrics": {"best_val_loss": 0.4}})  # by ASHA
+    stopped = SimpleNamespace(**{**vars(result), "metrics": {metric: 0.4}})  # by ASHA
     assert trial_record(stopped, config)["status"] == "STOPPED"
