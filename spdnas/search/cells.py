@@ -79,7 +79,8 @@ def plan_cells(cfg: ModelConfig, in_dim: int) -> list[CellPlan]:
         else:
             out_dim = next(reduced) if reduced is not None else max(work_dim // 2, 1)
         if out_dim > work_dim or out_dim < 1:
-            raise ValueError(f"reduction cell cannot map size {work_dim} to {out_dim}")
+            raise ValueError(f"reduction cell cannot map size {work_dim} to {out_dim}: model.reduced_dims="
+                             f"{cfg.reduced_dims} must not exceed the matrix size it reduces")
         kernel, stride = _pooling(work_dim, out_dim, cfg) if kind == REDUCE else (1, 1)
         plan = CellPlan(kind, channels, prev_prev, prev, work_dim, out_dim, kernel, stride,
                         cfg.steps, cfg.multiplier)
