@@ -107,8 +107,13 @@ def _without(tree: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ; keys only one side has (settings another version added
+    or removed) are not judged, and lists of equal length are compared item by item."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [d for k in set(a) & set(b) for d in _differences(a[k], b[k], f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in _differences(x, y, f"{prefix}{i}.")]
     return [] if a == b else [prefix.rstrip(".")]
 
 

@@ -143,3 +143,8 @@ def test_device_settings_that_would_misplace_work_are_refused(experiment_args, m
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(RuntimeError, match=r"runtime.device='cuda:3' but this process sees 1 CUDA device"):
         setup_runtime(load_config(None, ["runtime.device=cuda:3"]).runtime)
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)  # needs an index: plain "cuda" fails
+    _, device = setup_runtime(load_config(None, ["runtime.device=cuda"]).runtime)
+    assert device == torch.device("cuda", 0) and made_current == [device]

@@ -149,8 +149,23 @@ def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str
 
 EXPERIMENT_FILE = "benchmark_config.json"
 # settings that may change between a run and its resumption: they change no result
-RUN_ONLY = ("runtime.progress", "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial",
+RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
+            "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial",
             "benchmark.gpus_per_trial", "sweep")
+
+
+OWN_FILES = ("results.jsonl", "table.md", "table.csv", "table.json", "report.html", EXPERIMENT_FILE)
+OWN_FOLDERS = ("runs/", "tune/")
+
+
+def _delete_earlier(root: Folder) -> None:
+    """Delete an earlier benchmark's files (not the single runs or sweep under the same name)."""
+    names = [n for n in root.list_names() if n in OWN_FILES or n.startswith(OWN_FOLDERS)]
+    if names:
+        print(f"starting over: deleting the earlier benchmark in {root.uri} ({len(names)} files)",
+              file=sys.stderr, flush=True)
+    for name in names:
+        root.delete(name)
 
 
 def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
@@ -183,9 +198,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
     root = Folder(run_folder(config, ""))
     if not resume:
-        if root.list_names():
-            print(f"starting over: deleting the earlier benchmark in {root.uri}", file=sys.stderr, flush=True)
-        root.clear()
+        _delete_earlier(root)
     check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
     expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
     progress = [Progress(expected)] if config.runtime.progress else []

@@ -149,7 +149,8 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
     make = sub.add_parser("make", help="build a dataset (generator or importer) and write it as Parquet",
                           epilog=_BUILDERS_EPILOG, formatter_class=_BuildersHelpFormatter)
-    make.add_argument("name", help="radar-synth, japanese-vowels, basic-motions, radar-npy, hdm05-npy, afew")
+    make.add_argument("name", help="a builder: radar-synth, japanese-vowels, basic-motions, radar-npy, "
+                                   "hdm05-npy, afew, matrices (see below)")
     make.add_argument("out", help="output folder or s3://bucket/prefix")
     make.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                       help="builder parameter (JSON value or string), e.g. snr_db=0 or src=/data/hdm05")

@@ -71,6 +71,19 @@ def _type_name(hint) -> str:
     return " or ".join("null" if option is type(None) else option.__name__ for option in options)
 
 
+def _strings_where_declared(build: Callable[..., SPDDataset], params: dict) -> dict:
+    """Numbers given to a parameter declared ``str`` (``--param dataset_name=2024``, which the
+    command line parses as JSON) become their text."""
+    hints = typing.get_type_hints(build.func if isinstance(build, partial) else build)
+
+    def declares_str(hint) -> bool:
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        return str in options and not ({int, float} & set(options))
+
+    return {key: str(value) if key in hints and declares_str(hints[key]) and isinstance(value, int | float)
+            and not isinstance(value, bool) else value for key, value in params.items()}
+
+
 def check_params(name: str, build: Callable[..., SPDDataset], params: dict) -> None:
     """Refuse parameters the builder does not take, or of another type than it declares.
 
@@ -134,6 +147,7 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     if name not in registry:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry))}")
     build = registry[name].build
+    params = _strings_where_declared(build, params)
     check_params(name, build, params)
     dataset = build(**params)
     provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(params),

@@ -219,8 +219,9 @@ def check_positive_definite(x: Tensor, ids: np.ndarray, *, file: str, pd_rtol: f
     if not repair or not bool(fixable.all()):
         k = 0 if not repair else int(torch.nonzero(~fixable)[0, 0])
         row = int(bad[k])
-        hint = ("; repairable: `spdnas data validate --repair` accepts it and read_dataset(..., repair=True) "
-                "shrinks it in Python; importers fix such matrices at import with --param shrinkage=γ"
+        hint = ("; repairable: importers fix such matrices with --param shrinkage=γ (make the dataset "
+                "again), read_dataset(..., repair=True) shrinks them in Python, and `spdnas data validate "
+                "--repair --dtype …` counts them; a run in float64 may accept what float32 refuses"
                 if not repair and bool(fixable[k]) else "")
         raise DatasetValidationError(
             "positive-definite",

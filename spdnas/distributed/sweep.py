@@ -32,7 +32,8 @@ from spdnas.pipeline import (
 TRIAL_INDEX = "__trial_index__"
 EXPERIMENT_FILE = "sweep_config.json"
 # settings that may change between a sweep and its resumption: they change no result
-RUN_ONLY = ("runtime.progress", "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
+RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
+            "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
 STOPPED = "STOPPED"

@@ -31,5 +31,7 @@ def setup_runtime(runtime: RuntimeConfig) -> tuple[torch.dtype, torch.device]:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(f"runtime.device={runtime.device!r} but this process sees "
                                f"{torch.cuda.device_count()} CUDA device(s)")
+        if device.index is None:  # plain "cuda": the current device, named so that checkpoints can
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)  # so that plain "cuda" tensors land on this device too
     return DTYPES[runtime.dtype], device

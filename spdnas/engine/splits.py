@@ -36,6 +36,9 @@ def _tensors(dataset: SPDDataset) -> TensorData:
     return TensorData(dataset.matrices, dataset.labels)
 
 
+NEEDS_ALL = "an experiment needs train, val and test rows"
+
+
 def _remedy(meta: DatasetMeta) -> str:
     """How to make the dataset again with all three splits, by the builder that made it."""
     builder = meta.provenance.get("builder")
@@ -46,7 +49,7 @@ def _remedy(meta: DatasetMeta) -> str:
     if "fractions" in accepted:
         return (f"make it again with three splits, e.g. `spdnas data make {builder} OUT "
                 f"--param fractions=[0.5,0.25,0.25]`")
-    return "an experiment needs train, val and test rows"
+    return NEEDS_ALL
 
 
 def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where: str = "") -> None:
@@ -58,7 +61,8 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
     meta : DatasetMeta
         Names the dataset and the builder whose parameters fix it.
     where : str
-        Appended to the dataset's name in the message, e.g. " (this worker's shard)".
+        Appended to the dataset's name in the message, e.g. " (this worker's shard)"; then the
+        message names no builder parameter (the dataset itself has every split).
 
     Raises
     ------
@@ -67,7 +71,8 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
     """
     for split in SPLITS:
         if sum(counts.get(split, ())) == 0:
-            raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {_remedy(meta)}")
+            fix = _remedy(meta) if split == "val" and not where else NEEDS_ALL
+            raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {fix}")
 
 
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:

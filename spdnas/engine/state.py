@@ -36,7 +36,8 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if isinstance(cuda, list):  # checkpoints before 2026-12 saved every visible GPU's state
-        cuda = cuda[0] if cuda else None
+        index = device.index or 0 if device.type == "cuda" else 0
+        cuda = cuda[index] if index < len(cuda) else None
     if cuda is not None and device.type == "cuda":
         torch.cuda.set_rng_state(cuda, device)
 

@@ -114,7 +114,8 @@ def _drop_unlisted(experiment: Experiment) -> None:
         experiment.runs = [run for run in experiment.runs if run not in stale]
         names = ", ".join(f"{r.dataset}/{r.method}/seed{r.seed}" for r in stale)
         experiment.problems.append(f"{experiment.path / 'runs'}: left out {len(stale)} run folder(s) that "
-                                   f"results.jsonl does not list (from an earlier run?): {names}")
+                                   f"results.jsonl does not list (from an earlier run, or a trial that "
+                                   f"failed): {names}")
 
 
 def _plain_run(path: Path) -> Run | None:

@@ -71,8 +71,11 @@ def test_a_failed_trial_leaves_the_others_in_the_table(ray_session, dataset_uri,
     stale = tmp_path / "bm" / "runs" / "tiny" / "mdm" / "seed9"
     stale.mkdir(parents=True)
     (stale / "result.json").write_text("{}")
+    single_run = tmp_path / "bm" / "search" / "genotype.json"  # `spdnas search name=bm`: not the benchmark's
+    single_run.parent.mkdir(parents=True)
+    single_run.write_text("{}")
     assert main(["benchmark", "--no-resume", *args]) == 1
-    assert not stale.exists()  # --no-resume starts the benchmark over
+    assert not stale.exists() and single_run.exists()  # --no-resume starts the benchmark over
     out, err = capsys.readouterr()
     assert "error: spdnetnas on wide, seed 0 failed and is left out of the table: " in err
     results = [json.loads(line) for line in (tmp_path / "bm" / "results.jsonl").read_text().splitlines()]

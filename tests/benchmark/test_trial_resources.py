@@ -1,9 +1,15 @@
-"""What a benchmark trial asks Ray for (no Ray started)."""
+"""What a benchmark trial asks Ray for, and which settings may change on resume (no Ray started)."""
 
 from __future__ import annotations
 
-from spdnas.benchmark.run import trial_resources
-from spdnas.config import load_config
+import json
+
+import pytest
+
+from spdnas.benchmark.run import RUN_ONLY, trial_resources
+from spdnas.config import ConfigError, load_config
+from spdnas.data.storage import Folder
+from spdnas.pipeline import check_same_experiment
 
 
 def test_trials_ask_for_gpus_only_on_cuda():
@@ -15,3 +21,24 @@ def test_trials_ask_for_gpus_only_on_cuda():
     shared = load_config(None, ["runtime.device=cuda", "benchmark.gpus_per_trial=0.25"])
     assert trial_resources(shared, cluster) == ({"CPU": 1.0, "GPU": 0.25}, 8)
     assert trial_resources(gpu, {"CPU": 4.0})[1] == 1  # no GPU (yet): one, which waits for it
+
+
+def test_resume_check_ignores_settings_an_older_version_did_not_write(tmp_path):
+    """benchmark_config.json of an older version lacks data.split_seed (in every dataset entry)
+    and benchmark.gpus_per_trial: not a change of settings."""
+    config = load_config("configs/benchmark/radar-jv.yaml", [])
+    older = config.to_dict()
+    for entry in older["benchmark"]["datasets"]:
+        del entry["data"]["split_seed"]
+    del older["benchmark"]["gpus_per_trial"]
+    (tmp_path / "benchmark_config.json").write_text(json.dumps(older))
+    root = Folder(str(tmp_path))
+    check_same_experiment(config, root, True, "benchmark_config.json", RUN_ONLY, "benchmark")
+    seeds = load_config("configs/benchmark/radar-jv.yaml", ["benchmark.seeds=[0,1]", "train.lr=0.5"])
+    with pytest.raises(ConfigError, match=r"other settings \(benchmark.seeds, train.lr\)"):
+        check_same_experiment(seeds, root, True, "benchmark_config.json", RUN_ONLY, "benchmark")
+    datasets = config.to_dict()
+    datasets["benchmark"]["datasets"][1]["data"]["uri"] = "elsewhere"
+    (tmp_path / "benchmark_config.json").write_text(json.dumps(datasets))
+    with pytest.raises(ConfigError, match=r"\(benchmark.datasets.1.data.uri\)"):
+        check_same_experiment(config, root, True, "benchmark_config.json", RUN_ONLY, "benchmark")

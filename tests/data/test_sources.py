@@ -326,3 +326,17 @@ def test_basic_motions_with_validation_split():
     dataset = make_dataset("basic-motions", None, val_fraction=0.25, split_seed=1)
     assert dataset.n == 6 and dataset.meta.class_names == ("Standing", "Running", "Walking", "Badminton")
     assert dataset.counts() == {"train": [8] * 4, "val": [2] * 4, "test": [10] * 4}
+
+
+def test_own_matrices_refuse_names_whose_last_token_is_no_label(tmp_path):
+    spd_files(tmp_path / "dated", 3, 4, [20240101, 20240102, 20240103])
+    with pytest.raises(ValueError, match="label 20240103 with 3 files — is the last '_' token"):
+        make_dataset("matrices", None, src=str(tmp_path / "dated"))
+
+
+
+def test_numbers_given_to_text_parameters_become_text(tmp_path):
+    spd_files(tmp_path / "own", 4, 4, [0, 1, 0, 1])
+    # `--param dataset_name=2024` parses as the number 2024
+    dataset = make_dataset("matrices", None, src=str(tmp_path / "own"), dataset_name=2024)
+    assert dataset.meta.name == "2024" and dataset.meta.provenance["params"]["dataset_name"] == "2024"

@@ -251,6 +251,6 @@ def test_rng_state_holds_the_run_device_only(monkeypatch):
     assert calls == [("get", cuda)] and state["cuda"] is saved
     rng.restore_rng(state, torch.device("cuda", 0))  # resumed on another GPU: its generator
     rng.restore_rng(state, torch.device("cpu"))  # resumed on the CPU: the CPU generators only
-    older = [torch.tensor([3], dtype=torch.uint8)] * 8  # checkpoints before: every GPU's state
+    older = [torch.tensor([k], dtype=torch.uint8) for k in range(8)]  # before: every GPU's state
     rng.restore_rng({**state, "cuda": older}, cuda)
-    assert calls[1:] == [("set", 7, torch.device("cuda", 0)), ("set", 3, cuda)]
+    assert calls[1:] == [("set", 7, torch.device("cuda", 0)), ("set", 1, cuda)]  # cuda:1 gets GPU 1's

@@ -55,9 +55,11 @@ def test_a_missing_split_names_the_builder_parameter_that_fixes_it(builder, fix)
     with pytest.raises(ValueError, match="has no 'val' rows") as err:
         split_experiment_data(without_val, 0.5, seed=7)
     assert fix in str(err.value)
-    with pytest.raises(ValueError, match=r"worker's shard\) has no 'test' rows"):
-        require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 0]}, dataset.meta,
-                       " (this worker's shard)")
+    with pytest.raises(ValueError, match=r"worker's shard\) has no 'val' rows; an experiment needs"):
+        require_splits({"train": [3, 4], "val": [0, 0], "test": [1, 0]}, dataset.meta,
+                       " (this worker's shard)")  # the dataset has every split: no builder fix
+    with pytest.raises(ValueError, match="has no 'test' rows; an experiment needs train, val and test rows"):
+        require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 0]}, dataset.meta)
     require_splits({"train": [3, 4], "val": [1, 0], "test": [0, 1]}, dataset.meta)
 
 

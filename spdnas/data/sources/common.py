@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def carve_validation(splits: Sequence[str], labels: Sequence[int], sample_ids: S
                                       {"train": 1 - val_fraction, "val": val_fraction}, seed)
         if train.size and not (out[train] == "val").any():
             largest = int(np.bincount(np.asarray(labels)[train]).max())
+            enough = math.floor(1e4 * 0.5 / largest + 1) / 1e4  # just above 0.5/largest: a tie goes to train
             raise ValueError(f"val_fraction={val_fraction} moves no sample to val: rounded per class, it "
                              f"takes none of at most {largest} training samples per class; give a larger "
-                             f"val_fraction (≥ {0.5 / largest:.2g} takes one from the largest class)")
+                             f"val_fraction (≥ {enough:g} takes one from the largest class)")
     return out.astype(str)

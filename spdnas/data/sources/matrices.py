@@ -155,6 +155,9 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
                          f"got {class_names!r}")
     limit = len(class_names) if class_names is not None else 2**31
     labels = [label_from_name(f, limit) for f in files]
+    if class_names is None and max(labels) >= len(files):
+        raise ValueError(f"{folder}: label {max(labels)} with {len(files)} files — is the last '_' token "
+                         f"of the file names a label? Give class_names to set the classes")
     names = class_names if class_names is not None else [f"class-{k}" for k in range(max(labels) + 1)]
     ids = [f.stem for f in files]
     if len(set(ids)) != len(ids):
