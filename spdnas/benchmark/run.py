@@ -155,17 +155,21 @@ RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "run
 
 
 OWN_FILES = ("results.jsonl", "table.md", "table.csv", "table.json", "report.html", EXPERIMENT_FILE)
-OWN_FOLDERS = ("runs/", "tune/")
+OWN_FOLDERS = ("runs", "tune")
 
 
 def _delete_earlier(root: Folder) -> None:
-    """Delete an earlier benchmark's files (not the single runs or sweep under the same name)."""
-    names = [n for n in root.list_names() if n in OWN_FILES or n.startswith(OWN_FOLDERS)]
+    """Delete an earlier benchmark's files and folders (not the single runs or the sweep under
+    the same name)."""
+    names = [n for n in root.list_names() if n in OWN_FILES or n.split("/")[0] in OWN_FOLDERS]
     if names:
         print(f"starting over: deleting the earlier benchmark in {root.uri} ({len(names)} files)",
               file=sys.stderr, flush=True)
     for name in names:
-        root.delete(name)
+        if name in OWN_FILES:
+            root.delete(name)
+    for folder in OWN_FOLDERS:
+        Folder(f"{root.uri.rstrip('/')}/{folder}").clear()
 
 
 def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
