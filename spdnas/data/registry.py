@@ -53,10 +53,20 @@ def builders() -> dict[str, Builder]:
 _PLAIN_TYPES = (bool, int, float, str, type(None))
 
 
+def _options(hint) -> tuple:
+    """The types of an annotation: ``float | str`` → ``(float, str)``, ``int`` → ``(int,)``."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+def _type_hints(build: Callable[..., SPDDataset]) -> dict:
+    """The annotations of a builder (of the function a ``partial`` wraps)."""
+    return typing.get_type_hints(build.func if isinstance(build, partial) else build)
+
+
 def _accepts(hint, value) -> bool:
     """Whether ``value`` (parsed from JSON) fits the annotation ``hint``; ``float`` takes ints,
     ``int``/``float`` refuse booleans; hints other than plain types and their unions pass all."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    options = _options(hint)
     if not all(option in _PLAIN_TYPES for option in options):
         return True
     if isinstance(value, bool):
@@ -67,18 +77,16 @@ def _accepts(hint, value) -> bool:
 
 
 def _type_name(hint) -> str:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return " or ".join("null" if option is type(None) else option.__name__ for option in options)
+    return " or ".join("null" if option is type(None) else option.__name__ for option in _options(hint))
 
 
 def _strings_where_declared(build: Callable[..., SPDDataset], params: dict) -> dict:
     """Numbers given to a parameter declared ``str`` (``--param dataset_name=2024``, which the
     command line parses as JSON) become their text."""
-    hints = typing.get_type_hints(build.func if isinstance(build, partial) else build)
+    hints = _type_hints(build)
 
     def declares_str(hint) -> bool:
-        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        return str in options and not ({int, float} & set(options))
+        return str in _options(hint) and not ({int, float} & set(_options(hint)))
 
     return {key: str(value) if key in hints and declares_str(hints[key]) and isinstance(value, int | float)
             and not isinstance(value, bool) else value for key, value in params.items()}
@@ -96,7 +104,7 @@ def check_params(name: str, build: Callable[..., SPDDataset], params: dict) -> N
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(accepted)}")
-    hints = typing.get_type_hints(build.func if isinstance(build, partial) else build)
+    hints = _type_hints(build)
     wrong = [f"{key}={value!r} (expected {_type_name(hints[key])})" for key, value in params.items()
              if key in hints and not _accepts(hints[key], value)]
     if wrong:

@@ -67,7 +67,7 @@ def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
     shards = [ray.train.get_dataset_shard(name) for name in names]
     dataset = shard_dataset(shards, DatasetMeta.from_dict(meta))
     if config.distributed.data == "shard":  # the whole dataset was checked before the workers started
-        require_splits({s: [int((dataset.splits == s).sum())] for s in SPLITS}, dataset.meta,
+        require_splits(dataset.counts(), dataset.meta,
                        " (this worker's shard: with distributed.data=shard every split needs a row "
                        "per worker; use fewer workers or distributed.data=replicate)")
     return split_experiment_data(dataset, config.data.search_val_fraction,

@@ -78,7 +78,7 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:
     """Train/val/test from the dataset's own splits; a seeded, stratified division of train
     into search-train and search-val (a function of sample ids, labels and seed only)."""
-    require_splits({s: [int((dataset.splits == s).sum())] for s in SPLITS}, dataset.meta)
+    require_splits(dataset.counts(), dataset.meta)
     train = dataset.subset("train")
     halves = stratified_split(train.labels.numpy(), train.sample_ids,
                               {"train": 1.0 - search_val_fraction, "val": search_val_fraction}, seed)

@@ -35,11 +35,14 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
     np.random.set_state(state["numpy"])  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
+    if cuda is None or device.type != "cuda":
+        return
     if isinstance(cuda, list):  # checkpoints before 2026-12 saved every visible GPU's state
-        index = device.index or 0 if device.type == "cuda" else 0
-        cuda = cuda[index] if index < len(cuda) else None
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
+        index = device.index or 0
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
