@@ -58,6 +58,17 @@ def test_search_train_evaluate(experiment_args, tmp_path, capsys):
                                        f"matrices of 3 classes\n")
 
 
+def test_evaluate_finds_a_relative_dataset_from_another_folder(experiment_args, tmp_path, monkeypatch):
+    """model.pt stored data.uri as given: a model trained on a relative path could not be
+    evaluated from any other working folder."""
+    monkeypatch.chdir(tmp_path)
+    args = ["data.uri=tiny" if a.startswith("data.uri=") else a for a in experiment_args]
+    assert main(["train", "--genotype", "radar", *args]) == 0
+    model = tmp_path / "runs" / "cli" / "train" / "model.pt"
+    monkeypatch.chdir(tmp_path / "runs")
+    assert main(["evaluate", "--model", str(model)]) == 0
+
+
 def test_bad_config_is_an_error_message(experiment_args, capsys):
     assert main(["search", *experiment_args, "search.epochs=[1"]) == 2
     assert "error: override 'search.epochs=[1': not valid YAML" in capsys.readouterr().err

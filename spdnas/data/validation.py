@@ -223,11 +223,13 @@ def check_positive_definite(x: Tensor, ids: np.ndarray, *, file: str, pd_rtol: f
                 "again), read_dataset(..., repair=True) shrinks them in Python, and `spdnas data validate "
                 "--repair --dtype …` counts them; a run in float64 may accept what float32 refuses"
                 if not repair and bool(fixable[k]) else "")
-        raise DatasetValidationError(
-            "positive-definite",
-            f"smallest eigenvalue {float(lam_min[k]):.4g} = {float(rel[k]):.3g} × mean eigenvalue "
-            f"(needs > {pd_rtol:.3g}; repair limit −{repair_limit:g}){hint}",
-            file=file, sample_id=ids[row], row=row)
+        if float(mu[row]) <= 0:
+            detail = (f"mean eigenvalue (trace / n) {float(mu[row]):.4g} ≤ 0: a zero matrix (e.g. from "
+                      f"an all-zero signal) or one with no positive part cannot be used or repaired")
+        else:
+            detail = (f"smallest eigenvalue {float(lam_min[k]):.4g} = {float(rel[k]):.3g} × mean eigenvalue "
+                      f"(needs > {pd_rtol:.3g}; repair limit −{repair_limit:g}){hint}")
+        raise DatasetValidationError("positive-definite", detail, file=file, sample_id=ids[row], row=row)
     target = REPAIR_MARGIN * pd_rtol * mu[bad]
     gamma = ((target - lam_min) / (mu[bad] - lam_min)).clamp(0, 1)
     x = x.clone()

@@ -61,8 +61,16 @@ def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any],
 
 def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_classes: int,
                   best: dict[str, Any]) -> dict[str, Any]:
-    """What ``model.pt`` holds: best-validation weights and everything to rebuild the network."""
-    return {"genotype": genotype.to_dict(), "config": config.to_dict(), "n": n, "num_classes": num_classes,
+    """What ``model.pt`` holds: best-validation weights and everything to rebuild the network.
+
+    A local ``data.uri`` is stored absolute, so that ``spdnas evaluate`` finds the dataset from
+    any working folder.
+    """
+    tree = config.to_dict()
+    data = Folder(tree["data"]["uri"])
+    if data.is_local:
+        tree["data"]["uri"] = data.base
+    return {"genotype": genotype.to_dict(), "config": tree, "n": n, "num_classes": num_classes,
             "state_dict": best["model"], "best_epoch": best["epoch"]}
 
 

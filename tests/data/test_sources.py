@@ -152,6 +152,20 @@ def test_own_matrices_with_own_class_names(tmp_path):
         make_dataset("matrices", None, src=str(folder), class_names=["a", "a", "b"])
 
 
+def test_upper_case_extensions_are_read(tmp_path):
+    """Files saved as ``.NPY``/``.MAT`` (common from Windows tools) were silently skipped."""
+    from scipy.io import savemat
+
+    folder = tmp_path / "upper"
+    matrices = spd_files(folder, 4, 5, [0, 1, 0, 1])
+    for path in sorted(folder.iterdir()):
+        path.rename(path.with_suffix(".NPY"))
+    savemat(folder / "extra_1.MAT", {"Y1": matrices[0]})
+    dataset = make_dataset("matrices", None, src=str(folder))
+    assert len(dataset) == 5 and torch.equal(dataset.matrices[0], torch.from_numpy(matrices[0]))
+    assert len(make_dataset("hdm05-npy", None, src=str(folder), fractions=[0.5, 0, 0.5])) == 4
+
+
 def test_float32_files_are_checked_in_their_own_precision(tmp_path):
     """A float32 W C Wᵀ is symmetric only to float32 precision (asymmetry ~1e-7 > √eps64)."""
     rng = np.random.default_rng(0)

@@ -145,6 +145,16 @@ def test_not_positive_definite_without_repair(tmp_path):
     assert "-0.5" in str(err)
 
 
+def test_zero_matrix_is_named_not_divided_by_zero(tmp_path):
+    """An all-zero matrix (e.g. an all-zero signal) said "0 = nan × mean eigenvalue"."""
+    folder, _ = written(tmp_path)
+    name = rewrite_file(folder, 0, lambda t: set_matrix(t, ROW, np.zeros((4, 4))))
+    for repair in (False, True):
+        row_id = sample_id_at(folder, name, ROW)
+        err = expect_failure(folder, "positive-definite", name, row_id, repair=repair)
+        assert "mean eigenvalue (trace / n) 0 ≤ 0: a zero matrix" in str(err) and "nan" not in str(err)
+
+
 def test_checksum_mismatch(tmp_path):
     folder, manifest = written(tmp_path)
     path = folder / manifest["files"][0]["path"]

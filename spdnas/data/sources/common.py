@@ -44,14 +44,15 @@ def load_npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable NumPy .npy array ({err})") from None
 
 
-def sorted_files(folder: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` in ``folder``, sorted by name; error if there are none."""
+def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files in ``folder`` ending in one of ``suffixes`` in any letter case (``.npy``, ``.NPY``),
+    sorted by name; error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    files = sorted(folder.glob(pattern))
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
     if not files:
-        raise FileNotFoundError(f"{folder}: no files matching {pattern!r}")
+        raise FileNotFoundError(f"{folder}: no {' or '.join(suffixes)} files")
     return files
 
 

@@ -36,7 +36,7 @@ MAT_KEY = "Y1"
 def load_matrix(path: Path) -> np.ndarray:
     """One square matrix from ``.npy`` or ``.mat`` (key ``Y1``): its real part, shape (n, n),
     float32 if stored in single precision (real or complex), else float64."""
-    if path.suffix == ".mat":
+    if path.suffix.lower() == ".mat":
         from scipy.io import loadmat
 
         try:
@@ -112,7 +112,7 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
     shrinkage : float
         Optional shrinkage γ towards the scaled identity (0 keeps the matrices).
     """
-    files = sorted_files(Path(src), "*.npy")
+    files = sorted_files(Path(src), (".npy",))
     labels = [label_from_name(f, HDM05_CLASSES) for f in files]
     ids = [f.stem for f in files]
     matrices = stack_matrices(files, ids, Path(src), shrinkage)
@@ -146,9 +146,7 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
         semi-definite.
     """
     folder = Path(src)
-    files = sorted(f for f in sorted_files(folder, "*") if f.suffix in (".npy", ".mat"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no .npy or .mat files")
+    files = sorted_files(folder, (".npy", ".mat"))
     if class_names is not None and (not isinstance(class_names, list) or not class_names
                                     or len({str(c) for c in class_names}) != len(class_names)):
         raise ValueError(f"matrices: class_names must be a non-empty list of distinct names, "
@@ -178,10 +176,12 @@ def _afew_files(root: Path) -> list[tuple[Path, str, int]]:
     classes = {str(k) for k in range(1, len(AFEW_CLASSES) + 1)}
     for folder in ("train", "val"):
         base = root / folder
-        mats = sorted(base.glob("*/*.mat"))
+        mats = sorted(f for d in base.iterdir() if d.is_dir()
+                      for f in d.iterdir() if f.is_file() and f.suffix.lower() == ".mat")
         if mats:
             others = sorted({f.parent.name for f in mats} - classes)
-            loose = sorted(p.name for p in base.iterdir() if p.is_file() and p.suffix in (".mat", ".npy"))
+            loose = sorted(p.name for p in base.iterdir()
+                           if p.is_file() and p.suffix.lower() in (".mat", ".npy"))
             if others or loose:
                 found_there = [f"folders {others}"] * bool(others) + [f"files {loose[:5]}"] * bool(loose)
                 raise ValueError(f"{base}: the .mat layout keeps every matrix in a class folder 1–7; found "
@@ -189,7 +189,7 @@ def _afew_files(root: Path) -> list[tuple[Path, str, int]]:
             found += [(f, folder, int(f.parent.name) - 1) for f in mats]
         else:
             found += [(f, folder, label_from_name(f, len(AFEW_CLASSES)))
-                      for f in sorted_files(base, "*.npy")]
+                      for f in sorted_files(base, (".npy",))]
     return found
 
 

@@ -217,7 +217,7 @@ def build_radar_synth(n_samples: int = 3000, snr_db: float = 5.0, snr_jitter_db:
     if raw_dir is not None:
         folder = Path(raw_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.glob("*.npy")):
+        if any(f.suffix.lower() == ".npy" for f in folder.iterdir()):
             raise FileExistsError(f"radar-synth: {folder} already holds .npy files; choose an empty raw_dir")
         for name, signal in zip(names, signals, strict=True):
             np.save(folder / f"{name}.npy", signal)
@@ -242,7 +242,7 @@ def import_radar_npy(src: str, split_seed: int = 0, fractions=None,
     split_seed, fractions, shrinkage
         As in :func:`build_radar_synth`.
     """
-    files = sorted_files(Path(src), "*.npy")
+    files = sorted_files(Path(src), (".npy",))
     labels = [label_from_name(f, len(CLASS_NAMES)) for f in files]
     matrices = []
     for f in files:
