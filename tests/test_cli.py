@@ -114,6 +114,8 @@ def test_user_errors_are_one_line_not_tracebacks(experiment_args, tmp_path, caps
         (["train", "--genotype", str(bad_json), *experiment_args], 1, "genotype is not valid JSON"),
         (["evaluate", "--model", str(not_a_model)], 1, "not a model saved by spdnas train"),
         (["search", *experiment_args, f"data.uri={tmp_path / 'nowhere'}"], 1, "error: "),
+        (["train", "--genotype", "radar", *experiment_args, "train.lr=1e12", "train.grad_clip=null"], 1,
+         "the weights have diverged"),
     ]
     for argv, status, message in cases:
         assert main(argv) == status, argv

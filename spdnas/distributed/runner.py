@@ -24,6 +24,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from spdnas.config import DistributedConfig, ExperimentConfig
 from spdnas.data import DatasetMeta
+from spdnas.data.cli import user_errors
 from spdnas.data.parquet import validate_dataset
 from spdnas.data.schema import SPLITS
 from spdnas.data.storage import Folder
@@ -126,7 +127,14 @@ def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:
 def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: bool, poll: float = 2.0):
     """``trainer.fit()``, printing each epoch's metrics from the run's live metrics file."""
     done: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: done.setdefault("result", trainer.fit()), daemon=True)
+
+    def fit() -> None:
+        try:
+            done["result"] = trainer.fit()
+        except BaseException as exc:  # handed to the calling thread below
+            done["error"] = exc
+
+    thread = threading.Thread(target=fit, daemon=True)
     thread.start()
     shown = 0
     while True:
@@ -139,9 +147,19 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         if finished:
             break
         thread.join(poll)
-    if "result" not in done:
-        raise RuntimeError(f"the {step} run did not return a result")
+    if "error" in done:
+        raise _worker_error(done["error"])
     return done["result"]
+
+
+def _worker_error(error: BaseException) -> BaseException:
+    """The workers' own exception where every failed worker raised one a user can fix (bad data or
+    values, a diverged run: one line on the command line), else Ray's ``WorkerGroupError``
+    with the workers' tracebacks."""
+    failures = getattr(error, "worker_failures", None)
+    if failures and all(isinstance(f, user_errors()) for f in failures.values()):
+        return failures[min(failures)]
+    return error
 
 
 def _final_state(result) -> dict[str, Any]:

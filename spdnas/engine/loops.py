@@ -1,12 +1,16 @@
 """Epoch loops: search, train, evaluate. No Ray here: distributed runs inject reducers.
 
 ``grad_reduce`` averages a list of gradients across workers; ``sum_reduce`` sums a metric
-tensor across workers. Both are the identity in a single process.
+tensor across workers. Both are the identity in a single process. A step whose loss is not
+finite, or whose eigendecompositions fail (weights gone to inf/nan), stops the run with a
+:class:`DivergedError` naming the epoch and step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,36 @@ from spdnas.search.bilevel import GradReducer
 from spdnas.search.searcher import BilevelSearcher, clip_and_reduce
 
 SumReducer = Callable[[Tensor], Tensor]
+
+
+class DivergedError(ValueError):
+    """The weights diverged: a loss is not finite or an eigendecomposition failed."""
+
+
+def _at(phase: str, epoch: int, step: int) -> str:
+    return f"{phase} epoch {epoch + 1}, step {step + 1}"
+
+
+@contextmanager
+def _diverging(where: str) -> Iterator[None]:
+    """Turn an eigendecomposition failure (non-finite weights or features) into a
+    :class:`DivergedError` saying ``where`` it happened."""
+    try:
+        yield
+    except torch.linalg.LinAlgError:
+        raise _diverged(where, "an eigendecomposition failed (non-finite matrices)") from None
+
+
+def _check_finite(where: str, **losses: float) -> None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise _diverged(where, f"the {name.replace('_', ' ')} is {value}")
+
+
+def _diverged(where: str, what: str) -> DivergedError:
+    return DivergedError(f"{where}: {what}; the weights have diverged. Start again (--no-resume, or "
+                         "another name=...) with a lower learning rate, with gradient clipping (grad_clip), "
+                         "or in float64 (runtime.dtype=float64)")
 
 
 def _sum_identity(t: Tensor) -> Tensor:
@@ -55,8 +89,10 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     train_iter = sharding.batches(train, batch_size, seed, epoch)
     val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
     totals = torch.zeros(4, dtype=torch.float64)
-    for _, train_batch, val_batch in zip(range(steps), train_iter, val_iter, strict=False):
-        m = searcher.step(train_batch, val_batch)
+    for step, train_batch, val_batch in zip(range(steps), train_iter, val_iter, strict=False):
+        with _diverging(_at("search", epoch, step)):
+            m = searcher.step(train_batch, val_batch)
+        _check_finite(_at("search", epoch, step), training_loss=m.train_loss, validation_loss=m.val_loss)
         totals += torch.tensor([m.train_loss * m.train_count, m.train_correct, m.train_count,
                                 m.val_loss * m.train_count], dtype=torch.float64)
         bar.update(loss=m.train_loss, acc=m.train_correct / max(m.train_count, 1), val_loss=m.val_loss)
@@ -79,16 +115,19 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     _require_steps(steps, batch_size, train=len(data))
     bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
     totals = torch.zeros(3, dtype=torch.float64)
-    for _, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
+    for step, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
+        with _diverging(_at("train", epoch, step)):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            value = float(loss.detach())
+            _check_finite(_at("train", epoch, step), training_loss=value)
+            loss.backward()
         clip_and_reduce(params, grad_reduce, grad_clip)
         optimizer.step()
         correct = int((logits.detach().argmax(1) == y).sum())
-        totals += torch.tensor([float(loss.detach()) * len(y), correct, len(y)], dtype=torch.float64)
-        bar.update(loss=float(loss.detach()), acc=correct / max(len(y), 1))
+        totals += torch.tensor([value * len(y), correct, len(y)], dtype=torch.float64)
+        bar.update(loss=value, acc=correct / max(len(y), 1))
     out = _summarise(sum_reduce(totals), "train")
     bar.close(**{k: v for k, v in out.items() if not k.endswith("samples")})
     return out
@@ -112,7 +151,8 @@ def evaluate(forward: Callable[[Tensor], Tensor], data: TensorData, batch_size: 
         if len(mine) == 0:
             continue
         x, y = data.x[mine], data.y[mine]
-        logits = forward(x)
+        with _diverging(f"evaluating on {prefix}"):
+            logits = forward(x)
         loss = F.cross_entropy(logits, y, reduction="sum")
         totals += torch.tensor([float(loss), int((logits.argmax(1) == y).sum()), len(y)], dtype=torch.float64)
     return _summarise(sum_reduce(totals), prefix)

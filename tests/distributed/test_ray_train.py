@@ -145,6 +145,17 @@ def test_missing_split_fails_before_any_worker_starts(ray_session, tmp_path):
     assert not Folder(run_folder(config, "search")).list_names()
 
 
+def test_a_diverged_worker_raises_its_own_error(ray_session, dataset_uri, tmp_path):
+    """Ray wraps worker exceptions in WorkerGroupError (tracebacks of every rank); a run that
+    diverged is the user's to fix, so the worker's DivergedError comes out (one CLI line)."""
+    from spdnas.engine.loops import DivergedError
+
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2", "distributed.max_failures=0",
+                        "train.lr=1e12", "train.grad_clip=null", "train.batch_size=4", "train.epochs=3")
+    with pytest.raises(DivergedError, match=r"^train epoch 1, step \d+: .*the weights have diverged"):
+        retrain(config, published_genotype("radar"))
+
+
 def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_path):
     config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
                         "distributed.cpus_per_worker=1", "train.epochs=3", "train.lr=0.2")
