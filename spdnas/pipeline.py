@@ -7,6 +7,7 @@ write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from spdnas.data.storage import Folder
 from spdnas.data.validation import default_pd_rtol
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, split_experiment_data
-from spdnas.engine.state import load_checkpoint, save_checkpoint
+from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, newest_state, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.models.network import GenotypeNetwork
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
@@ -145,6 +146,30 @@ def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, 
     root.write_bytes(filename, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
 
 
+DATA_RECORD = "data.json"
+
+
+def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> None:
+    """Record which data a run uses (``folder/data.json``: the dataset's file checksums); refuse
+    to resume a run that was made on other data at the same ``data.uri`` (a dataset made again
+    with other parameters), which would re-score or continue it on a mixture of both.
+
+    Raises
+    ------
+    ValueError
+        Naming the run folder and the dataset.
+    """
+    files = Folder(config.data.uri).read_manifest()["files"]
+    digest = hashlib.sha256(json.dumps(sorted((f["path"], f["sha256"]) for f in files)).encode()).hexdigest()
+    if resume and folder.exists(DATA_RECORD):
+        stored = json.loads(folder.read_bytes(DATA_RECORD)).get("sha256")
+        if stored != digest:
+            raise ValueError(f"{folder.display('')} was run on other data than {config.data.uri} holds now "
+                             "(the dataset was made again or changed): start over (--no-resume) or give "
+                             "the run another name (name=...)")
+    folder.write_bytes(DATA_RECORD, (json.dumps({"uri": config.data.uri, "sha256": digest}) + "\n").encode())
+
+
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
     return split_experiment_data(load_dataset(config), config.data.search_val_fraction,
                                  config.data.search_split_seed(config.runtime.seed))
@@ -166,11 +191,13 @@ def _local_folder(config: ExperimentConfig, step: str) -> Path:
 
 
 def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
-    checkpoint = folder / "checkpoint"
+    checkpoint = folder / LOCAL_CHECKPOINT_DIR
     if not resume:
         Folder(str(folder)).clear()
-    elif (checkpoint / "checkpoint.pt").exists():
-        job.load_state_dict(load_checkpoint(checkpoint))
+    check_same_data(config, Folder(str(folder)), resume)
+    state = newest_state(folder) if resume else None
+    if state is not None:
+        job.load_state_dict(state)
     while not job.finished:
         job.run_epoch()
         if job.epoch % config.runtime.checkpoint_every == 0 or job.finished:
@@ -245,8 +272,11 @@ def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
-        raise ValueError(f"{path}: not a model saved by spdnas train ({exc})") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a model saved by spdnas train, or damaged ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
     keys = set(saved) if isinstance(saved, dict) else set()
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
     if missing:

@@ -46,26 +46,91 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` atomically (a crash leaves the old file)."""
+    """Write ``state`` to ``directory/checkpoint.pt`` atomically and durably (a crash, even of the
+    machine, leaves the old file); temporary files left by writes that were killed are removed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".checkpoint-*.tmp"):
+        stale.unlink(missing_ok=True)
     target = directory / CHECKPOINT_FILE
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
-    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would (mkstemp makes it private)
         os.replace(tmp, target)
+        _fsync_directory(directory)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
 
 
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not every platform opens directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state saved by :func:`save_checkpoint` in ``directory``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is none.
+    ValueError
+        Naming the file if it is damaged (empty or truncated, e.g. after a machine crash).
+    """
+    import pickle
+
     path = Path(directory) / CHECKPOINT_FILE
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                         "start over (--no-resume) or give the run another name (name=...)") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a checkpoint of spdnas (a {type(state).__name__})")
+    return state
+
+
+LOCAL_CHECKPOINT_DIR = "checkpoint"
+"""Where the local backend keeps a run's checkpoint, under the run folder; the Ray backend keeps
+``epoch_NNNN/`` folders there instead."""
+
+
+def newest_state(run_folder: str | Path, *extra: dict[str, Any], epoch_folders: bool = True
+                 ) -> dict[str, Any] | None:
+    """The furthest-along state among ``extra`` and the checkpoints in the local ``run_folder``:
+    the local backend's and (``epoch_folders``) the Ray backend's newest readable
+    ``epoch_NNNN``; None if there is none. A run may be started on one backend and resumed on
+    the other."""
+    folder = Path(run_folder)
+    found = list(extra)
+    if (folder / LOCAL_CHECKPOINT_DIR / CHECKPOINT_FILE).exists():
+        found.append(load_checkpoint(folder / LOCAL_CHECKPOINT_DIR))
+    epochs = sorted(p.parent for p in folder.glob(f"epoch_*/{CHECKPOINT_FILE}")) if epoch_folders else []
+    for directory in reversed(epochs):  # a folder of an upload cut short is skipped
+        try:
+            found.append(load_checkpoint(directory))
+            break
+        except ValueError:
+            continue
+    return max(found, key=lambda state: int(state["epoch"])) if found else None
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,7 @@ def write_search_outputs(history: list[dict[str, Any]], genotype: Genotype, conf
     title = f"{config.name}: mixture weights after epoch {last['epoch']} ({config.model.mixture})"
     save_figure(alpha_figure(weights, config.model.steps, title), directory / "alphas.png")
     save_figure(cells_figure(genotype, f"{config.name}: derived cells"), directory / "cells.png")
-    return ["genotype.json", "metrics.jsonl", "metrics.csv", "alphas.png", "cells.png"]
+    return ["metrics.jsonl", "metrics.csv", "alphas.png", "cells.png", "genotype.json"]
 
 
 def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any], model: dict[str, Any],
@@ -56,7 +57,7 @@ def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any],
     write_history(history, directory)
     (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     torch.save(model, directory / "model.pt")
-    return ["result.json", "model.pt", "metrics.jsonl", "metrics.csv"]
+    return ["model.pt", "metrics.jsonl", "metrics.csv", "result.json"]
 
 
 def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_classes: int,
@@ -75,14 +76,21 @@ def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_clas
 
 
 def publish(write: Callable[[Path], list[str]], uri: str) -> dict[str, str]:
-    """Run ``write(local_dir)`` and put its files into ``uri`` (local folder or ``s3://``).
+    """Run ``write(scratch_dir)`` and put its files into ``uri`` (local folder or ``s3://``), in
+    the order ``write`` lists them (the result file last), each whole or not at all: a run killed
+    while publishing leaves no half-written ``model.pt`` beside a complete ``result.json``.
 
     Returns ``{file name: location}``.
     """
     folder = Folder(uri)
     if folder.is_local:
         target = Path(folder.base)
-        return {name: str(target / name) for name in write(target)}
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target, prefix=".publish-") as tmp:
+            names = write(Path(tmp))
+            for name in names:
+                os.replace(Path(tmp) / name, target / name)
+        return {name: str(target / name) for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         names = write(Path(tmp))
         for name in names:

@@ -1,0 +1,110 @@
+"""Checkpoints and outputs survive crashes, damaged files, a remade dataset and a backend switch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from spdnas.config import load_config
+from spdnas.data import write_dataset
+from spdnas.engine.state import load_checkpoint, newest_state, save_checkpoint
+from spdnas.pipeline import load_model, retrain, run_folder, search
+from spdnas.report.outputs import publish
+from spdnas.search.genotype import published_genotype
+from tests.helpers import toy_dataset
+
+
+def experiment(tmp_path, *extra):
+    return load_config(None, [f"data.uri={tmp_path / 'data'}", "data.builder=null",
+                              f"runtime.output_dir={tmp_path / 'runs'}", "name=ck",
+                              "distributed.backend=local",
+                              "model.reduced_dims=[3]", "search.batch_size=8", "train.batch_size=8",
+                              "search.epochs=2", "train.epochs=2", "runtime.progress=false", *extra])
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_dataset(toy_dataset(12, seed=5, name="tiny"), str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_a_dataset_made_again_is_not_mixed_into_a_run(data):
+    """A finished run was silently re-scored on the new data (the README says: never)."""
+    config = experiment(data)
+    search(config)
+    first = retrain(config, published_genotype("radar"))
+    assert retrain(config, published_genotype("radar")).result == first.result  # same data: resumes
+    write_dataset(toy_dataset(12, seed=6, name="tiny"), str(data / "data"), overwrite=True)
+    for step in (lambda **kw: retrain(config, published_genotype("radar"), **kw),
+                 lambda **kw: search(config, **kw)):
+        with pytest.raises(ValueError, match=r"was run on other data than .*data holds now .*--no-resume"):
+            step()
+        assert len(step(resume=False).history) == 2
+
+
+def test_damaged_checkpoint_is_one_line_and_stale_temporaries_go(tmp_path):
+    (tmp_path / ".checkpoint-killed.tmp").write_bytes(b"half")
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint({"epoch": 1}, tmp_path)
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".checkpoint-*.tmp"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600
+    assert load_checkpoint(tmp_path) == {"epoch": 1}
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: damaged checkpoint .*--no-resume"):
+        load_checkpoint(tmp_path)
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="damaged checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_publishing_is_all_or_nothing_per_file(tmp_path):
+    """A run killed while writing its outputs left a half-written model.pt in the run folder."""
+    def killed(directory):
+        (directory / "model.pt").write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        publish(killed, str(tmp_path / "run"))
+    assert list((tmp_path / "run").iterdir()) == []
+
+    def write(directory):
+        for name in ("model.pt", "result.json"):
+            (directory / name).write_text(name)
+        return ["model.pt", "result.json"]
+
+    paths = publish(write, str(tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt", "result.json"]
+    assert paths["result.json"] == str(tmp_path / "run" / "result.json")
+
+
+def test_a_damaged_model_file_is_named(data):
+    outcome = retrain(experiment(data), published_genotype("radar"))
+    model = outcome.paths["model.pt"]
+    with open(model, "r+b") as handle:
+        handle.truncate(os.path.getsize(model) // 2)
+    with pytest.raises(ValueError, match="not a model saved by spdnas train, or damaged"):
+        load_model(model)
+
+
+def test_a_run_of_the_ray_backend_continues_on_the_local_one(data):
+    """The local backend ignored Ray's epoch_NNNN checkpoints and silently started over."""
+    config = experiment(data)
+    done = search(config)
+    folder = run_folder(config, "search")
+    state = load_checkpoint(os.path.join(folder, "checkpoint"))
+    ray_layout = os.path.join(folder, "epoch_0002")
+    os.makedirs(ray_layout)
+    shutil.move(os.path.join(folder, "checkpoint", "checkpoint.pt"),
+                os.path.join(ray_layout, "checkpoint.pt"))
+    os.makedirs(os.path.join(folder, "epoch_0003"))  # an upload cut short: skipped
+    open(os.path.join(folder, "epoch_0003", "checkpoint.pt"), "wb").close()
+    assert newest_state(folder)["epoch"] == 2
+    longer = search(experiment(data, "search.epochs=3"))
+    assert longer.history[:2] == done.history == state["history"]
+    assert len(longer.history) == 3
