@@ -25,7 +25,7 @@ from spdnas.data.storage import Folder
 from spdnas.data.validation import default_pd_rtol
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, split_experiment_data
-from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, newest_state, save_checkpoint
+from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, load_torch_file, newest_state, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.models.network import GenotypeNetwork
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
@@ -268,15 +268,7 @@ def resolve_genotype(spec: str) -> Genotype:
 
 def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
-    import pickle
-
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a model saved by spdnas train, or damaged ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    saved = load_torch_file(path, "not a model saved by spdnas train, or damaged")
     keys = set(saved) if isinstance(saved, dict) else set()
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
     if missing:

@@ -90,9 +90,10 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
     totals = torch.zeros(4, dtype=torch.float64)
     for step, train_batch, val_batch in zip(range(steps), train_iter, val_iter, strict=False):
-        with _diverging(_at("search", epoch, step)):
+        where = _at("search", epoch, step)
+        with _diverging(where):
             m = searcher.step(train_batch, val_batch)
-        _check_finite(_at("search", epoch, step), training_loss=m.train_loss, validation_loss=m.val_loss)
+        _check_finite(where, training_loss=m.train_loss, validation_loss=m.val_loss)
         totals += torch.tensor([m.train_loss * m.train_count, m.train_correct, m.train_count,
                                 m.val_loss * m.train_count], dtype=torch.float64)
         bar.update(loss=m.train_loss, acc=m.train_correct / max(m.train_count, 1), val_loss=m.val_loss)
@@ -117,11 +118,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     totals = torch.zeros(3, dtype=torch.float64)
     for step, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
         optimizer.zero_grad(set_to_none=True)
-        with _diverging(_at("train", epoch, step)):
+        where = _at("train", epoch, step)
+        with _diverging(where):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             value = float(loss.detach())
-            _check_finite(_at("train", epoch, step), training_loss=value)
+            _check_finite(where, training_loss=value)
             loss.backward()
         clip_and_reduce(params, grad_reduce, grad_clip)
         optimizer.step()

@@ -83,6 +83,21 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def load_torch_file(path: str | Path, what: str, hint: str = "",
+                    map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` of a file spdnas wrote; an empty, truncated or foreign file is a
+    ``ValueError`` ``"{path}: {what} ({error}){hint}"`` (a missing one stays ``FileNotFoundError``)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise ValueError(f"{path}: {what} ({type(exc).__name__}: {detail}){hint}") from None
+
+
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The state saved by :func:`save_checkpoint` in ``directory``.
 
@@ -93,16 +108,11 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     ValueError
         Naming the file if it is damaged (empty or truncated, e.g. after a machine crash).
     """
-    import pickle
-
     path = Path(directory) / CHECKPOINT_FILE
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-                         "start over (--no-resume) or give the run another name (name=...)") from None
+    state = load_torch_file(path, "damaged checkpoint", "; start over (--no-resume) or give the run "
+                            "another name (name=...)", map_location)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a checkpoint of spdnas (a {type(state).__name__})")
     return state
@@ -113,19 +123,16 @@ LOCAL_CHECKPOINT_DIR = "checkpoint"
 ``epoch_NNNN/`` folders there instead."""
 
 
-def newest_state(run_folder: str | Path, *extra: dict[str, Any], epoch_folders: bool = True
-                 ) -> dict[str, Any] | None:
-    """The furthest-along state among ``extra`` and the checkpoints in the local ``run_folder``:
-    the local backend's and (``epoch_folders``) the Ray backend's newest readable
-    ``epoch_NNNN``; None if there is none. A run may be started on one backend and resumed on
-    the other."""
+def newest_state(run_folder: str | Path) -> dict[str, Any] | None:
+    """The furthest-along state among the checkpoints in the local ``run_folder``: the local
+    backend's and the Ray backend's newest readable ``epoch_NNNN``; None if there is none. A run
+    may be started on the Ray backend and resumed on the local one."""
     folder = Path(run_folder)
-    found = list(extra)
+    found = []
     if (folder / LOCAL_CHECKPOINT_DIR / CHECKPOINT_FILE).exists():
         found.append(load_checkpoint(folder / LOCAL_CHECKPOINT_DIR))
-    epochs = sorted(p.parent for p in folder.glob(f"epoch_*/{CHECKPOINT_FILE}")) if epoch_folders else []
-    for directory in reversed(epochs):  # a folder of an upload cut short is skipped
-        try:
+    for directory in sorted((p.parent for p in folder.glob(f"epoch_*/{CHECKPOINT_FILE}")), reverse=True):
+        try:  # a folder of an upload cut short is skipped
             found.append(load_checkpoint(directory))
             break
         except ValueError:
