@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -39,8 +40,15 @@ from spdnas.distributed.worker import (
 )
 from spdnas.engine.runtime import available_cpus
 from spdnas.engine.splits import require_splits
-from spdnas.engine.state import load_checkpoint
-from spdnas.pipeline import Outcome, ensure_dataset, positive_definite_rtol, retrain_result, run_folder
+from spdnas.engine.state import CHECKPOINT_FILE, LOCAL_CHECKPOINT_DIR, load_checkpoint, ray_epochs
+from spdnas.pipeline import (
+    Outcome,
+    check_same_data,
+    ensure_dataset,
+    positive_definite_rtol,
+    retrain_result,
+    run_folder,
+)
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
 from spdnas.search.genotype import Genotype
 
@@ -87,6 +95,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     if not resume and folder.list_names():
         print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
         folder.clear()
+    check_same_data(config, folder, resume)
+    handover = _local_backend_state(folder) if resume else {}
     # Read into the object store before the workers take every CPU (reads need CPUs of their own).
     if dist.data == "replicate":  # every worker gets all rows
         datasets = {"data": ray_dataset(config.data.uri).materialize()}
@@ -98,7 +108,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     trainer = TorchTrainer(
         worker,
         train_loop_config={"experiment": config.to_dict(), "meta": meta, "cpus_per_worker": cpus,
-                           "run_uri": folder.uri, **extra},
+                           "run_uri": folder.uri, **handover, **extra},
         torch_config=TorchConfig(backend="nccl" if dist.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=dist.num_workers, use_gpu=dist.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
@@ -114,6 +124,21 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
         dataset_config=ray.train.DataConfig(datasets_to_split=list(datasets) if dist.data == "shard" else []),
     )
     return trainer, folder, DatasetMeta.from_dict(meta)
+
+
+def _local_backend_state(folder: Folder) -> dict[str, bytes]:
+    """``{"handover_state": bytes}``: the local backend's checkpoint of this run where it is further
+    along than the Ray backend's newest (a run continued on the local backend, now resumed on
+    Ray); the workers load it from these bytes, since another node cannot read this folder."""
+    if not folder.is_local:
+        return {}
+    directory = Path(folder.base) / LOCAL_CHECKPOINT_DIR
+    if not (directory / CHECKPOINT_FILE).exists():
+        return {}
+    local_epoch = int(load_checkpoint(directory)["epoch"])
+    if local_epoch <= max(ray_epochs(folder.base), default=0):
+        return {}
+    return {"handover_state": (directory / CHECKPOINT_FILE).read_bytes()}
 
 
 def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:

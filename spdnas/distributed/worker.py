@@ -31,7 +31,7 @@ from spdnas.distributed.collective import (
 from spdnas.engine.batches import Sharding
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, require_splits, split_experiment_data
-from spdnas.engine.state import load_checkpoint, save_checkpoint
+from spdnas.engine.state import CHECKPOINT_FILE, load_checkpoint, ray_checkpoint_name, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.search.genotype import Genotype
 
@@ -83,11 +83,26 @@ def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sh
     return Sharding(rank, world, local_data=True, steps=min_over_workers(local))
 
 
-def _restore(job) -> None:
+def _restore(job, loop_config: dict[str, Any]) -> bool:
+    """Load the run's newest state: Ray's latest checkpoint of it, or the state the driver handed
+    over (the local backend's, when further along). Returns whether it was the handed-over one,
+    which Ray's checkpoints do not hold."""
+    state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            job.load_state_dict(load_checkpoint(directory))
+            state = load_checkpoint(directory)
+    handed = None
+    if "handover_state" in loop_config:
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, CHECKPOINT_FILE).write_bytes(loop_config["handover_state"])
+            handed = load_checkpoint(directory)
+    if handed is not None and (state is None or int(handed["epoch"]) > int(state["epoch"])):
+        job.load_state_dict(handed)
+        return True
+    if state is not None:
+        job.load_state_dict(state)
+    return False
 
 
 def _scalars(record: dict[str, Any]) -> dict[str, float]:
@@ -97,20 +112,21 @@ def _scalars(record: dict[str, Any]) -> dict[str, float]:
 LIVE_METRICS = "live_metrics.jsonl"
 
 
-def _report(job, metrics: dict[str, Any], rank: int, run_uri: str, every: int) -> None:
+def _report(job, metrics: dict[str, Any], rank: int, run_uri: str, every: int,
+            new_state: bool = True) -> None:
     """Every worker reports; rank 0 rewrites the live metrics file (``live_metrics.jsonl`` in the
-    run folder: one JSON line per finished epoch) and attaches a checkpoint every ``every``
-    epochs and at the last one."""
+    run folder: one JSON line per finished epoch) and, for a ``new_state``, attaches a checkpoint
+    every ``every`` epochs and at the last one."""
     if rank == 0:
         lines = "".join(json.dumps(_scalars(r)) + "\n" for r in job.history)
         Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
-    if rank != 0 or (job.epoch % every and not job.finished):
+    if rank != 0 or not new_state or (job.epoch % every and not job.finished):
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
         save_checkpoint(job.state_dict(), directory)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory),
-                         checkpoint_dir_name=f"epoch_{job.epoch:04d}")
+                         checkpoint_dir_name=ray_checkpoint_name(job.epoch))
 
 
 def _maybe_fail(epoch: int, rank: int) -> None:
@@ -137,13 +153,13 @@ def search_worker(loop_config: dict[str, Any]) -> None:
                     sum_reduce)
     if world > 1 and config.distributed.sync_batchnorm:
         synchronise_batch_norms(job.searcher.supernet, world)
-    _restore(job)
+    handed_over = _restore(job, loop_config)
 
     def metrics_of(record: dict[str, Any]) -> dict[str, Any]:
         return {**_scalars(record), "genotype": Genotype.from_dict(record["genotype"]).to_json()}
 
-    if job.finished:  # a finished run, resumed: report its last epoch again, no new checkpoint
-        ray.train.report(metrics_of(job.history[-1]))
+    if job.finished:  # a finished run, resumed: report its last epoch again
+        _report(job, metrics_of(job.history[-1]), rank, loop_config["run_uri"], 1, new_state=handed_over)
     while not job.finished:
         record = job.run_epoch()
         _report(job, metrics_of(record), rank, loop_config["run_uri"], config.runtime.checkpoint_every)
@@ -162,13 +178,13 @@ def retrain_worker(loop_config: dict[str, Any]) -> None:
                    sum_reduce)
     if world > 1 and config.distributed.sync_batchnorm:
         synchronise_batch_norms(job.model, world)
-    _restore(job)
+    handed_over = _restore(job, loop_config)
 
     def final(metrics: dict[str, Any]) -> dict[str, Any]:
         return {**metrics, **job.test(data.test), "parameters": job.num_parameters}
 
-    if job.finished:  # a finished run, resumed: report its result again, no new checkpoint
-        ray.train.report(final(_scalars(job.history[-1])))
+    if job.finished:  # a finished run, resumed: report its result again
+        _report(job, final(_scalars(job.history[-1])), rank, loop_config["run_uri"], 1, new_state=handed_over)
     while not job.finished:
         record = job.run_epoch()
         metrics = final(_scalars(record)) if job.finished else _scalars(record)

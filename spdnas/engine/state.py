@@ -123,6 +123,19 @@ LOCAL_CHECKPOINT_DIR = "checkpoint"
 ``epoch_NNNN/`` folders there instead."""
 
 
+def ray_checkpoint_name(epoch: int) -> str:
+    """The folder of the Ray backend's checkpoint after ``epoch``, under the run folder."""
+    return f"epoch_{epoch:04d}"
+
+
+def ray_epochs(run_folder: str | Path) -> list[int]:
+    """The epochs of the Ray backend's checkpoints (``epoch_NNNN/checkpoint.pt``) in the local
+    ``run_folder``, newest first."""
+    names = (p.parent.name for p in Path(run_folder).glob(f"epoch_*/{CHECKPOINT_FILE}"))
+    return sorted((int(name.removeprefix("epoch_")) for name in names
+                   if name.removeprefix("epoch_").isdigit()), reverse=True)
+
+
 def newest_state(run_folder: str | Path) -> dict[str, Any] | None:
     """The furthest-along state among the checkpoints in the local ``run_folder``: the local
     backend's and the Ray backend's newest readable ``epoch_NNNN``; None if there is none. A run
@@ -131,9 +144,9 @@ def newest_state(run_folder: str | Path) -> dict[str, Any] | None:
     found = []
     if (folder / LOCAL_CHECKPOINT_DIR / CHECKPOINT_FILE).exists():
         found.append(load_checkpoint(folder / LOCAL_CHECKPOINT_DIR))
-    for directory in sorted((p.parent for p in folder.glob(f"epoch_*/{CHECKPOINT_FILE}")), reverse=True):
+    for epoch in ray_epochs(folder):
         try:  # a folder of an upload cut short is skipped
-            found.append(load_checkpoint(directory))
+            found.append(load_checkpoint(folder / ray_checkpoint_name(epoch)))
             break
         except ValueError:
             continue

@@ -122,6 +122,31 @@ def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in second.history]
 
 
+def test_a_run_moves_between_the_local_and_the_ray_backend(ray_session, dataset_uri, tmp_path):
+    """Ray started a run over that the local backend had continued (and a finished local run,
+    resumed on Ray, failed: 'the run left no checkpoint')."""
+    local = experiment(dataset_uri, str(tmp_path), "search.epochs=1", "name=move",
+                       "distributed.backend=local")
+    first = search(local)
+    again = search(experiment(dataset_uri, str(tmp_path), "search.epochs=1", "name=move"))
+    assert again.history == first.history  # finished: resumed, not run again
+    longer = experiment(dataset_uri, str(tmp_path), "search.epochs=2", "name=move")
+    outcome = search(longer)
+    assert outcome.history[0] == first.history[0]
+    assert_same_search_state(last_state(longer, "search"), single_process_reference(longer), tol=1e-8)
+
+
+def test_a_ray_run_refuses_a_dataset_made_again(ray_session, tmp_path):
+    uri = str(tmp_path / "data")
+    write_dataset(tiny_dataset(), uri)
+    config = experiment(uri, str(tmp_path / "out"), "search.epochs=1")
+    search(config)
+    write_dataset(toy_dataset(32, seed=6, name="tiny"), uri, overwrite=True)
+    with pytest.raises(ValueError, match=r"was run on other data than .* holds now .*--no-resume"):
+        search(config)
+    assert len(search(config, resume=False).history) == 1
+
+
 def test_bad_rows_fail_before_training(ray_session, tmp_path):
     from spdnas.data import DatasetValidationError
     from tests.data.conftest import rewrite_file
