@@ -150,16 +150,18 @@ DATA_RECORD = "data.json"
 
 
 def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> None:
-    """Record which data a run uses (``folder/data.json``: the dataset's file checksums); refuse
-    to resume a run that was made on other data at the same ``data.uri`` (a dataset made again
-    with other parameters), which would re-score or continue it on a mixture of both.
+    """Record which data a run uses (``folder/data.json``: the dataset's URI, name and a checksum
+    of its files' checksums); refuse to resume a run that was made on other data at the same
+    ``data.uri`` (a dataset made again with other parameters), which would re-score or continue
+    it on a mixture of both.
 
     Raises
     ------
     ValueError
         Naming the run folder and the dataset.
     """
-    files = Folder(config.data.uri).read_manifest()["files"]
+    manifest = Folder(config.data.uri).read_manifest()
+    files = manifest["files"]
     digest = hashlib.sha256(json.dumps(sorted((f["path"], f["sha256"]) for f in files)).encode()).hexdigest()
     if resume and folder.exists(DATA_RECORD):
         stored = json.loads(folder.read_bytes(DATA_RECORD)).get("sha256")
@@ -167,7 +169,8 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
             raise ValueError(f"{folder.display('')} was run on other data than {config.data.uri} holds now "
                              "(the dataset was made again or changed): start over (--no-resume) or give "
                              "the run another name (name=...)")
-    folder.write_bytes(DATA_RECORD, (json.dumps({"uri": config.data.uri, "sha256": digest}) + "\n").encode())
+    record = {"uri": config.data.uri, "name": manifest["meta"]["name"], "sha256": digest}
+    folder.write_bytes(DATA_RECORD, (json.dumps(record) + "\n").encode())
 
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:

@@ -164,3 +164,21 @@ def read_history(directory: Path | None) -> list[dict[str, Any]]:
     if directory is None or not (directory / "metrics.jsonl").is_file():
         return []
     return read_jsonl(directory / "metrics.jsonl")
+
+
+def recorded_datasets(experiment: Experiment, problems: list[str]) -> list[str]:
+    """``"name (uri)"`` of the datasets that the runs' search and train folders record in
+    ``data.json`` (written since spdnas checks a resumed run's data); unreadable records are
+    added to ``problems``."""
+    found = set()
+    for run in experiment.runs:
+        for folder in (run.search, run.train):
+            if folder is None or not (folder / "data.json").is_file():
+                continue
+            try:
+                record = read_json(folder / "data.json")
+                found.add(f"{record['name']} ({record['uri']})")
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{folder / 'data.json'}: {exc}")
+    return sorted(found)
+

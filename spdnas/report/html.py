@@ -18,7 +18,14 @@ from typing import Any
 
 import spdnas
 from spdnas.models.euclidean_genotype import OPS, SEARCH_SPACE, EuclideanGenotype
-from spdnas.report.experiment import Experiment, Run, load_experiment, read_history, read_json
+from spdnas.report.experiment import (
+    Experiment,
+    Run,
+    load_experiment,
+    read_history,
+    read_json,
+    recorded_datasets,
+)
 from spdnas.report.figures import curves_figure, data_uri, importance_figure
 from spdnas.report.importance import param_importances
 from spdnas.report.plots import (
@@ -364,6 +371,8 @@ def render_report(experiment: Experiment) -> tuple[str, list[str]]:
     provenance = _key_values([
         ("experiment", str(experiment.path)),
         ("kind", "benchmark (methods × datasets × seeds)" if experiment.is_benchmark else "single run"),
+        *([] if experiment.is_benchmark else [("dataset", ", ".join(recorded_datasets(experiment, problems))
+                                               or "not recorded in the run folders")]),
         ("generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("spdnas version", spdnas.__version__)])
     items = "".join(f'<li class="problem">{_e(p)}</li>' for p in problems)

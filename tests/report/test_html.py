@@ -104,11 +104,34 @@ def test_plain_run_folder(run_dir, tmp_path):
     assert h(page, "h2") == [title for _, title in SECTIONS]
     assert "No results.jsonl in this folder" in text
     assert "quickstart" in page.cells and "single run" in page.cells
+    assert "not recorded in the run folders" in page.cells  # made without spdnas search/train
     result = json.loads((run_dir / "train" / "result.json").read_text())
     assert f"{100 * result['test_accuracy']:.2f}" in page.cells and f"{result['parameters']:,}" in page.cells
     assert "No sweep/trials.jsonl" in text
     assert len(page.images) == 4  # α, cells, search curves, train curves
     assert "this run, epoch 2" in text
+
+
+def test_a_single_run_names_its_dataset(run_dir, tmp_path):
+    """The page named the run folder, never the dataset it was run on."""
+    from spdnas.data import write_dataset
+    from spdnas.data.storage import Folder
+    from spdnas.pipeline import check_same_data
+    from tests.helpers import toy_dataset
+
+    root = tmp_path / "named"
+    shutil.copytree(run_dir, root)
+    uri = tmp_path / "data"
+    write_dataset(toy_dataset(12, seed=5, name="tiny"), str(uri))
+    config = load_config(None, [f"data.uri={uri}", "data.builder=null"])
+    for step in ("search", "train"):  # what spdnas search and spdnas train record
+        check_same_data(config, Folder(str(root / step)), resume=True)
+    text, problems = render_report(load_experiment(root))
+    assert problems == [] and f"tiny ({uri})" in Page(text).cells
+    (root / "train" / "data.json").write_text("[")
+    text, problems = render_report(load_experiment(root))
+    assert any("data.json" in p and "not valid JSON" in p for p in problems)
+    assert f"tiny ({uri})" in Page(text).cells  # the search folder's record still names it
 
 
 def test_search_only_folder_says_what_is_missing(run_dir, tmp_path):
