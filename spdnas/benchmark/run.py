@@ -191,7 +191,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     """Run (or resume) every (dataset, method, seed) of ``config.benchmark``."""
     from spdnas.benchmark import baselines  # noqa: F401  (registers the baselines)
     from spdnas.benchmark.methods import METHODS
-    from spdnas.distributed.runner import ray_session
+    from spdnas.distributed.runner import ray_session, require_gpus
 
     config = with_absolute_paths(config)
     bench = config.benchmark
@@ -210,6 +210,8 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         import ray
 
         resources, fits = trial_resources(config, ray.cluster_resources())
+        if "GPU" in resources:
+            require_gpus(resources["GPU"], f"each benchmark trial (runtime.device={config.runtime.device})")
         concurrent = bench.max_concurrent_trials or fits
         trainable = tune.with_resources(
             tune.with_parameters(benchmark_trial, base=config.to_dict(), root=root.uri.rstrip("/")),

@@ -52,11 +52,14 @@ from spdnas.pipeline import (
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
 from spdnas.search.genotype import Genotype
 
+_embedded_ray = False  # whether ray_session started the Ray in use (on this machine, for this run)
+
 
 @contextmanager
 def ray_session(dist: DistributedConfig) -> Iterator[None]:
     """Use the Ray already connected, or the one at ``address``/``RAY_ADDRESS``, or start a
     private local one (this machine's CPUs, no dashboard unless asked) and stop it afterwards."""
+    global _embedded_ray
     if ray.is_initialized():
         yield
         return
@@ -66,10 +69,28 @@ def ray_session(dist: DistributedConfig) -> Iterator[None]:
     else:  # workers' logs stay in Ray's session folder; progress comes from the live metrics
         ray.init(num_cpus=available_cpus(), include_dashboard=dist.dashboard,
                  logging_level=logging.WARNING, log_to_driver=dist.dashboard)
+    _embedded_ray = not address
     try:
         yield
     finally:
+        _embedded_ray = False
         ray.shutdown()
+
+
+def require_gpus(needed: float, what: str) -> None:
+    """Check that the Ray in use has ``needed`` GPUs for ``what``: the embedded Ray (no cluster)
+    cannot get more, so that is an error (the work would wait for ever); a cluster's autoscaler
+    may add GPU nodes, so there it is a warning that the work waits for them."""
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if needed <= have:
+        return
+    if _embedded_ray:
+        raise ValueError(f"{what} needs {needed:g} GPU(s), and this machine's Ray has {have:g}: run on "
+                         "runtime.device=cpu (with distributed.use_gpu=false), or on a Ray cluster with "
+                         "GPUs (distributed.address or RAY_ADDRESS)")
+    print(f"warning: {what} needs {needed:g} GPU(s), and the Ray cluster has {have:g} now; it waits until "
+          "GPU nodes join (an autoscaler adding them). On a cluster without any, stop it and use "
+          "runtime.device=cpu", file=sys.stderr, flush=True)
 
 
 def _cpus_per_worker(dist: DistributedConfig) -> float:
@@ -85,6 +106,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     if config.runtime.device.startswith("cuda") and not dist.use_gpu:
         raise ValueError(f"runtime.device={config.runtime.device} on Ray: set distributed.use_gpu=true "
                          "(Ray then gives each worker its own GPU; without it the workers hold none)")
+    if dist.use_gpu:
+        require_gpus(dist.num_workers, f"the {step} (distributed.use_gpu=true, one GPU per worker)")
     folder = Folder(run_folder(config, step))
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]

@@ -186,7 +186,7 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
     with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
-    from spdnas.distributed.runner import ray_session
+    from spdnas.distributed.runner import ray_session, require_gpus
 
     config = with_absolute_paths(config)
     sweep = config.sweep
@@ -198,6 +198,9 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     trials_folder = run_folder(config, "sweep/trials")
     with ray_session(config.distributed):
+        if config.distributed.use_gpu:
+            require_gpus(config.distributed.num_workers,
+                         "each sweep trial (distributed.use_gpu=true, one GPU per worker)")
         base = _share_cpus(config).to_dict()
         # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
         trainable = tune.with_resources(

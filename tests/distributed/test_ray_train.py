@@ -147,6 +147,16 @@ def test_a_ray_run_refuses_a_dataset_made_again(ray_session, tmp_path):
     assert len(search(config, resume=False).history) == 1
 
 
+def test_gpu_work_on_a_cluster_without_gpus_now_waits_with_a_warning(ray_session, capsys):
+    """Not the embedded Ray (a fixture's: like a cluster the command connected to), where an
+    autoscaler may still add GPU nodes."""
+    from spdnas.distributed.runner import require_gpus
+
+    require_gpus(2, "the search")
+    warning = capsys.readouterr().err
+    assert "warning: the search needs 2 GPU(s), and the Ray cluster has 0 now; it waits" in warning
+
+
 def test_bad_rows_fail_before_training(ray_session, tmp_path):
     from spdnas.data import DatasetValidationError
     from tests.data.conftest import rewrite_file
