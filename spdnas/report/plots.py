@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Text
 
 from spdnas.models.euclidean_genotype import EuclideanGenotype
 from spdnas.search.genotype import Genotype
@@ -84,39 +89,72 @@ def euclidean_alpha_figure(weights: list[list[float]], ops: list[str], steps: in
 Edge = tuple[str, int, int, str]
 
 
-def _draw_graph(ax, steps: int, edges: list[Edge], concat: list[int], title: str) -> None:
+LABEL_POSITIONS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75)
+"""Where along its arc an edge label may sit (Bézier parameter), tried in this order."""
+
+
+@dataclass
+class _EdgeLabel:
+    text: Text
+    start: tuple[float, float]
+    end: tuple[float, float]
+    rad: float
+
+
+def _draw_graph(ax, steps: int, edges: list[Edge], concat: list[int],
+                title: str) -> tuple[list[Text], list[_EdgeLabel]]:
     """A cell as a graph: ``edges`` are ``(operation, input, target node, colour)``; dashed arrows
-    run from the ``concat`` nodes to the cell output."""
+    run from the ``concat`` nodes to the cell output. Returns the node boxes and the edge labels
+    (placed by :func:`_untangle` once the figure's layout is final)."""
     pos = {0: (0.0, 1.0), 1: (0.0, -1.0)}
     for i in range(steps):
         pos[i + 2] = (1.0 + i, 0.9 if i % 2 == 0 else -0.9)
     out = steps + 2
     pos[out] = (steps + 1.0, 0.0)
+    nodes = []
     for node, (x, y) in pos.items():
         label = "c_{k}" if node == out else node_label(node)
         color = "#9ecae1" if node < 2 else ("#fdd0a2" if node == out else "#c7e9c0")
-        ax.text(x, y, label, ha="center", va="center", fontsize=10,
-                bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "black"})
+        nodes.append(ax.text(x, y, label, ha="center", va="center", fontsize=10,
+                             bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "black"}))
+    labels = []
     for index, (op, src, dst, color) in enumerate(edges):
-        (x0, y0), (x1, y1) = pos[src], pos[dst]
         rad = 0.25 if index % 2 else -0.25
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "->", "connectionstyle": f"arc3,rad={rad}", "lw": 1.2,
-                                "shrinkA": 14, "shrinkB": 14})
-        # label at the middle of matplotlib's arc3 Bézier curve
-        dx, dy = x1 - x0, y1 - y0
-        mx, my = (x0 + x1) / 2 + rad * dy / 2, (y0 + y1) / 2 - rad * dx / 2
-        ax.text(mx, my, op, fontsize=8, ha="center", va="center", color=color,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        ax.add_patch(FancyArrowPatch(pos[src], pos[dst], arrowstyle="->", connectionstyle=f"arc3,rad={rad}",
+                                     lw=1.2, shrinkA=14, shrinkB=14, mutation_scale=10))
+        text = ax.text(*pos[src], op, fontsize=8, ha="center", va="center", color=color,
+                       bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        text.set_in_layout(False)  # moved after the layout is made (_untangle): it must not change it
+        labels.append(_EdgeLabel(text, pos[src], pos[dst], rad))
     for node in concat:
-        (x0, y0), (x1, y1) = pos[node], pos[out]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "->", "ls": "--", "color": "gray",
-                                "shrinkA": 14, "shrinkB": 14})
+        ax.add_patch(FancyArrowPatch(pos[node], pos[out], arrowstyle="->", ls="--", color="gray",
+                                     shrinkA=14, shrinkB=14, mutation_scale=10))
     ax.set_xlim(-0.6, steps + 1.6)
     ax.set_ylim(-1.6, 1.6)
     ax.axis("off")
     ax.set_title(title)
+    return nodes, labels
+
+
+def _untangle(fig: Figure, graphs: list[tuple[Any, list[Text], list[_EdgeLabel]]]) -> None:
+    """Put each edge label on its arrow (the arc3 connection: a quadratic Bézier in display space
+    between the two node centres), at the first of :data:`LABEL_POSITIONS` where it covers no
+    node and no label placed before it; one that fits nowhere stays at the middle of its arrow."""
+    fig.canvas.draw()  # the final layout: display coordinates are known
+    renderer = fig.canvas.get_renderer()
+    for ax, nodes, labels in graphs:
+        taken = [node.get_window_extent(renderer).padded(6) for node in nodes]
+        to_data = ax.transData.inverted()
+        for label in labels:
+            a, b = ax.transData.transform(label.start), ax.transData.transform(label.end)
+            control = (a + b) / 2 + label.rad * np.array([b[1] - a[1], a[0] - b[0]])
+            for t in (*LABEL_POSITIONS, 0.5):
+                label.text.set_position(to_data.transform((1 - t) ** 2 * a + 2 * (1 - t) * t * control
+                                                          + t ** 2 * b))
+                box = label.text.get_window_extent(renderer).padded(2)
+                if not any(box.overlaps(other) for other in taken):
+                    break
+            taken.append(box)
 
 
 def _spd_edges(genotype: Genotype, kind: str) -> list[Edge]:
@@ -127,11 +165,12 @@ def _spd_edges(genotype: Genotype, kind: str) -> list[Edge]:
 def cells_figure(genotype: Genotype, title: str = "") -> Figure:
     """The derived normal and reduction cells drawn as graphs (blue ops: reduced)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
-    for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True):
-        _draw_graph(ax, genotype.steps, _spd_edges(genotype, kind), list(genotype.concat(kind)),
-                    f"{kind} cell")
+    graphs = [(ax, *_draw_graph(ax, genotype.steps, _spd_edges(genotype, kind), list(genotype.concat(kind)),
+                                f"{kind} cell"))
+              for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True)]
     if title:
         fig.suptitle(title)
+    _untangle(fig, graphs)
     return fig
 
 
@@ -140,9 +179,11 @@ def euclidean_cell_figure(genotype: EuclideanGenotype, title: str = "") -> Figur
     feeds the cell output)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
     edges = [(op, i, node, "#006d2c") for op, i, node in genotype.edges]
-    _draw_graph(ax, genotype.steps, edges, list(range(2, 2 + genotype.steps)), "cell (shared by every cell)")
+    graph = _draw_graph(ax, genotype.steps, edges, list(range(2, 2 + genotype.steps)),
+                        "cell (shared by every cell)")
     if title:
         fig.suptitle(title)
+    _untangle(fig, [(ax, *graph)])
     return fig
 
 
