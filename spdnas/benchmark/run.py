@@ -211,7 +211,8 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
 
         resources, fits = trial_resources(config, ray.cluster_resources())
         if "GPU" in resources:
-            require_gpus(resources["GPU"], f"each benchmark trial (runtime.device={config.runtime.device})")
+            require_gpus(resources["GPU"], f"each benchmark trial (runtime.device={config.runtime.device})",
+                         "benchmark.gpus_per_trial")
         concurrent = bench.max_concurrent_trials or fits
         trainable = tune.with_resources(
             tune.with_parameters(benchmark_trial, base=config.to_dict(), root=root.uri.rstrip("/")),

@@ -77,17 +77,19 @@ def ray_session(dist: DistributedConfig) -> Iterator[None]:
         ray.shutdown()
 
 
-def require_gpus(needed: float, what: str) -> None:
+def require_gpus(needed: float, what: str, fewer: str) -> None:
     """Check that the Ray in use has ``needed`` GPUs for ``what``: the embedded Ray (no cluster)
     cannot get more, so that is an error (the work would wait for ever); a cluster's autoscaler
-    may add GPU nodes, so there it is a warning that the work waits for them."""
+    may add GPU nodes, so there it is a warning that the work waits for them. ``fewer`` names the
+    setting that asks for fewer GPUs, for the message."""
     have = ray.cluster_resources().get("GPU", 0.0)
     if needed <= have:
         return
     if _embedded_ray:
-        raise ValueError(f"{what} needs {needed:g} GPU(s), and this machine's Ray has {have:g}: run on "
-                         "runtime.device=cpu (with distributed.use_gpu=false), or on a Ray cluster with "
-                         "GPUs (distributed.address or RAY_ADDRESS)")
+        way = f"ask for fewer ({fewer}) or " if have > 0 else ""
+        raise ValueError(f"{what} needs {needed:g} GPU(s), and this machine's Ray has {have:g}: {way}run on "
+                         "runtime.device=cpu, or on a Ray cluster with GPUs (distributed.address or "
+                         "RAY_ADDRESS)")
     print(f"warning: {what} needs {needed:g} GPU(s), and the Ray cluster has {have:g} now; it waits until "
           "GPU nodes join (an autoscaler adding them). On a cluster without any, stop it and use "
           "runtime.device=cpu", file=sys.stderr, flush=True)
@@ -107,7 +109,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
         raise ValueError(f"runtime.device={config.runtime.device} on Ray: set distributed.use_gpu=true "
                          "(Ray then gives each worker its own GPU; without it the workers hold none)")
     if dist.use_gpu:
-        require_gpus(dist.num_workers, f"the {step} (distributed.use_gpu=true, one GPU per worker)")
+        require_gpus(dist.num_workers, f"the {step} (distributed.use_gpu=true, one GPU per worker)",
+                     "distributed.num_workers")
     folder = Folder(run_folder(config, step))
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]
@@ -149,19 +152,25 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     return trainer, folder, DatasetMeta.from_dict(meta)
 
 
-def _local_backend_state(folder: Folder) -> dict[str, bytes]:
-    """``{"handover_state": bytes}``: the local backend's checkpoint of this run where it is further
-    along than the Ray backend's newest (a run continued on the local backend, now resumed on
-    Ray); the workers load it from these bytes, since another node cannot read this folder."""
+def _local_backend_state(folder: Folder) -> dict[str, Any]:
+    """``{"handover_state": ObjectRef}``: the local backend's checkpoint of this run (its bytes in
+    Ray's object store, so that workers on other nodes can read it) where it is further along
+    than the Ray backend's newest (a run continued on the local backend, now resumed on Ray). A
+    damaged one is skipped with a warning (Ray's own checkpoints still hold the run)."""
     if not folder.is_local:
         return {}
     directory = Path(folder.base) / LOCAL_CHECKPOINT_DIR
     if not (directory / CHECKPOINT_FILE).exists():
         return {}
-    local_epoch = int(load_checkpoint(directory)["epoch"])
+    try:
+        local_epoch = int(load_checkpoint(directory)["epoch"])
+    except ValueError:
+        print(f"warning: {directory / CHECKPOINT_FILE} (the local backend's checkpoint) cannot be read; the "
+              "run continues from the Ray backend's checkpoints, if any", file=sys.stderr, flush=True)
+        return {}
     if local_epoch <= max(ray_epochs(folder.base), default=0):
         return {}
-    return {"handover_state": (directory / CHECKPOINT_FILE).read_bytes()}
+    return {"handover_state": ray.put((directory / CHECKPOINT_FILE).read_bytes())}
 
 
 def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:

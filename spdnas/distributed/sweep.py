@@ -199,8 +199,8 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     trials_folder = run_folder(config, "sweep/trials")
     with ray_session(config.distributed):
         if config.distributed.use_gpu:
-            require_gpus(config.distributed.num_workers,
-                         "each sweep trial (distributed.use_gpu=true, one GPU per worker)")
+            require_gpus(config.distributed.num_workers, "each sweep trial (distributed.use_gpu=true, one "
+                         "GPU per worker)", "distributed.num_workers")
         base = _share_cpus(config).to_dict()
         # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
         trainable = tune.with_resources(

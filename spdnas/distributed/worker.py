@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import ray.train
 import ray.train.torch
 
@@ -95,7 +96,7 @@ def _restore(job, loop_config: dict[str, Any]) -> bool:
     handed = None
     if "handover_state" in loop_config:
         with tempfile.TemporaryDirectory() as directory:
-            Path(directory, CHECKPOINT_FILE).write_bytes(loop_config["handover_state"])
+            Path(directory, CHECKPOINT_FILE).write_bytes(ray.get(loop_config["handover_state"]))
             handed = load_checkpoint(directory)
     if handed is not None and (state is None or int(handed["epoch"]) > int(state["epoch"])):
         job.load_state_dict(handed)

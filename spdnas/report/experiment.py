@@ -177,8 +177,12 @@ def recorded_datasets(experiment: Experiment, problems: list[str]) -> list[str]:
                 continue
             try:
                 record = read_json(folder / "data.json")
-                found.add(f"{record['name']} ({record['uri']})")
-            except (ValueError, KeyError) as exc:
-                problems.append(f"{folder / 'data.json'}: {exc}")
+            except ValueError as exc:  # names the file
+                problems.append(str(exc))
+                continue
+            if "uri" not in record:
+                problems.append(f"{folder / 'data.json'}: no 'uri'")
+            else:  # records written before the name was recorded have the URI only
+                found.add(f"{record['name']} ({record['uri']})" if "name" in record else str(record["uri"]))
     return sorted(found)
 

@@ -51,3 +51,15 @@ def test_a_cuda_benchmark_on_an_embedded_ray_without_gpus_fails_at_once(uri, tmp
         f"benchmark.datasets=[{{name: tiny, data: {{uri: {uri}, builder: null}}}}]"])
     with pytest.raises(ValueError, match=r"^each benchmark trial \(runtime.device=cuda\) needs 1 GPU\(s\)"):
         run_benchmark(config)
+
+
+@pytest.mark.parametrize(("have", "way"), [(0.0, "run on runtime.device=cpu"),
+                                           (1.0, r"ask for fewer \(distributed.num_workers\) or run on")])
+def test_the_message_names_the_way_out(monkeypatch, have, way):
+    from spdnas.distributed import runner
+
+    monkeypatch.setattr(runner, "_embedded_ray", True)
+    monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"GPU": have})
+    with pytest.raises(ValueError, match=f"needs 2 GPU\\(s\\), and this machine's Ray has {have:g}: {way}"):
+        runner.require_gpus(2, "the search", "distributed.num_workers")
+

@@ -122,18 +122,27 @@ def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in second.history]
 
 
-def test_a_run_moves_between_the_local_and_the_ray_backend(ray_session, dataset_uri, tmp_path):
+def test_a_run_moves_between_the_local_and_the_ray_backend(ray_session, dataset_uri, tmp_path, capsys):
     """Ray started a run over that the local backend had continued (and a finished local run,
     resumed on Ray, failed: 'the run left no checkpoint')."""
-    local = experiment(dataset_uri, str(tmp_path), "search.epochs=1", "name=move",
-                       "distributed.backend=local")
-    first = search(local)
-    again = search(experiment(dataset_uri, str(tmp_path), "search.epochs=1", "name=move"))
-    assert again.history == first.history  # finished: resumed, not run again
-    longer = experiment(dataset_uri, str(tmp_path), "search.epochs=2", "name=move")
-    outcome = search(longer)
+    def step(epochs: int, backend: str):
+        return experiment(dataset_uri, str(tmp_path), f"search.epochs={epochs}", f"train.epochs={epochs}",
+                          "name=move", f"distributed.backend={backend}")
+
+    first = search(step(1, "local"))
+    assert search(step(1, "ray")).history == first.history  # finished: resumed, not run again
+    search(step(2, "local"))  # Ray's epoch_0001 and the local checkpoint of epoch 2 ...
+    outcome = search(step(3, "ray"))  # ... continue from the further along
     assert outcome.history[0] == first.history[0]
-    assert_same_search_state(last_state(longer, "search"), single_process_reference(longer), tol=1e-8)
+    assert_same_search_state(last_state(step(3, "ray"), "search"), single_process_reference(step(3, "ray")),
+                             tol=1e-8)
+    local_checkpoint = Path(run_folder(step(3, "ray"), "search")) / "checkpoint" / "checkpoint.pt"
+    local_checkpoint.write_bytes(b"damaged")  # Ray's own checkpoints still hold the run
+    capsys.readouterr()
+    assert search(step(3, "ray")).history == outcome.history
+    assert "checkpoint.pt (the local backend's checkpoint) cannot be read" in capsys.readouterr().err
+    trained = retrain(step(1, "local"), published_genotype("radar"))
+    assert retrain(step(1, "ray"), published_genotype("radar")).result == trained.result
 
 
 def test_a_ray_run_refuses_a_dataset_made_again(ray_session, tmp_path):
@@ -152,7 +161,7 @@ def test_gpu_work_on_a_cluster_without_gpus_now_waits_with_a_warning(ray_session
     autoscaler may still add GPU nodes."""
     from spdnas.distributed.runner import require_gpus
 
-    require_gpus(2, "the search")
+    require_gpus(2, "the search", "distributed.num_workers")
     warning = capsys.readouterr().err
     assert "warning: the search needs 2 GPU(s), and the Ray cluster has 0 now; it waits" in warning
 

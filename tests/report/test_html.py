@@ -130,8 +130,12 @@ def test_a_single_run_names_its_dataset(run_dir, tmp_path):
     assert problems == [] and f"tiny ({uri})" in Page(text).cells
     (root / "train" / "data.json").write_text("[")
     text, problems = render_report(load_experiment(root))
-    assert any("data.json" in p and "not valid JSON" in p for p in problems)
+    assert problems == [f"{root / 'train' / 'data.json'}: not valid JSON (Expecting value)"]
     assert f"tiny ({uri})" in Page(text).cells  # the search folder's record still names it
+    for step in ("search", "train"):  # as recorded before the name was: the URI only
+        (root / step / "data.json").write_text(json.dumps({"uri": str(uri), "sha256": "0" * 64}))
+    text, problems = render_report(load_experiment(root))
+    assert problems == [] and str(uri) in Page(text).cells
 
 
 def test_search_only_folder_says_what_is_missing(run_dir, tmp_path):
