@@ -122,27 +122,34 @@ def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in second.history]
 
 
-def test_a_run_moves_between_the_local_and_the_ray_backend(ray_session, dataset_uri, tmp_path, capsys):
+def moving_run(dataset_uri: str, tmp_path, epochs: int, backend: str):
+    return experiment(dataset_uri, str(tmp_path), f"search.epochs={epochs}", f"train.epochs={epochs}",
+                      "name=move", f"distributed.backend={backend}")
+
+
+def test_a_run_moves_between_the_local_and_the_ray_backend(ray_session, dataset_uri, tmp_path):
     """Ray started a run over that the local backend had continued (and a finished local run,
     resumed on Ray, failed: 'the run left no checkpoint')."""
-    def step(epochs: int, backend: str):
-        return experiment(dataset_uri, str(tmp_path), f"search.epochs={epochs}", f"train.epochs={epochs}",
-                          "name=move", f"distributed.backend={backend}")
-
-    first = search(step(1, "local"))
-    assert search(step(1, "ray")).history == first.history  # finished: resumed, not run again
-    search(step(2, "local"))  # Ray's epoch_0001 and the local checkpoint of epoch 2 ...
-    outcome = search(step(3, "ray"))  # ... continue from the further along
+    first = search(moving_run(dataset_uri, tmp_path, 1, "local"))
+    assert search(moving_run(dataset_uri, tmp_path, 1, "ray")).history == first.history  # not run again
+    search(moving_run(dataset_uri, tmp_path, 2, "local"))  # Ray's epoch_0001 and the local epoch 2 ...
+    longer = moving_run(dataset_uri, tmp_path, 3, "ray")
+    outcome = search(longer)  # ... continue from the further along
     assert outcome.history[0] == first.history[0]
-    assert_same_search_state(last_state(step(3, "ray"), "search"), single_process_reference(step(3, "ray")),
-                             tol=1e-8)
-    local_checkpoint = Path(run_folder(step(3, "ray"), "search")) / "checkpoint" / "checkpoint.pt"
+    assert_same_search_state(last_state(longer, "search"), single_process_reference(longer), tol=1e-8)
+
+
+@pytest.mark.slow
+def test_a_finished_local_retraining_and_a_damaged_local_checkpoint_on_ray(ray_session, dataset_uri,
+                                                                          tmp_path, capsys):
+    trained = retrain(moving_run(dataset_uri, tmp_path, 1, "local"), published_genotype("radar"))
+    on_ray = moving_run(dataset_uri, tmp_path, 1, "ray")
+    assert retrain(on_ray, published_genotype("radar")).result == trained.result
+    local_checkpoint = Path(run_folder(on_ray, "train")) / "checkpoint" / "checkpoint.pt"
     local_checkpoint.write_bytes(b"damaged")  # Ray's own checkpoints still hold the run
     capsys.readouterr()
-    assert search(step(3, "ray")).history == outcome.history
+    assert retrain(on_ray, published_genotype("radar")).result == trained.result
     assert "checkpoint.pt (the local backend's checkpoint) cannot be read" in capsys.readouterr().err
-    trained = retrain(step(1, "local"), published_genotype("radar"))
-    assert retrain(step(1, "ray"), published_genotype("radar")).result == trained.result
 
 
 def test_a_ray_run_refuses_a_dataset_made_again(ray_session, tmp_path):
