@@ -25,6 +25,7 @@ from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_over
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary
 from spdnas.pipeline import (
+    check_same_data,
     check_same_experiment,
     ensure_dataset,
     load_experiment_data,
@@ -204,6 +205,9 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     if not resume:
         _delete_earlier(root)
     check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
+    for entry in bench.datasets:  # a dataset made again at its URI would mix old and new trials
+        runs = Folder(f"{root.uri.rstrip('/')}/runs/{entry.name}")
+        check_same_data(dataset_config(config, entry.name), runs, resume)
     expected = len(bench.datasets) * len(bench.methods) * len(bench.seeds)
     progress = [Progress(expected)] if config.runtime.progress else []
     with ray_session(config.distributed):

@@ -100,6 +100,12 @@ def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, 
                               "benchmark.seeds=[0,1,2]")
     with pytest.raises(ConfigError, match=r"other settings \(benchmark.seeds\).*--no-resume"):
         run_benchmark(more_seeds)  # finished trials of other settings are not mixed in
+    from spdnas.data import write_dataset
+    from tests.helpers import toy_dataset
+
+    write_dataset(toy_dataset(32, seed=6, name="tiny"), str(tmp_path / "datasets" / "tiny"), overwrite=True)
+    with pytest.raises(ValueError, match=r"bm/runs/tiny/ was run on other data than .* holds now"):
+        run_benchmark(config)  # nor finished trials of other data made at the same place
 
 
 def test_dataset_overrides_apply_to_their_dataset_only(dataset_uri):  # noqa: F811
