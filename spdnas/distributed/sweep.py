@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
 from spdnas.data.storage import Folder
 from spdnas.pipeline import (
+    check_same_data,
     check_same_experiment,
     ensure_dataset,
     resolve_genotype,
@@ -196,6 +197,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
+    check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     trials_folder = run_folder(config, "sweep/trials")
     with ray_session(config.distributed):
         if config.distributed.use_gpu:

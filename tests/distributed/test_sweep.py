@@ -104,3 +104,12 @@ def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
     output, _ = changed.communicate(timeout=300)
     assert changed.returncode == 2, output[-3000:]
     assert "holds a sweep with other settings (sweep.seeds): run with --no-resume" in output
+
+    from tests.helpers import toy_dataset
+
+    write_dataset(toy_dataset(32, seed=6, name="tiny"), str(tmp_path / "tiny"), overwrite=True)
+    remade = spdnas("sweep", "--config", str(config))  # other data at the same place
+    output, _ = remade.communicate(timeout=300)
+    assert remade.returncode == 1, output[-3000:]  # a user error: one line, no traceback
+    assert "sw/sweep/ was run on other data than" in output
+
