@@ -20,6 +20,7 @@ import torch
 
 from spdnas.config import ConfigError, DataConfig, ExperimentConfig, config_from_dict
 from spdnas.data import SPDDataset, make_dataset, read_dataset
+from spdnas.data.s3 import is_s3_uri
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder
 from spdnas.data.validation import default_pd_rtol
@@ -186,11 +187,10 @@ def run_folder(config: ExperimentConfig, step: str) -> str:
 
 
 def _local_folder(config: ExperimentConfig, step: str) -> Path:
-    folder = Folder(run_folder(config, step))
-    if not folder.is_local:
+    if is_s3_uri(config.runtime.output_dir):
         raise ValueError("distributed.backend=local writes to a local runtime.output_dir; "
                          "use the ray backend for s3:// storage")
-    return Path(folder.base)
+    return Path(run_folder(config, step))
 
 
 def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
@@ -222,8 +222,8 @@ def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
         from spdnas.distributed.runner import run_search
 
         return run_search(config, resume)
-    data = load_experiment_data(config)
     folder = _local_folder(config, "search")
+    data = load_experiment_data(config)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
     _run_local(job, folder, config, resume)
     genotype = job.genotype()
@@ -238,8 +238,8 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
         from spdnas.distributed.runner import run_retrain
 
         return run_retrain(config, genotype, resume)
-    data = load_experiment_data(config)
     folder = _local_folder(config, "train")
+    data = load_experiment_data(config)
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
     _run_local(job, folder, config, resume)
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)

@@ -108,3 +108,12 @@ def test_a_run_of_the_ray_backend_continues_on_the_local_one(data):
     longer = search(experiment(data, "search.epochs=3"))
     assert longer.history[:2] == done.history == state["history"]
     assert len(longer.history) == 3
+
+
+def test_the_local_backend_refuses_s3_output_before_reading_the_data(tmp_path):
+    """It loaded (and validated) the whole dataset first, here a missing one."""
+    config = experiment(tmp_path, "runtime.output_dir=s3://bucket/runs")
+    for step in (lambda: search(config), lambda: retrain(config, published_genotype("radar"))):
+        with pytest.raises(ValueError, match=r"^distributed.backend=local writes to a local runtime"):
+            step()
+
