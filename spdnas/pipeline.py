@@ -119,6 +119,26 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+EXPERIMENT_FILES = {"benchmark": "benchmark_config.json", "sweep": "sweep_config.json"}
+"""The file in which each kind of Tune experiment records its settings, in its folder."""
+
+
+def check_no_other_experiment(root: Folder, kind: str) -> None:
+    """Refuse to run a ``kind`` experiment ("benchmark" or "sweep") in a folder that holds one of
+    the other kind: both keep Ray Tune's state in ``tune/``, so one would restore the other's
+    trials, or delete them on ``--no-resume``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the experiment found.
+    """
+    for other, filename in EXPERIMENT_FILES.items():
+        if other != kind and root.exists(filename):
+            raise ConfigError(f"{root.display('')} holds a {other} ({filename}); a {kind} there would share "
+                              f"its Tune state (tune/): give the {kind} another name (name=...)")
+
+
 def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, filename: str,
                           run_only: tuple[str, ...], kind: str) -> None:
     """Record the experiment in ``root/filename``; refuse to resume one made with other settings
@@ -148,11 +168,12 @@ def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, 
 
 
 DATA_RECORD = "data.json"
+DIGEST_KEY = "content_sha256"
 
 
 def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> None:
     """Record which data a run uses (``folder/data.json``: the dataset's URI, name and a checksum
-    of its files' checksums); refuse to resume a run that was made on other data at the same
+    of its files' contents in order); refuse to resume a run that was made on other data at the same
     ``data.uri`` (a dataset made again with other parameters), which would re-score or continue
     it on a mixture of both.
 
@@ -162,15 +183,15 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
         Naming the run folder and the dataset.
     """
     manifest = Folder(config.data.uri).read_manifest()
-    files = manifest["files"]
-    digest = hashlib.sha256(json.dumps(sorted((f["path"], f["sha256"]) for f in files)).encode()).hexdigest()
+    # the files' contents in row order, not their names (which carry the write's generation)
+    digest = hashlib.sha256(json.dumps([f["sha256"] for f in manifest["files"]]).encode()).hexdigest()
     if resume and folder.exists(DATA_RECORD):
-        stored = json.loads(folder.read_bytes(DATA_RECORD)).get("sha256")
+        stored = json.loads(folder.read_bytes(DATA_RECORD)).get(DIGEST_KEY, digest)  # older records: none
         if stored != digest:
             raise ValueError(f"{folder.display('')} was run on other data than {config.data.uri} holds now "
                              "(the dataset was made again or changed): start over (--no-resume) or give "
                              "the run another name (name=...)")
-    record = {"uri": config.data.uri, "name": manifest["meta"]["name"], "sha256": digest}
+    record = {"uri": config.data.uri, "name": manifest["meta"]["name"], DIGEST_KEY: digest}
     folder.write_bytes(DATA_RECORD, (json.dumps(record) + "\n").encode())
 
 

@@ -25,6 +25,8 @@ from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_over
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary
 from spdnas.pipeline import (
+    EXPERIMENT_FILES,
+    check_no_other_experiment,
     check_same_data,
     check_same_experiment,
     ensure_dataset,
@@ -148,7 +150,7 @@ def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str
             **{f"table.{k}": root.display(Path(v).name) for k, v in tables.items()}}
 
 
-EXPERIMENT_FILE = "benchmark_config.json"
+EXPERIMENT_FILE = EXPERIMENT_FILES["benchmark"]
 # settings that may change between a run and its resumption: they change no result
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
             "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial",
@@ -160,8 +162,8 @@ OWN_FOLDERS = ("runs", "tune")
 
 
 def _delete_earlier(root: Folder) -> None:
-    """Delete an earlier benchmark's files and folders (not the single runs or the sweep under
-    the same name)."""
+    """Delete an earlier benchmark's files and folders (not the single runs under the same name;
+    a sweep there is refused first, see :func:`check_no_other_experiment`)."""
     names = [n for n in root.list_names() if n in OWN_FILES or n.split("/")[0] in OWN_FOLDERS]
     if names:
         print(f"starting over: deleting the earlier benchmark in {root.uri} ({len(names)} files)",
@@ -202,6 +204,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     for entry in bench.datasets:
         ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
     root = Folder(run_folder(config, ""))
+    check_no_other_experiment(root, "benchmark")
     if not resume:
         _delete_earlier(root)
     check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")

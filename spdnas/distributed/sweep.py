@@ -22,6 +22,8 @@ from ray.tune.search.optuna import OptunaSearch
 from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
 from spdnas.data.storage import Folder
 from spdnas.pipeline import (
+    EXPERIMENT_FILES,
+    check_no_other_experiment,
     check_same_data,
     check_same_experiment,
     ensure_dataset,
@@ -31,7 +33,7 @@ from spdnas.pipeline import (
 )
 
 TRIAL_INDEX = "__trial_index__"
-EXPERIMENT_FILE = "sweep_config.json"
+EXPERIMENT_FILE = EXPERIMENT_FILES["sweep"]
 # settings that may change between a sweep and its resumption: they change no result
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
             "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
@@ -196,6 +198,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     ensure_dataset(config.data, progress=config.runtime.progress)
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
+    check_no_other_experiment(storage, "sweep")
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     trials_folder = run_folder(config, "sweep/trials")

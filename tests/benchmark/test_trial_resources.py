@@ -9,7 +9,7 @@ import pytest
 from spdnas.benchmark.run import RUN_ONLY, trial_resources
 from spdnas.config import ConfigError, load_config
 from spdnas.data.storage import Folder
-from spdnas.pipeline import check_same_experiment
+from spdnas.pipeline import check_no_other_experiment, check_same_experiment
 
 
 def test_trials_ask_for_gpus_only_on_cuda():
@@ -42,3 +42,20 @@ def test_resume_check_ignores_settings_an_older_version_did_not_write(tmp_path):
     (tmp_path / "benchmark_config.json").write_text(json.dumps(datasets))
     with pytest.raises(ConfigError, match=r"\(benchmark.datasets.1.data.uri\)"):
         check_same_experiment(config, root, True, "benchmark_config.json", RUN_ONLY, "benchmark")
+
+
+def test_a_sweep_and_a_benchmark_do_not_share_a_folder(tmp_path):
+    """Both keep Tune's state in tune/: a benchmark restored the sweep's experiment, and its
+    --no-resume deleted it."""
+    root = Folder(str(tmp_path))
+    check_no_other_experiment(root, "benchmark")  # an empty folder
+    (tmp_path / "sweep_config.json").write_text("{}")
+    check_no_other_experiment(root, "sweep")
+    expected = (r"holds a sweep \(sweep_config.json\); a benchmark there would share its Tune state "
+                r"\(tune/\): give the benchmark another name")
+    with pytest.raises(ConfigError, match=expected):
+        check_no_other_experiment(root, "benchmark")
+    (tmp_path / "benchmark_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a benchmark \(benchmark_config.json\); a sweep there"):
+        check_no_other_experiment(root, "sweep")
+

@@ -10,6 +10,7 @@ import pytest
 
 from spdnas.config import load_config
 from spdnas.data import write_dataset
+from spdnas.data.storage import Folder
 from spdnas.engine.state import load_checkpoint, newest_state, save_checkpoint
 from spdnas.pipeline import load_model, retrain, run_folder, search
 from spdnas.report.outputs import publish
@@ -37,6 +38,9 @@ def test_a_dataset_made_again_is_not_mixed_into_a_run(data):
     search(config)
     first = retrain(config, published_genotype("radar"))
     assert retrain(config, published_genotype("radar")).result == first.result  # same data: resumes
+    write_dataset(toy_dataset(12, seed=5, name="tiny"), str(data / "data"), overwrite=True)
+    assert "g1-" in Folder(str(data / "data")).read_manifest()["files"][0]["path"]  # new file names
+    assert retrain(config, published_genotype("radar")).result == first.result  # same contents: resumes
     write_dataset(toy_dataset(12, seed=6, name="tiny"), str(data / "data"), overwrite=True)
     for step in (lambda **kw: retrain(config, published_genotype("radar"), **kw),
                  lambda **kw: search(config, **kw)):
