@@ -185,4 +185,3 @@ def recorded_datasets(experiment: Experiment, problems: list[str]) -> list[str]:
             else:  # records written before the name was recorded have the URI only
                 found.add(f"{record['name']} ({record['uri']})" if "name" in record else str(record["uri"]))
     return sorted(found)
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from spdnas.benchmark.run import run_benchmark
 from spdnas.config import load_config
@@ -15,6 +16,8 @@ from spdnas.pipeline import search
 from tests.helpers import toy_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+without_gpu = pytest.mark.skipif(torch.cuda.is_available(),
+                                 reason="this machine has a GPU: the embedded Ray has one to give")
 
 
 @pytest.fixture
@@ -24,11 +27,8 @@ def uri(tmp_path) -> str:
     return uri
 
 
+@without_gpu
 def test_a_gpu_search_on_an_embedded_ray_without_gpus_fails_at_once(uri, tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: the embedded Ray has one to give")
     config = load_config(None, [f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",
                                 "distributed.backend=ray", "distributed.use_gpu=true", "runtime.device=cuda",
                                 "runtime.progress=false", "search.epochs=1"])
@@ -40,11 +40,8 @@ def test_a_gpu_search_on_an_embedded_ray_without_gpus_fails_at_once(uri, tmp_pat
     assert time.monotonic() - start < 120
 
 
+@without_gpu
 def test_a_cuda_benchmark_on_an_embedded_ray_without_gpus_fails_at_once(uri, tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: the embedded Ray has one to give")
     config = load_config(None, [
         "name=gpu", f"runtime.output_dir={tmp_path}", "runtime.progress=false", "runtime.device=cuda",
         "benchmark.methods=[mdm]", "benchmark.seeds=[0]", "benchmark.cpus_per_trial=1",
