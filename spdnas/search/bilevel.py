@@ -8,7 +8,10 @@ momentum, weight decay), ``R`` the parameter's retraction (QR for Stiefel weight
 retraction for batch-norm biases, ``w + u`` for Euclidean ones), and ``v = M_w ∇_{w'} L_val``
 the validation gradient mapped by the same Riemannian-gradient map ``M_w`` the update uses
 (``M_w`` is self-adjoint, so this is the exact chain rule to first order in ξ). The
-Hessian-vector product is a central finite difference with ``r = 0.01 / ‖v‖``.
+Hessian-vector product is a central finite difference with ``r = 0.01 / ‖v‖``. With gradient
+clipping, ``d`` is built from the clipped train gradient ``c · g``, ``c = min(1, clip / ‖g‖)``,
+as in the real weight step, and the Hessian term is scaled by ``c`` (``c`` is held constant
+in α, as clipping is in every step).
 
 Every forward pass here runs with the batch norms' running statistics frozen. An optional
 ``reduce`` callable averages gradients across data-parallel workers after every
@@ -83,12 +86,16 @@ class Architect:
         ``loss_fn(logits, labels)``.
     reduce : callable, optional
         Averages a list of gradients across workers (identity in one process).
+    grad_clip : float, optional
+        The weight step's gradient-norm clip (``None``: no clipping); the virtual step clips
+        the same way.
     """
 
     def __init__(self, forward: Callable[[Tensor], Tensor], module: nn.Module,
                  weights: list[nn.Parameter], alphas: list[nn.Parameter],
                  weight_optimizer: torch.optim.Optimizer, arch_optimizer: torch.optim.Optimizer,
-                 order: str, loss_fn: LossFn, reduce: GradReducer | None = None):
+                 order: str, loss_fn: LossFn, reduce: GradReducer | None = None,
+                 grad_clip: float | None = None):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.forward = forward
@@ -100,6 +107,7 @@ class Architect:
         self.order = order
         self.loss_fn = loss_fn
         self.reduce = reduce or _identity_reduce
+        self.grad_clip = grad_clip
         rates = {group["lr"] for group in weight_optimizer.param_groups}
         if len(rates) != 1:
             raise ValueError(f"the virtual step needs one weight learning rate, got {sorted(rates)}")
@@ -125,9 +133,22 @@ class Architect:
         buf = self.weight_optimizer.state.get(p, {}).get("momentum_buffer")
         return momentum * buf if momentum and buf is not None else None
 
+    def _clip_scale(self, grads: list[Tensor]) -> Tensor | float:
+        """``min(1, clip / (‖g‖ + 1e-6))``, the factor of :func:`torch.nn.utils.clip_grad_norm_`."""
+        if self.grad_clip is None:
+            return 1.0
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0)
+
     def virtual_weights(self, x_train: Tensor, y_train: Tensor) -> list[Tensor]:
         """``w' = R_w(−ξ d)``: one weight-optimizer step on the train batch, not applied."""
+        return self._virtual_step(x_train, y_train)[0]
+
+    def _virtual_step(self, x_train: Tensor, y_train: Tensor) -> tuple[list[Tensor], Tensor | float]:
+        """The virtual weights and the clipping factor ``c`` of the train gradient."""
         _, grads = self._grads(x_train, y_train, self.weights)
+        scale = self._clip_scale(grads)
+        grads = [scale * g for g in grads]
         out = []
         for p, g in zip(self.weights, grads, strict=True):
             direction = riemannian_direction(p, g, self._group_of[id(p)].get("weight_decay", 0.0))
@@ -135,7 +156,7 @@ class Architect:
             if momentum_term is not None:
                 direction = direction + momentum_term
             out.append(retract(p, -self.xi * direction))
-        return out
+        return out, scale
 
     def arch_gradient(self, train_batch: tuple[Tensor, Tensor],
                       val_batch: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -149,7 +170,7 @@ class Architect:
     def _second_order(self, train_batch, val_batch) -> tuple[Tensor, list[Tensor]]:
         x_train, y_train = train_batch
         x_val, y_val = val_batch
-        unrolled = self.virtual_weights(x_train, y_train)
+        unrolled, scale = self._virtual_step(x_train, y_train)
         with swapped(self.weights, unrolled):
             loss, grads = self._grads(x_val, y_val, self.alphas + self.weights)
         n_alpha = len(self.alphas)
@@ -160,7 +181,7 @@ class Architect:
             return loss, d_alpha
         r = 0.01 / norm
         hessian = self._finite_difference(vector, r, x_train, y_train)
-        return loss, [g - self.xi * h for g, h in zip(d_alpha, hessian, strict=True)]
+        return loss, [g - self.xi * scale * h for g, h in zip(d_alpha, hessian, strict=True)]
 
     def _finite_difference(self, vector: list[Tensor], r: Tensor, x: Tensor, y: Tensor) -> list[Tensor]:
         """``(∇_α L_train(w + r v) − ∇_α L_train(w − r v)) / (2r)``."""

@@ -78,7 +78,7 @@ class BilevelSearcher:
         self.reduce = reduce
         self.architect = Architect(self.forward, self.supernet, self.weights, list(self.alphas.parameters()),
                                    self.weight_optimizer, self.arch_optimizer, search_cfg.order,
-                                   arch_loss, reduce)
+                                   arch_loss, reduce, search_cfg.grad_clip)
 
     def mixture(self) -> tuple[Tensor, ...]:
         """Current mixture weights, the supernet's arguments after ``x``."""

@@ -16,11 +16,12 @@ from tests.helpers import spd_classification
 F64 = torch.float64
 
 
-def make_searcher(order: str, mixture: str, momentum: float = 0.0):
+def make_searcher(order: str, mixture: str, momentum: float = 0.0, grad_clip: float | None = 5.0):
     torch.manual_seed(0)
     x, y = spd_classification(12, classes=3, n=6, seed=2)
+    clip = "null" if grad_clip is None else grad_clip
     cfg = load_config(None, ["model.reduced_dims=[3]", f"search.order={order}", f"model.mixture={mixture}",
-                             f"search.weight_momentum={momentum}"])
+                             f"search.weight_momentum={momentum}", f"search.grad_clip={clip}"])
     searcher = Searcher(cfg.model, cfg.search, 6, 3)
     return searcher, (x[:18], y[:18]), (x[18:], y[18:])
 
@@ -76,7 +77,7 @@ def test_first_order_gradient_is_the_validation_gradient():
     expected = torch.autograd.grad(val, list(searcher.alphas.parameters()))
     for g, e in zip(grads, expected, strict=True):
         torch.testing.assert_close(g, e)
-    assert float(loss) == pytest.approx(float(val))
+    assert float(loss.detach()) == pytest.approx(float(val))
 
 
 def test_virtual_step_stays_on_the_manifolds():
@@ -155,14 +156,13 @@ def test_search_step_is_adam_on_the_validation_gradient_then_a_weight_step():
         torch.testing.assert_close(got.detach(), expected.detach(), rtol=1e-9, atol=1e-12, msg=name)
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_virtual_step_is_the_weight_optimizers_step(momentum):
-    """``w'`` equals the weights after a real (unclipped) step of the weight optimizer, with
-    momentum buffers and weight decay in play."""
+@pytest.mark.parametrize("momentum, grad_clip", [(0.0, None), (0.9, None), (0.9, 0.05)])
+def test_virtual_step_is_the_weight_optimizers_step(momentum, grad_clip):
+    """``w'`` equals the weights after a real step of the weight optimizer, with momentum
+    buffers, weight decay and (0.05: active; the gradient norm is about 0.3) clipping in play."""
     import copy
 
-    searcher, train_batch, val_batch = make_searcher("second", "softmax", momentum)
-    searcher.search_cfg.grad_clip = None
+    searcher, train_batch, val_batch = make_searcher("second", "softmax", momentum, grad_clip)
     for _ in range(2):  # fill the momentum buffers
         searcher.step(train_batch, val_batch)
     assert searcher.weight_optimizer.param_groups[-1]["weight_decay"] > 0
@@ -173,6 +173,8 @@ def test_virtual_step_is_the_weight_optimizers_step(momentum):
     with frozen_running_stats(real.supernet):
         real.weight_optimizer.zero_grad()
         F.cross_entropy(real.forward(train_batch[0]), train_batch[1]).backward()
+        if grad_clip is not None:  # as the weight step does; the norm shows clipping is active
+            assert float(torch.nn.utils.clip_grad_norm_(real.weights, grad_clip)) > 2 * grad_clip
         real.weight_optimizer.step()
     moved = 0
     for (name, p), w, before in zip(real.supernet.named_parameters(), virtual, searcher.supernet.parameters(),
