@@ -172,6 +172,10 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     if len(used) < min_trials:
         outcome.reason = f"{len(used)} usable trials; fANOVA needs at least {min_trials}"
         return outcome
+    if len({float(t["metric"]) for t in used}) < 2:
+        outcome.reason = (f"the metric has the same value ({float(used[0]['metric']):g}) in every usable "
+                          "trial: there is no variation to explain")
+        return outcome
     names = sorted({name for t in used for name in t["config"]})
     distributions: dict[str, BaseDistribution] = {}
     for name in names:

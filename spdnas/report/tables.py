@@ -216,8 +216,17 @@ def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> d
     differences = _differences(a, b)
     mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
     half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
+    ci95 = [mean - half, mean + half] if sd > 0 else None  # sd 0: a t-interval says nothing
     return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
-            "ci95": [mean - half, mean + half], "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
+            "ci95": ci95, "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
+
+
+def _ci_text(entry: dict[str, Any]) -> str:
+    """``"−1.2 to +0.4"``, or why there is no interval (every paired difference equal)."""
+    if entry["ci95"] is None:
+        return "undefined (all paired differences are equal)"
+    lo, hi = entry["ci95"]
+    return f"{lo:+.2f} to {hi:+.2f}"
 
 
 def _significantly_better(entry: dict[str, Any]) -> bool:
@@ -264,10 +273,9 @@ def _sampling_text(test: dict[str, Any]) -> str:
 def _summary(test: dict[str, Any]) -> str:
     if not test["computed"]:
         return f"{test['dataset']}: significance not computed — {test['reason']}"
-    lo, hi = test["ci95"]
     text = (f"{test['dataset']}: {test['ours']} {test['ours_mean']:.2f}% vs {_best_text(test)} over "
             f"{test['pairs']} paired seeds: difference {test['mean_difference']:+.2f} pp "
-            f"(95% CI {lo:+.2f} to {hi:+.2f})")
+            f"(95% CI {_ci_text(test)})")
     t, w = test["t_test"], test["wilcoxon"]
     if t["computed"]:
         verdict = "significant" if t["p_value"] < ALPHA else "not significant"
@@ -422,15 +430,18 @@ def every_baseline_cells(entry: dict[str, Any]) -> list[str]:
     name = f"{entry['baseline']} (all seeds equal)" if entry["deterministic"] else entry["baseline"]
     if not entry["computed"]:
         return [name, str(entry["pairs"]), "—", "—", f"not computed: {entry['reason']}"]
-    lo, hi = entry["ci95"]
     t = entry["t_test"]
     p = f"{t['p_value']:.3g}" if t["computed"] else f"n/a ({t['reason']})"
-    return [name, str(entry["pairs"]), f"{entry['mean_difference']:+.2f}", f"{lo:+.2f} to {hi:+.2f}", p]
+    return [name, str(entry["pairs"]), f"{entry['mean_difference']:+.2f}", _ci_text(entry), p]
+
+
+def _markdown_row(cells: list[str] | tuple[str, ...]) -> str:
+    """One table row; a ``|`` or line break inside a cell (a user-chosen name) would split it."""
+    return "| " + " | ".join(" ".join(c.replace("|", "\\|").splitlines()) for c in cells) + " |"
 
 
 def _markdown_table(header: list[str] | tuple[str, ...], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+    return [_markdown_row(header), "|" + "---|" * len(header)] + [_markdown_row(cells) for cells in body]
 
 
 def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS) -> str:

@@ -61,6 +61,19 @@ def test_nothing_to_assess_when_every_parameter_is_constant():
     assert outcome.reason == "no parameter took at least two values in every trial"
 
 
+def test_nothing_to_assess_when_every_trial_has_the_same_metric():
+    """fANOVA raises on zero variance; a sweep whose every configuration reaches 100% val accuracy
+    (a small val split) must still get its report."""
+    trials = synthetic_trials(12)
+    for trial in trials:
+        trial["metric"] = 1.0
+    outcome = param_importances(trials)
+    assert outcome.importances == {}
+    assert outcome.reason == ("the metric has the same value (1) in every usable trial: there is no "
+                              "variation to explain")
+    assert outcome.best["metric"] == 1.0
+
+
 def test_infer_distribution():
     assert infer_distribution([1, 5, 3]) == IntDistribution(1, 5)
     assert infer_distribution([0.1, 0.2, 1]) == FloatDistribution(0.1, 1.0)

@@ -12,6 +12,7 @@ from spdnas.benchmark.methods import MethodResult
 from spdnas.report.tables import (
     aggregate,
     detail_cells,
+    every_baseline_cells,
     format_duration,
     format_millions,
     markdown,
@@ -123,7 +124,7 @@ def test_equal_count_differences_are_equal_despite_float_rounding():
     test = significance(results + [result("random", s, a) for s, a in enumerate(base)])["radar"]
     assert not test["t_test"]["computed"]
     assert "all paired differences are equal (+1.33 pp)" in test["t_test"]["reason"]
-    assert test["ci95"] == pytest.approx([4 / 3, 4 / 3])
+    assert test["ci95"] is None
 
 
 def test_only_seeds_both_methods_have_are_paired():
@@ -217,6 +218,16 @@ def test_deterministic_baseline_is_flagged_with_the_binomial_standard_error():
     assert "| ts-lr (all seeds equal) | 3 | +10.00 |" in text
 
 
+def test_a_pipe_in_a_name_does_not_split_a_markdown_cell():
+    results = [result("spdnetnas", s, 0.9, dataset="eeg|left") for s in range(2)]
+    results += [result("ts-lr", s, 0.8, dataset="eeg|left") for s in range(2)]
+    text = markdown(aggregate(results), significance(results))
+    rows = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    assert rows and all(line.replace("\\|", "").count("|") == rows[0].replace("\\|", "").count("|")
+                        for line in rows[:3])
+    assert "eeg\\|left" in text and "| eeg|left" not in text
+
+
 def test_deterministic_baseline_without_test_set_size_says_so():
     results = [result("spdnetnas", s, a) for s, a in enumerate([0.89, 0.90, 0.91])]
     results += [result("mdm", s, 0.80) for s in range(3)]
@@ -244,6 +255,10 @@ def test_constant_differences_leave_t_undefined():
     test = significance(results)["radar"]
     assert test["computed"] and test["mean_difference"] == pytest.approx(10.0)
     assert not test["t_test"]["computed"] and "all paired differences are equal" in test["t_test"]["reason"]
+    assert test["ci95"] is None
+    assert "(95% CI undefined (all paired differences are equal))" in test["summary"]
+    cells = every_baseline_cells(test["every_baseline"][0])
+    assert cells[3] == "undefined (all paired differences are equal)"
 
 
 def test_formats():
