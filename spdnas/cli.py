@@ -92,7 +92,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from spdnas.config import config_from_dict, load_config
     from spdnas.engine.loops import evaluate
-    from spdnas.pipeline import confusion_matrix, load_experiment_data, load_model
+    from spdnas.pipeline import check_model_data, confusion_matrix, load_experiment_data, load_model
 
     model, saved = load_model(args.model)
     if args.config:
@@ -100,6 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
     data = load_experiment_data(config)
+    check_model_data(args.model, saved, config)
     if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
         raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "
                          f"classes; {config.data.uri} holds {data.n}×{data.n} matrices of "
@@ -202,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``KEY=VALUE`` overrides may also follow options (``--no-resume x=1``).
+
+    argparse fills a ``*`` positional once, so overrides after an option would be refused as
+    unrecognized; they are appended, in order, to the command's ``overrides``.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     import pickle
 
@@ -209,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spdnas.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:  # `spdnas ... | head` closed the pipe: stop quietly, as other tools do

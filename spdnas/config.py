@@ -388,7 +388,36 @@ def _range_problems(config: ExperimentConfig) -> list[str]:
         problems.append(f"runtime.device must be cpu, cuda or cuda:N, got {r.device!r}")
     if d.max_failures < -1:
         problems.append(f"distributed.max_failures must be >= 0 (or -1: retry forever), got {d.max_failures}")
+    for key, clip in (("search.grad_clip", config.search.grad_clip),
+                      ("train.grad_clip", config.train.grad_clip)):
+        if clip is not None and not clip > 0:  # torch would flip (< 0) or zero (0) every gradient
+            problems.append(f"{key} must be > 0 (or null: no clipping), got {clip}")
     return problems
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bounds_problems(kind: str, spec: dict[str, Any]) -> list[str]:
+    """What is wrong with the ``low``/``high`` of a ``loguniform``, ``uniform`` or ``int`` range."""
+    low, high = spec.get("low"), spec.get("high")
+    number = (int, float) if kind != "int" else (int,)
+    if any(isinstance(v, bool) or not isinstance(v, number) for v in (low, high)):
+        what = "integers" if kind == "int" else "numbers"
+        hint = ""
+        if any(isinstance(v, str) and _is_float_text(v) for v in (low, high)):
+            hint = " (YAML reads a number like 1e-5 as text: write 1.0e-5)"
+        return [f"low and high must be {what}, got low={low!r}, high={high!r}{hint}"]
+    if not low < high:
+        return [f"needs low < high, got low={low!r}, high={high!r}"]
+    if kind == "loguniform" and low <= 0:
+        return [f"a loguniform range needs low > 0, got low={low!r}"]
+    return []
 
 
 def check_config(config: ExperimentConfig) -> None:
@@ -411,8 +440,10 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"model.karcher_iterations must be >= 1, got {m.karcher_iterations}")
     if s.order not in ("first", "second"):
         problems.append(f"search.order must be 'first' or 'second', got {s.order!r}")
-    if len(s.arch_betas) != 2:
-        problems.append(f"search.arch_betas needs two values, got {s.arch_betas}")
+    if len(s.arch_betas) != 2 or not all(0 <= b < 1 for b in s.arch_betas):
+        problems.append(f"search.arch_betas needs two values in [0, 1) (Adam's β1, β2), got {s.arch_betas}")
+    seeds = [("runtime.seed", r.seed), ("data.split_seed", config.data.split_seed)]
+    problems += [f"{key} must be >= 0, got {seed}" for key, seed in seeds if seed is not None and seed < 0]
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads),
@@ -462,8 +493,8 @@ def check_config(config: ExperimentConfig) -> None:
                             f"got {kind!r}")
         elif kind == "choice" and not spec.get("values"):
             problems.append(f"sweep.space.{key}: a choice needs a non-empty 'values' list")
-        elif kind != "choice" and not ("low" in spec and "high" in spec and spec["low"] < spec["high"]):
-            problems.append(f"sweep.space.{key}: needs low < high")
+        elif kind != "choice":
+            problems += [f"sweep.space.{key}: {p}" for p in _bounds_problems(kind, spec)]
     if w.scheduler == "asha" and w.grace_period > t.epochs:
         problems.append(f"sweep.grace_period={w.grace_period} exceeds train.epochs={t.epochs}: ASHA would "
                         f"never compare trials")

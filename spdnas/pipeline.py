@@ -7,11 +7,10 @@ write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from spdnas.config import ConfigError, DataConfig, ExperimentConfig, config_from
 from spdnas.data import SPDDataset, make_dataset, read_dataset
 from spdnas.data.s3 import is_s3_uri
 from spdnas.data.schema import MANIFEST_NAME
-from spdnas.data.storage import Folder
+from spdnas.data.storage import Folder, content_digest
 from spdnas.data.validation import default_pd_rtol
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, split_experiment_data
@@ -183,8 +182,7 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
         Naming the run folder and the dataset.
     """
     manifest = Folder(config.data.uri).read_manifest()
-    # the files' contents in row order, not their names (which carry the write's generation)
-    digest = hashlib.sha256(json.dumps([f["sha256"] for f in manifest["files"]]).encode()).hexdigest()
+    digest = content_digest(manifest)
     if resume and folder.exists(DATA_RECORD):
         stored = json.loads(folder.read_bytes(DATA_RECORD)).get(DIGEST_KEY, digest)  # older records: none
         if stored != digest:
@@ -195,9 +193,32 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
     folder.write_bytes(DATA_RECORD, (json.dumps(record) + "\n").encode())
 
 
+def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig) -> None:
+    """Refuse to evaluate model ``path`` on its own ``data.uri`` when that now holds other data.
+
+    The dataset made again (another ``split_seed``, say) puts training samples into its test
+    split. ``data.uri`` pointed elsewhere is evaluation on other data on purpose and is not
+    checked; models saved before ``data_sha256`` was recorded are not checked either.
+
+    Raises
+    ------
+    ValueError
+    """
+    recorded = saved.get("data_sha256")
+    data, trained_on = Folder(config.data.uri), Folder(saved["config"]["data"]["uri"])
+    same_place = (data.is_local, data.base.rstrip("/")) == (trained_on.is_local, trained_on.base.rstrip("/"))
+    if recorded is None or not same_place:
+        return
+    if content_digest(data.read_manifest()) != recorded:
+        raise ValueError(f"{path} was trained on other data than {config.data.uri} holds now (the dataset "
+                         "was made again or changed, so its test split may hold training samples): make "
+                         "the dataset as it was, or pass data.uri=... to evaluate on other data on purpose")
+
+
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
-    return split_experiment_data(load_dataset(config), config.data.search_val_fraction,
+    data = split_experiment_data(load_dataset(config), config.data.search_val_fraction,
                                  config.data.search_split_seed(config.runtime.seed))
+    return replace(data, data_sha256=content_digest(Folder(config.data.uri).read_manifest()))
 
 
 def run_folder(config: ExperimentConfig, step: str) -> str:
@@ -264,7 +285,7 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
     _run_local(job, folder, config, resume)
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
-    model = model_payload(genotype, config, data.n, data.num_classes, job.best)
+    model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
     paths = publish(lambda d: write_retrain_outputs(job.history, result, model, d), str(folder))
     return Outcome(job.history, genotype, result, paths)
 

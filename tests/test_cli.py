@@ -69,6 +69,26 @@ def test_evaluate_finds_a_relative_dataset_from_another_folder(experiment_args, 
     assert main(["evaluate", "--model", str(model)]) == 0
 
 
+def test_evaluate_refuses_its_dataset_made_again_with_other_contents(experiment_args, tmp_path, capsys):
+    """Made again (other split or samples) at the same data.uri, the test split may hold training
+    samples: evaluate used to score it silently. The same data written again is fine, and other
+    data at another data.uri is evaluation on purpose."""
+    assert main(["train", "--genotype", "radar", *experiment_args]) == 0
+    model, data = tmp_path / "runs" / "cli" / "train" / "model.pt", tmp_path / "tiny"
+    write_dataset(tiny_dataset(), str(data), overwrite=True)  # the same contents, a new generation
+    assert main(["evaluate", "--model", str(model)]) == 0
+    write_dataset(toy_dataset(32, seed=6, name="tiny"), str(data), overwrite=True)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {model} was trained on other data than {data} holds now (the dataset was made again or "
+        "changed, so its test split may hold training samples): make the dataset as it was, or pass "
+        "data.uri=... to evaluate on other data on purpose\n")
+    copy = tmp_path / "copy"
+    write_dataset(toy_dataset(32, seed=6, name="tiny"), str(copy))
+    assert main(["evaluate", "--model", str(model), f"data.uri={copy}"]) == 0
+
+
 def test_bad_config_is_an_error_message(experiment_args, capsys):
     assert main(["search", *experiment_args, "search.epochs=[1"]) == 2
     assert "error: override 'search.epochs=[1': not valid YAML" in capsys.readouterr().err
@@ -154,10 +174,25 @@ def test_device_settings_that_would_misplace_work_are_refused(experiment_args, m
         _trainer(None, on_ray, "search", {}, resume=True)  # refused before Ray is asked for anything
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(RuntimeError, match=r"runtime.device='cuda:3' but this process sees 1 CUDA device"):
+    with pytest.raises(ValueError, match=r"runtime.device='cuda:3' but this process sees 1 CUDA device"):
         setup_runtime(load_config(None, ["runtime.device=cuda:3"]).runtime)
     made_current = []
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", made_current.append)  # needs an index: plain "cuda" fails
     _, device = setup_runtime(load_config(None, ["runtime.device=cuda"]).runtime)
     assert device == torch.device("cuda", 0) and made_current == [device]
+
+
+def test_overrides_may_follow_options(experiment_args, capsys):
+    from spdnas.cli import parse_args
+
+    args = parse_args(["train", "a.b=1", "--no-resume", "c.d=2", "--genotype", "radar", "e.f=3"])
+    assert args.overrides == ["a.b=1", "c.d=2", "e.f=3"] and args.no_resume and args.genotype == "radar"
+    args = parse_args(["evaluate", "--model", "m.pt", "x.y=1", "--split", "val", "x.y=2"])
+    assert args.overrides == ["x.y=1", "x.y=2"] and args.split == "val"
+    for bad in (["search", "--bogus"], ["search", "a=1", "--no-resume", "stray"],
+                ["report", "here", "a.b=1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert "unrecognized arguments" in capsys.readouterr().err
+    assert main(["search", *experiment_args[:-1], "--no-resume", experiment_args[-1]]) == 0

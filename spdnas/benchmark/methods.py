@@ -104,8 +104,8 @@ def train_genotype(config: ExperimentConfig, genotype: Genotype, data: Experimen
         from spdnas.pipeline import retrain_result
 
         result = retrain_result(test, job.num_parameters, genotype, job.history)
-        write_retrain_outputs(job.history, result, model_payload(genotype, config, data.n, data.num_classes,
-                                                                 job.best), out / "train")
+        model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
+        write_retrain_outputs(job.history, result, model, out / "train")
     return test, job
 
 

@@ -246,7 +246,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         raise BenchmarkInterrupted(f"{len(results)} of {expected} trials finished; run the same command "
                                    "again to resume")
     if not results:
-        raise RuntimeError(f"every benchmark trial failed; first: {failed[0]['method']} on "
+        raise ValueError(f"every benchmark trial failed; first: {failed[0]['method']} on "
                            f"{failed[0]['dataset']}, seed {failed[0]['seed']}: {failed[0]['error']}")
     results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
     paths = _write_outputs(results, root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow.fs as pafs
@@ -98,3 +99,10 @@ class Folder:
             raise ValueError(f"{self.display(MANIFEST_NAME)}: schema version {manifest.get('schema_version')}"
                              f", this spdnas reads version {SCHEMA_VERSION}")
         return manifest
+
+
+def content_digest(manifest: dict) -> str:
+    """SHA-256 over a dataset's file contents in row order (the manifest's file checksums), not
+    the file names, which carry the write's generation: the same data written again has the same
+    digest, data made with other parameters another."""
+    return hashlib.sha256(json.dumps([f["sha256"] for f in manifest["files"]]).encode()).hexdigest()

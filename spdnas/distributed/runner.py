@@ -28,7 +28,7 @@ from spdnas.data import DatasetMeta
 from spdnas.data.cli import user_errors
 from spdnas.data.parquet import validate_dataset
 from spdnas.data.schema import SPLITS
-from spdnas.data.storage import Folder
+from spdnas.data.storage import Folder, content_digest
 from spdnas.data.streaming import ray_dataset
 from spdnas.distributed.worker import (
     FAULT_ENV,
@@ -253,6 +253,7 @@ def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = Tru
         state = _final_state(result)
     history = state["history"]
     summary = retrain_result(result.metrics, result.metrics["parameters"], genotype, history)
-    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"])
+    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"],
+                          content_digest(Folder(config.data.uri).read_manifest()))
     paths = publish(lambda d: write_retrain_outputs(history, summary, model, d), folder.uri)
     return Outcome(history, genotype, summary, paths)

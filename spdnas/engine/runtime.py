@@ -27,9 +27,9 @@ def setup_runtime(runtime: RuntimeConfig) -> tuple[torch.dtype, torch.device]:
     device = torch.device(runtime.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"runtime.device={runtime.device!r} but this torch build sees no CUDA device")
+            raise ValueError(f"runtime.device={runtime.device!r} but this torch build sees no CUDA device")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"runtime.device={runtime.device!r} but this process sees "
+            raise ValueError(f"runtime.device={runtime.device!r} but this process sees "
                                f"{torch.cuda.device_count()} CUDA device(s)")
         if device.index is None:  # plain "cuda": the current device, named so that checkpoints can
             device = torch.device("cuda", torch.cuda.current_device())

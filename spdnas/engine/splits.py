@@ -14,7 +14,9 @@ from spdnas.engine.batches import TensorData
 @dataclass
 class ExperimentData:
     """Everything an experiment trains and tests on; search-train/search-val come from
-    ``train`` only, so the test split is never seen by the search or model selection."""
+    ``train`` only, so the test split is never seen by the search or model selection.
+    ``data_sha256`` identifies the dataset read from ``data.uri``
+    (:func:`~spdnas.data.storage.content_digest`; None for data made in memory)."""
 
     dataset: SPDDataset
     train: TensorData
@@ -22,6 +24,7 @@ class ExperimentData:
     test: TensorData
     search_train: TensorData
     search_val: TensorData
+    data_sha256: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -69,9 +72,14 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
     ValueError
         Naming the first empty split and the parameter that gives it rows.
     """
+    per_class = [sum(rows) for rows in zip(*counts.values(), strict=False)]
     for split in SPLITS:
         if sum(counts.get(split, ())) == 0:
             fix = _remedy(meta) if split == "val" and not where else NEEDS_ALL
+            if per_class and min(per_class) < len(SPLITS) and not where:
+                smallest = meta.class_names[per_class.index(min(per_class))]
+                fix = (f"class {smallest!r} has only {min(per_class)} sample(s): a stratified split gives "
+                       f"each split a share of every class, so each needs a few samples; {fix}")
             raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {fix}")
 
 

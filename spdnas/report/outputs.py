@@ -61,18 +61,21 @@ def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any],
 
 
 def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_classes: int,
-                  best: dict[str, Any]) -> dict[str, Any]:
+                  best: dict[str, Any], data_sha256: str | None) -> dict[str, Any]:
     """What ``model.pt`` holds: best-validation weights and everything to rebuild the network.
 
     A local ``data.uri`` is stored absolute, so that ``spdnas evaluate`` finds the dataset from
-    any working folder.
+    any working folder, with the dataset's :func:`~spdnas.data.storage.content_digest`
+    ``data_sha256`` (None for data not read from ``data.uri``), so that it refuses the same URI
+    holding other data (where the test split may hold training samples).
     """
     tree = config.to_dict()
     data = Folder(tree["data"]["uri"])
     if data.is_local:
         tree["data"]["uri"] = data.base
     return {"genotype": genotype.to_dict(), "config": tree, "n": n, "num_classes": num_classes,
-            "state_dict": best["model"], "best_epoch": best["epoch"]}
+            "state_dict": best["model"], "best_epoch": best["epoch"],
+            "data_sha256": data_sha256}
 
 
 def publish(write: Callable[[Path], list[str]], uri: str) -> dict[str, str]:

@@ -349,6 +349,34 @@ def test_own_matrices_refuse_names_whose_last_token_is_no_label(tmp_path):
 
 
 
+def test_own_matrices_refuse_one_class_and_label_gaps(tmp_path):
+    """One class gave a dataset every network classifies at 100%; labels 0 and 2 only gave an empty
+    class-1 (one more network output), both silently."""
+    spd_files(tmp_path / "one", 4, 4, [0, 0, 0, 0])
+    with pytest.raises(ValueError, match="matrices: a classification dataset needs samples of at least 2 "
+                                         "classes, found only class 'class-0'"):
+        make_dataset("matrices", None, src=str(tmp_path / "one"))
+    spd_files(tmp_path / "gap", 4, 4, [0, 2, 0, 2])
+    with pytest.raises(ValueError, match="no file has label 1; labels must run from 0 without gaps"):
+        make_dataset("matrices", None, src=str(tmp_path / "gap"))
+    named = make_dataset("matrices", None, src=str(tmp_path / "gap"), class_names=["a", "b", "c"])
+    assert named.meta.class_names == ("a", "b", "c") and named.labels.tolist() == [0, 2, 0, 2]
+
+
+def test_own_matrices_in_subfolders_are_not_skipped_silently(tmp_path, monkeypatch):
+    """A class-per-folder layout gave 'no .npy files', and loose files beside subfolders were
+    imported without those in the subfolders; a folder without such files is fine, and ~ is
+    the home folder."""
+    spd_files(tmp_path / "own", 4, 4, [0, 1, 0, 1])
+    (tmp_path / "own" / "notes").mkdir()
+    assert len(make_dataset("matrices", None, src=str(tmp_path / "own"))) == 4
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert len(make_dataset("matrices", None, src="~/own")) == 4
+    spd_files(tmp_path / "own" / "walk", 2, 4, [0, 1])
+    with pytest.raises(ValueError, match=r"own: subfolders \(walk\) hold .npy or .mat files too"):
+        make_dataset("matrices", None, src=str(tmp_path / "own"))
+
+
 def test_numbers_given_to_text_parameters_become_text(tmp_path):
     spd_files(tmp_path / "own", 4, 4, [0, 1, 0, 1])
     # `--param dataset_name=2024` parses as the number 2024

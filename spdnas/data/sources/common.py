@@ -46,11 +46,18 @@ def load_npy(path: Path) -> np.ndarray:
 
 def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files in ``folder`` ending in one of ``suffixes`` in any letter case (``.npy``, ``.NPY``),
-    sorted by name; error if there are none."""
-    folder = Path(folder)
+    sorted by name; error if there are none, or if subfolders hold such files too (a class-per-folder
+    layout would be imported in part, or not at all)."""
+    folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+    nested = sorted(d.name for d in folder.iterdir() if d.is_dir()
+                    and any(f.suffix.lower() in suffixes for f in d.rglob("*")))
+    if nested:
+        raise ValueError(f"{folder}: subfolders ({', '.join(nested[:3])}{', ...' * (len(nested) > 3)}) hold "
+                         f"{' or '.join(suffixes)} files too; this importer reads one flat folder of files "
+                         "named ..._<label>: move them into one folder")
     if not files:
         raise FileNotFoundError(f"{folder}: no {' or '.join(suffixes)} files")
     return files
@@ -87,8 +94,18 @@ def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str],
     fractions : see :func:`parse_fractions`
     seed : int
     groups : sequence of str, optional
+
+    Raises
+    ------
+    ValueError
+        If the samples are of fewer than 2 classes (nothing to classify).
     """
     labels = np.asarray(labels, dtype=np.int64)
+    present = sorted(set(labels.tolist()))
+    if len(present) < 2:
+        found = f"only class {meta.class_names[present[0]]!r}" if present else "no samples"
+        raise ValueError(f"{meta.name}: a classification dataset needs samples of at least 2 classes, "
+                         f"found {found}")
     if splits is None:
         splits = stratified_split(labels, sample_ids, parse_fractions(fractions), seed)
     return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=np.asarray(splits),

@@ -112,10 +112,10 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
     shrinkage : float
         Optional shrinkage γ towards the scaled identity (0 keeps the matrices).
     """
-    files = sorted_files(Path(src), (".npy",))
+    files = sorted_files(Path(src).expanduser(), (".npy",))
     labels = [label_from_name(f, HDM05_CLASSES) for f in files]
     ids = [f.stem for f in files]
-    matrices = stack_matrices(files, ids, Path(src), shrinkage)
+    matrices = stack_matrices(files, ids, Path(src).expanduser(), shrinkage)
     meta = DatasetMeta(name="hdm05", n=matrices.shape[-1],
                        class_names=tuple(f"class-{k}" for k in range(HDM05_CLASSES)),
                        source=f"HDM05 .npy covariances imported from {src}",
@@ -145,7 +145,7 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
         Optional shrinkage γ towards the scaled identity, for matrices that are only positive
         semi-definite.
     """
-    folder = Path(src)
+    folder = Path(src).expanduser()
     files = sorted_files(folder, (".npy", ".mat"))
     if class_names is not None and (not isinstance(class_names, list) or not class_names
                                     or len({str(c) for c in class_names}) != len(class_names)):
@@ -156,6 +156,11 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
     if class_names is None and max(labels) >= len(files):
         raise ValueError(f"{folder}: label {max(labels)} with {len(files)} files — is the last '_' token "
                          f"of the file names a label? Give class_names to set the classes")
+    if class_names is None and len(set(labels)) <= max(labels):
+        missing = sorted(set(range(max(labels) + 1)) - set(labels))
+        raise ValueError(f"{folder}: no file has label {', '.join(map(str, missing))}; labels must run "
+                         "from 0 without gaps (an empty class would be one more network output), or "
+                         "give class_names to set the classes")
     names = class_names if class_names is not None else [f"class-{k}" for k in range(max(labels) + 1)]
     ids = [f.stem for f in files]
     if len(set(ids)) != len(ids):
@@ -215,7 +220,7 @@ def import_afew(src: str, val_as: str = "test", shrinkage: float = 0.0, val_frac
         raise ValueError(f"afew: val_as must be 'test' or 'val', got {val_as!r}")
     if val_as == "val":
         val_fraction = 0.0
-    root = Path(src)
+    root = Path(src).expanduser()
     entries = _afew_files(root)
     ids = [f.relative_to(root).with_suffix("").as_posix() for f, _, _ in entries]
     matrices = stack_matrices([f for f, _, _ in entries], ids, root, shrinkage)

@@ -242,7 +242,7 @@ def import_radar_npy(src: str, split_seed: int = 0, fractions=None,
     split_seed, fractions, shrinkage
         As in :func:`build_radar_synth`.
     """
-    files = sorted_files(Path(src), (".npy",))
+    files = sorted_files(Path(src).expanduser(), (".npy",))
     labels = [label_from_name(f, len(CLASS_NAMES)) for f in files]
     matrices = []
     for f in files:
