@@ -100,7 +100,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
     data = load_experiment_data(config)
-    check_model_data(args.model, saved, config)
+    uri_given = any(item.split("=", 1)[0].strip() == "data.uri" for item in args.overrides)
+    check_model_data(args.model, saved, config, data.data_sha256, uri_given)
     if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
         raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "
                          f"classes; {config.data.uri} holds {data.n}×{data.n} matrices of "
@@ -213,7 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
     if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
     return args

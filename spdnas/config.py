@@ -406,8 +406,8 @@ def _is_float_text(text: str) -> bool:
 def _bounds_problems(kind: str, spec: dict[str, Any]) -> list[str]:
     """What is wrong with the ``low``/``high`` of a ``loguniform``, ``uniform`` or ``int`` range."""
     low, high = spec.get("low"), spec.get("high")
-    number = (int, float) if kind != "int" else (int,)
-    if any(isinstance(v, bool) or not isinstance(v, number) for v in (low, high)):
+    if any(isinstance(v, bool) or not isinstance(v, (int, float))
+           or (kind == "int" and not float(v).is_integer()) for v in (low, high)):
         what = "integers" if kind == "int" else "numbers"
         hint = ""
         if any(isinstance(v, str) and _is_float_text(v) for v in (low, high)):

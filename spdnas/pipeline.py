@@ -193,26 +193,38 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
     folder.write_bytes(DATA_RECORD, (json.dumps(record) + "\n").encode())
 
 
-def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig) -> None:
-    """Refuse to evaluate model ``path`` on its own ``data.uri`` when that now holds other data.
+def _location(uri: str) -> str:
+    """``uri`` comparable with another: local paths absolute, no trailing ``/`` (no filesystem
+    is opened, so an ``s3://`` URI needs no credentials)."""
+    return uri.rstrip("/") if is_s3_uri(uri) else str(Path(uri).expanduser().absolute()).rstrip("/")
 
-    The dataset made again (another ``split_seed``, say) puts training samples into its test
-    split. ``data.uri`` pointed elsewhere is evaluation on other data on purpose and is not
-    checked; models saved before ``data_sha256`` was recorded are not checked either.
+
+def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig, data_sha256: str | None,
+                     uri_given: bool) -> None:
+    """Refuse to evaluate model ``path`` on its own dataset made again with other contents.
+
+    A dataset made again (another ``split_seed``, say) may put training samples into its test
+    split. Not checked: a ``data.uri`` given on the command line (``uri_given``) or naming another
+    place (evaluation on other data on purpose), and models saved before ``data_sha256`` was
+    recorded.
+
+    Parameters
+    ----------
+    data_sha256 : str or None
+        :func:`~spdnas.data.storage.content_digest` of the data read from ``config.data.uri``.
 
     Raises
     ------
     ValueError
     """
     recorded = saved.get("data_sha256")
-    data, trained_on = Folder(config.data.uri), Folder(saved["config"]["data"]["uri"])
-    same_place = (data.is_local, data.base.rstrip("/")) == (trained_on.is_local, trained_on.base.rstrip("/"))
-    if recorded is None or not same_place:
+    elsewhere = _location(config.data.uri) != _location(saved["config"]["data"]["uri"])
+    if recorded is None or uri_given or elsewhere:
         return
-    if content_digest(data.read_manifest()) != recorded:
+    if data_sha256 != recorded:
         raise ValueError(f"{path} was trained on other data than {config.data.uri} holds now (the dataset "
                          "was made again or changed, so its test split may hold training samples): make "
-                         "the dataset as it was, or pass data.uri=... to evaluate on other data on purpose")
+                         "the dataset as it was, or give data.uri= to evaluate on the data there anyway")
 
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:

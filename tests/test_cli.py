@@ -82,11 +82,27 @@ def test_evaluate_refuses_its_dataset_made_again_with_other_contents(experiment_
     assert main(["evaluate", "--model", str(model)]) == 1
     assert capsys.readouterr().err == (
         f"error: {model} was trained on other data than {data} holds now (the dataset was made again or "
-        "changed, so its test split may hold training samples): make the dataset as it was, or pass "
-        "data.uri=... to evaluate on other data on purpose\n")
+        "changed, so its test split may hold training samples): make the dataset as it was, or give "
+        "data.uri= to evaluate on the data there anyway\n")
+    assert main(["evaluate", "--model", str(model), f"data.uri={data}"]) == 0  # on purpose
     copy = tmp_path / "copy"
     write_dataset(toy_dataset(32, seed=6, name="tiny"), str(copy))
     assert main(["evaluate", "--model", str(model), f"data.uri={copy}"]) == 0
+
+
+def test_the_data_check_of_evaluate_opens_no_s3_connection():
+    """A model trained on s3:// data, evaluated on a local copy: the check must not ask for AWS
+    credentials (it used to open the model's S3 location to compare it with the copy)."""
+    from spdnas.config import load_config
+    from spdnas.pipeline import check_model_data
+
+    saved = {"config": {"data": {"uri": "s3://bucket/datasets/radar/"}}, "data_sha256": "before"}
+    on_s3 = load_config(None, ["data.uri=s3://bucket/datasets/radar"])
+    check_model_data("m.pt", saved, load_config(None, ["data.uri=/tmp/copy"]), "other", False)
+    check_model_data("m.pt", {**saved, "data_sha256": None}, on_s3, "other", False)  # an older model.pt
+    check_model_data("m.pt", saved, on_s3, "other", True)  # data.uri given on the command line
+    with pytest.raises(ValueError, match=r"m\.pt was trained on other data than s3://bucket/datasets/radar "):
+        check_model_data("m.pt", saved, on_s3, "other", False)
 
 
 def test_bad_config_is_an_error_message(experiment_args, capsys):
@@ -190,9 +206,9 @@ def test_overrides_may_follow_options(experiment_args, capsys):
     assert args.overrides == ["a.b=1", "c.d=2", "e.f=3"] and args.no_resume and args.genotype == "radar"
     args = parse_args(["evaluate", "--model", "m.pt", "x.y=1", "--split", "val", "x.y=2"])
     assert args.overrides == ["x.y=1", "x.y=2"] and args.split == "val"
-    for bad in (["search", "--bogus"], ["search", "a=1", "--no-resume", "stray"],
-                ["report", "here", "a.b=1"]):
+    for bad, named in ((["search", "--bogus"], "--bogus"), (["report", "here", "a.b=1"], "a.b=1"),
+                       (["search", "a=1", "--no-resume", "b=2", "stray"], "stray")):
         with pytest.raises(SystemExit):
             parse_args(bad)
-        assert "unrecognized arguments" in capsys.readouterr().err
+        assert capsys.readouterr().err.endswith(f"error: unrecognized arguments: {named}\n")
     assert main(["search", *experiment_args[:-1], "--no-resume", experiment_args[-1]]) == 0

@@ -60,7 +60,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["sweep.space={train.lr: {type: uniform, low: 1, high: 1}}"], "sweep.space.train.lr: needs low < high"),
     (["sweep.space={train.lr: {type: uniform, low: a, high: 1}}"],
      "sweep.space.train.lr: low and high must be numbers, got low='a'"),
-    (["sweep.space={train.batch_size: {type: int, low: 0.5, high: 3.7}}"],
+    (["sweep.space={train.batch_size: {type: int, low: 2.0, high: 3.7}}"],
      "sweep.space.train.batch_size: low and high must be integers"),
     (["sweep.space={train.lr: {type: uniform, high: 1}}"], "low and high must be numbers, got low=None"),
     (["sweep.space={train.lr: {type: loguniform, low: 1e-5, high: 1}}"], r"write 1\.0e-5"),

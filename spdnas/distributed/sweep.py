@@ -65,7 +65,7 @@ def search_space(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
         elif kind == "uniform":
             out[key] = tune.uniform(spec["low"], spec["high"])
         elif kind == "int":
-            out[key] = tune.randint(spec["low"], spec["high"] + 1)
+            out[key] = tune.randint(int(spec["low"]), int(spec["high"]) + 1)
         else:
             out[key] = tune.choice(list(spec["values"]))
     return out

@@ -72,14 +72,13 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
     ValueError
         Naming the first empty split and the parameter that gives it rows.
     """
-    per_class = [sum(rows) for rows in zip(*counts.values(), strict=False)]
+    present = [total for total in map(sum, zip(*counts.values(), strict=False)) if total]
     for split in SPLITS:
         if sum(counts.get(split, ())) == 0:
             fix = _remedy(meta) if split == "val" and not where else NEEDS_ALL
-            if per_class and min(per_class) < len(SPLITS) and not where:
-                smallest = meta.class_names[per_class.index(min(per_class))]
-                fix = (f"class {smallest!r} has only {min(per_class)} sample(s): a stratified split gives "
-                       f"each split a share of every class, so each needs a few samples; {fix}")
+            if present and max(present) < len(SPLITS) and not where:
+                fix = (f"no class has more than {max(present)} sample(s), and a stratified split gives each "
+                       f"split a share of every class: each class needs more samples; {fix}")
             raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {fix}")
 
 

@@ -215,8 +215,11 @@ def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> d
     b = np.array([by_seed[baseline][s] for s in seeds])
     differences = _differences(a, b)
     mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
-    half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
-    ci95 = [mean - half, mean + half] if sd > 0 else None  # sd 0: a t-interval says nothing
+    if np.all(differences == differences[0]):  # np.std of equal floats need not be exactly 0
+        sd, ci95 = 0.0, None  # a zero-width t-interval would claim the difference known exactly
+    else:
+        half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
+        ci95 = [mean - half, mean + half]
     return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
             "ci95": ci95, "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
 

@@ -369,6 +369,7 @@ def test_own_matrices_in_subfolders_are_not_skipped_silently(tmp_path, monkeypat
     the home folder."""
     spd_files(tmp_path / "own", 4, 4, [0, 1, 0, 1])
     (tmp_path / "own" / "notes").mkdir()
+    spd_files(tmp_path / "own" / "__MACOSX", 2, 4, [0, 1])
     assert len(make_dataset("matrices", None, src=str(tmp_path / "own"))) == 4
     monkeypatch.setenv("HOME", str(tmp_path))
     assert len(make_dataset("matrices", None, src="~/own")) == 4

@@ -250,10 +250,13 @@ def test_too_little_to_compare_is_stated(results, reason):
     assert "significance not computed" in test["summary"]
 
 
-def test_constant_differences_leave_t_undefined():
-    results = [result("spdnetnas", s, 0.9) for s in range(3)] + [result("random", s, 0.8) for s in range(3)]
+@pytest.mark.parametrize("ours, base, difference", [(0.9, 0.8, 10.0), (14 / 15, 13 / 15, 100 / 15)])
+def test_constant_differences_leave_t_undefined(ours, base, difference):
+    """(14/15 − 13/15): np.std of the five equal differences is 1e-15, not 0; the interval must be
+    undefined all the same."""
+    results = [result("spdnetnas", s, ours) for s in range(5)] + [result("random", s, base) for s in range(5)]
     test = significance(results)["radar"]
-    assert test["computed"] and test["mean_difference"] == pytest.approx(10.0)
+    assert test["computed"] and test["mean_difference"] == pytest.approx(difference)
     assert not test["t_test"]["computed"] and "all paired differences are equal" in test["t_test"]["reason"]
     assert test["ci95"] is None
     assert "(95% CI undefined (all paired differences are equal))" in test["summary"]

@@ -46,14 +46,16 @@ def load_npy(path: Path) -> np.ndarray:
 
 def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files in ``folder`` ending in one of ``suffixes`` in any letter case (``.npy``, ``.NPY``),
-    sorted by name; error if there are none, or if subfolders hold such files too (a class-per-folder
-    layout would be imported in part, or not at all)."""
-    folder = Path(folder).expanduser()
+    sorted by name; error if there are none, or if a subfolder holds such files too (a class-per-folder
+    layout would be imported in part, or not at all). Hidden folders and ``__MACOSX`` (an unzipped
+    archive's resource forks) are not looked into."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
-    nested = sorted(d.name for d in folder.iterdir() if d.is_dir()
-                    and any(f.suffix.lower() in suffixes for f in d.rglob("*")))
+    nested = sorted(d.name for d in folder.iterdir()
+                    if d.is_dir() and not d.name.startswith((".", "__MACOSX"))
+                    and any(f.is_file() and f.suffix.lower() in suffixes for f in d.iterdir()))
     if nested:
         raise ValueError(f"{folder}: subfolders ({', '.join(nested[:3])}{', ...' * (len(nested) > 3)}) hold "
                          f"{' or '.join(suffixes)} files too; this importer reads one flat folder of files "

@@ -215,7 +215,7 @@ def build_radar_synth(n_samples: int = 3000, snr_db: float = 5.0, snr_jitter_db:
                                          class_balance=class_balance, length=length, seed=seed)
     names = [_sample_name(i, int(y)) for i, y in enumerate(labels)]
     if raw_dir is not None:
-        folder = Path(raw_dir)
+        folder = Path(raw_dir).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         if any(f.suffix.lower() == ".npy" for f in folder.iterdir()):
             raise FileExistsError(f"radar-synth: {folder} already holds .npy files; choose an empty raw_dir")

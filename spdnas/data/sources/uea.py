@@ -154,7 +154,7 @@ def build_uea(key: str, root: str | None = None, shrinkage: float | str = "ledoi
     split_seed : int
     """
     problem = PROBLEMS[key]
-    folder = Path(root) if root is not None else bundled_folder(problem.problem)
+    folder = Path(root).expanduser() if root is not None else bundled_folder(problem.problem)
     parts = {split: read_ts(folder / f"{problem.problem}_{split.upper()}.ts") for split in ("train", "test")}
     if parts["train"].class_names != parts["test"].class_names:
         raise ValueError(f"{folder}: TRAIN and TEST files declare different class labels")
