@@ -92,6 +92,7 @@ def test_two_workers_equal_one_worker(ray_session, dataset_uri, tmp_path, order)
     assert Path(outcome.paths["genotype.json"]).exists()
 
 
+@pytest.mark.slow  # ~85 s; CI runs it (.ci/run), `make test-all` too
 def test_killed_worker_recovers_from_s3_checkpoint(ray_session, dataset_uri, tmp_path, monkeypatch):
     storage = f"s3://{BUCKET}/experiments-fault"
     config = experiment(dataset_uri, storage, "distributed.num_workers=2", "distributed.cpus_per_worker=1",

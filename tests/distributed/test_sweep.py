@@ -65,6 +65,7 @@ def finished(tune_dir: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow  # ~190 s; CI runs it (.ci/run), `make test-all` too
 def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
     config = sweep_config(tmp_path)
     tune_dir = tmp_path / "runs" / "sw" / "tune"
