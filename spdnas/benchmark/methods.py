@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from spdnas.config import ExperimentConfig
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData
@@ -126,11 +124,3 @@ def spdnetnas(config: ExperimentConfig, data: ExperimentData, seed: int, out: Pa
                         sum(r["seconds"] for r in job.history),
                         {"genotype": genotype.to_dict(), "best_epoch": test["best_epoch"],
                          "search_val_accuracy": search.history[-1]["search_val_accuracy"]})
-
-
-def threads_for_trial(cpus: float) -> None:
-    """Keep a trial on the CPUs Tune gave it."""
-    from spdnas.geometry.spectral import set_eigh_threads
-
-    torch.set_num_threads(1)
-    set_eigh_threads(max(1, int(cpus)))

@@ -20,10 +20,11 @@ from typing import Any
 
 from ray import tune
 
-from spdnas.benchmark.methods import run_method, threads_for_trial
+from spdnas.benchmark.methods import run_method
 from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_overrides
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary
+from spdnas.engine.runtime import setup_runtime
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -74,16 +75,29 @@ def _publish_tree(local: Path, uri: str) -> None:
         folder.write_bytes(str(path.relative_to(local)), path.read_bytes())
 
 
+def trial_experiment(base: dict[str, Any], dataset: str) -> ExperimentConfig:
+    """The experiment config of one trial on ``dataset``, set up in this process.
+
+    Every seed searches on the same search-train/search-val halves, drawn with the base seed
+    (recorded in the run's config, so ``spdnas search runtime.seed=k data.split_seed=…`` repeats
+    it). ``runtime.threads=0`` becomes the trial's ``benchmark.cpus_per_trial``: every job
+    applies ``runtime.threads`` again, and 0 there means every core of the node, which several
+    trials at once would oversubscribe.
+    """
+    config = dataset_config(config_from_dict(base), dataset)
+    cpus = max(1, int(config.benchmark.cpus_per_trial))
+    runtime = replace(config.runtime, threads=config.runtime.threads or cpus)
+    if runtime.device.startswith("cuda"):  # the GPU Ray gave this trial (see trial_resources)
+        runtime = replace(runtime, device="cuda")
+    split_seed = config.data.search_split_seed(config.runtime.seed)
+    config = replace(config, data=replace(config.data, split_seed=split_seed), runtime=runtime)
+    setup_runtime(config.runtime)
+    return config
+
+
 def benchmark_trial(params: dict[str, Any], base: dict[str, Any], root: str) -> None:
     """One (dataset, method, seed): run the method, keep its files, report its result."""
-    config = dataset_config(config_from_dict(base), params["dataset"])
-    # Every seed searches on the same search-train/search-val halves, drawn with the base seed;
-    # recorded in the run's config, so `spdnas search runtime.seed=k data.split_seed=…` repeats it.
-    split_seed = config.data.search_split_seed(config.runtime.seed)
-    config = replace(config, data=replace(config.data, split_seed=split_seed))
-    if config.runtime.device.startswith("cuda"):  # the GPU Ray gave this trial (see trial_resources)
-        config = replace(config, runtime=replace(config.runtime, device="cuda"))
-    threads_for_trial(config.benchmark.cpus_per_trial)
+    config = trial_experiment(base, params["dataset"])
     data = load_experiment_data(config)
     target = f"{root}/runs/{params['dataset']}/{params['method']}/seed{params['seed']}"
     folder = Folder(target)

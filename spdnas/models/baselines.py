@@ -38,7 +38,8 @@ def spdnet_dims(cfg: BaselineConfig, n: int) -> list[int]:
 
 
 class SPDNet(nn.Module):
-    """``[BiMap → (BatchNormSPD) → ReEig] × L → LogEig → flatten → Linear``.
+    """``[BiMap → (BatchNormSPD) → ReEig] × (L − 1) → BiMap → (BatchNormSPD) → LogEig → flatten →
+    Linear``: no ReEig after the last BiMap, as in the SPDNet and SPDNetBN reference code.
 
     Parameters
     ----------
@@ -64,12 +65,13 @@ class SPDNet(nn.Module):
         cfg = model_cfg or ModelConfig()
         self.dims, self.batchnorm = list(dims), batchnorm
         blocks = []
-        for d_in, d_out in itertools.pairwise(dims):
+        for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             layers = [BiMap(1, 1, d_in, d_out, dtype=dtype, device=device)]
             if batchnorm:
                 layers.append(BatchNormSPD(d_out, cfg.bn_momentum, cfg.karcher_iterations, dtype=dtype,
                                            device=device))
-            layers.append(ReEig(cfg.reeig_eps))
+            if i < len(dims) - 2:
+                layers.append(ReEig(cfg.reeig_eps))
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.Sequential(*blocks)
         self.log = LogEig()

@@ -35,6 +35,9 @@ def test_spdnet_shapes_and_gradcheck(batchnorm):
     assert net(random_spd(7, 1, n=6)).shape == (7, 5)
     bimaps, classifier, bn_biases = 6 * 4 + 4 * 3, 9 * 5 + 5, 16 + 9
     assert sum(p.numel() for p in net.parameters()) == bimaps + classifier + (bn_biases if batchnorm else 0)
+    layers = [type(layer).__name__ for block in net.blocks for layer in block]
+    bimap_bn = ["BiMap", "BatchNormSPD"] if batchnorm else ["BiMap"]
+    assert layers == [*bimap_bn, "ReEig", *bimap_bn]  # no ReEig after the last BiMap (reference code)
     tiny = SPDNet([4, 3, 2], num_classes=2, batchnorm=batchnorm, dtype=F64)
     with frozen_running_stats(tiny):
         assert gradcheck_module(tiny, random_spd(3, n=4, cond=5.0))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spdnas.benchmark.run import RUN_ONLY, trial_resources
+from spdnas.benchmark.run import RUN_ONLY, trial_experiment, trial_resources
 from spdnas.config import ConfigError, load_config
 from spdnas.data.storage import Folder
 from spdnas.pipeline import check_no_other_experiment, check_same_experiment
@@ -21,6 +21,22 @@ def test_trials_ask_for_gpus_only_on_cuda():
     shared = load_config(None, ["runtime.device=cuda", "benchmark.gpus_per_trial=0.25"])
     assert trial_resources(shared, cluster) == ({"CPU": 1.0, "GPU": 0.25}, 8)
     assert trial_resources(gpu, {"CPU": 4.0})[1] == 1  # no GPU (yet): one, which waits for it
+
+
+def test_a_trial_decomposes_on_its_own_cpus(tmp_path):
+    """runtime.threads=0 (every core) used to reach the trial's jobs, which re-applied it over the
+    trial's cap: several trials at once each decomposed matrices on every core of the node."""
+    from spdnas.engine.runtime import setup_runtime
+    from spdnas.geometry import spectral
+
+    entry = f"benchmark.datasets=[{{name: toy, data: {{uri: {tmp_path}}}, overrides: [train.epochs=2]}}]"
+    for threads, cpus, expected in ((0, 1, 1), (0, 3.5, 3), (2, 1, 2)):
+        base = load_config(None, [entry, f"benchmark.cpus_per_trial={cpus}", f"runtime.threads={threads}"])
+        config = trial_experiment(base.to_dict(), "toy")
+        assert config.runtime.threads == expected and config.train.epochs == 2
+        assert config.data.split_seed == 0 and not config.runtime.progress
+        setup_runtime(config.runtime)  # what every job does first
+        assert spectral._eigh_threads == expected
 
 
 def test_resume_check_ignores_settings_an_older_version_did_not_write(tmp_path):
