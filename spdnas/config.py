@@ -97,7 +97,8 @@ class RuntimeConfig:
     """Where and how to compute.
 
     ``threads`` is how many CPU threads decompose batches of matrices in parallel (0: every core
-    this process may use); ``torch_threads`` is torch's intra-op pool, which slows the many
+    this process may use; a Ray Train worker's or a benchmark trial's share of the node's CPUs on
+    Ray); ``torch_threads`` is torch's intra-op pool, which slows the many
     small batched operations of SPD networks down on CPU, hence 1.
     """
 

@@ -58,7 +58,8 @@ def _spdnet(method: str, batchnorm: bool, config: ExperimentConfig, data: Experi
 
 @register("spdnet")
 def spdnet(config: ExperimentConfig, data: ExperimentData, seed: int, out: Path | None) -> MethodResult:
-    """SPDNet (Huang & Van Gool 2017): ``[BiMap → ReEig] × L → LogEig → Linear``, Riemannian SGD."""
+    """SPDNet (Huang & Van Gool 2017): ``[BiMap → ReEig] × (L − 1) → BiMap → LogEig → Linear``,
+    Riemannian SGD."""
     return _spdnet("spdnet", False, config, data, seed, out)
 
 

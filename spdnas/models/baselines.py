@@ -1,8 +1,9 @@
 """Handcrafted SPD networks the benchmark compares against: SPDNet and SPDNetBN.
 
-SPDNet (Huang & Van Gool, AAAI 2017) stacks ``BiMap → ReEig`` blocks and classifies the
-matrix logarithm of the last block with a linear layer; SPDNetBN (Brooks et al., NeurIPS 2019)
-puts a Riemannian batch norm between each BiMap and its ReEig. Both are built from the layers
+SPDNet (Huang & Van Gool, AAAI 2017) stacks ``BiMap → ReEig`` blocks, a last BiMap without
+ReEig (as in the reference code), and classifies the matrix logarithm of its output with a
+linear layer; SPDNetBN (Brooks et al., NeurIPS 2019) puts a Riemannian batch norm after each
+BiMap. Both are built from the layers
 of :mod:`spdnas.nn` and trained with the same Riemannian SGD as our searched networks.
 """
 

@@ -30,13 +30,19 @@ def test_a_trial_decomposes_on_its_own_cpus(tmp_path):
     from spdnas.geometry import spectral
 
     entry = f"benchmark.datasets=[{{name: toy, data: {{uri: {tmp_path}}}, overrides: [train.epochs=2]}}]"
-    for threads, cpus, expected in ((0, 1, 1), (0, 3.5, 3), (2, 1, 2)):
-        base = load_config(None, [entry, f"benchmark.cpus_per_trial={cpus}", f"runtime.threads={threads}"])
-        config = trial_experiment(base.to_dict(), "toy")
-        assert config.runtime.threads == expected and config.train.epochs == 2
-        assert config.data.split_seed == 0 and not config.runtime.progress
-        setup_runtime(config.runtime)  # what every job does first
-        assert spectral._eigh_threads == expected
+    try:
+        for threads, cpus, expected in ((0, 1, 1), (0, 3.5, 3), (2, 1, 2)):  # a set value is the user's
+            spectral.set_eigh_threads(7)
+            base = load_config(None, [entry, f"benchmark.cpus_per_trial={cpus}",
+                                      f"runtime.threads={threads}"])
+            config = trial_experiment(base.to_dict(), "toy")
+            assert spectral._eigh_threads == expected  # applied in the trial's process
+            assert config.runtime.threads == expected and config.train.epochs == 2
+            assert config.data.split_seed == 0 and not config.runtime.progress
+            setup_runtime(config.runtime)  # what every job does first: the share stays
+            assert spectral._eigh_threads == expected
+    finally:
+        spectral.set_eigh_threads(1)
 
 
 def test_resume_check_ignores_settings_an_older_version_did_not_write(tmp_path):

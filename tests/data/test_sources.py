@@ -370,6 +370,7 @@ def test_own_matrices_in_subfolders_are_not_skipped_silently(tmp_path, monkeypat
     spd_files(tmp_path / "own", 4, 4, [0, 1, 0, 1])
     (tmp_path / "own" / "notes").mkdir()
     spd_files(tmp_path / "own" / "__MACOSX", 2, 4, [0, 1])
+    (tmp_path / "own" / "._seq_000_0.npy").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     assert len(make_dataset("matrices", None, src=str(tmp_path / "own"))) == 4
     monkeypatch.setenv("HOME", str(tmp_path))
     assert len(make_dataset("matrices", None, src="~/own")) == 4

@@ -52,7 +52,9 @@ def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+    # "._x_0.npy": macOS's AppleDouble companions on USB or exFAT copies, not matrices
+    files = sorted(f for f in folder.iterdir()
+                   if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith("."))
     nested = sorted(d.name for d in folder.iterdir()
                     if d.is_dir() and not d.name.startswith((".", "__MACOSX"))
                     and any(f.is_file() and f.suffix.lower() in suffixes for f in d.iterdir()))
