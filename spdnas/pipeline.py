@@ -170,11 +170,11 @@ DATA_RECORD = "data.json"
 DIGEST_KEY = "content_sha256"
 
 
-def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> None:
+def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> str:
     """Record which data a run uses (``folder/data.json``: the dataset's URI, name and a checksum
     of its files' contents in order); refuse to resume a run that was made on other data at the same
     ``data.uri`` (a dataset made again with other parameters), which would re-score or continue
-    it on a mixture of both.
+    it on a mixture of both. Returns the checksum (:func:`~spdnas.data.storage.content_digest`).
 
     Raises
     ------
@@ -191,6 +191,7 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> N
                              "the run another name (name=...)")
     record = {"uri": config.data.uri, "name": manifest["meta"]["name"], DIGEST_KEY: digest}
     folder.write_bytes(DATA_RECORD, (json.dumps(record) + "\n").encode())
+    return digest
 
 
 def _location(uri: str) -> str:

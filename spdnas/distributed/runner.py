@@ -28,7 +28,7 @@ from spdnas.data import DatasetMeta
 from spdnas.data.cli import user_errors
 from spdnas.data.parquet import validate_dataset
 from spdnas.data.schema import SPLITS
-from spdnas.data.storage import Folder, content_digest
+from spdnas.data.storage import Folder
 from spdnas.data.streaming import ray_dataset
 from spdnas.distributed.worker import (
     FAULT_ENV,
@@ -121,7 +121,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     if not resume and folder.list_names():
         print(f"starting over: deleting the earlier run in {folder.uri}", file=sys.stderr, flush=True)
         folder.clear()
-    check_same_data(config, folder, resume)
+    data_sha256 = check_same_data(config, folder, resume)
     handover = _local_backend_state(folder) if resume else {}
     # Read into the object store before the workers take every CPU (reads need CPUs of their own).
     if dist.data == "replicate":  # every worker gets all rows
@@ -149,7 +149,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=list(datasets) if dist.data == "shard" else []),
     )
-    return trainer, folder, DatasetMeta.from_dict(meta)
+    return trainer, folder, DatasetMeta.from_dict(meta), data_sha256
 
 
 def _local_backend_state(folder: Folder) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def run_search(config: ExperimentConfig, resume: bool = True, callbacks: list | 
     """
     ensure_dataset(config.data, progress=config.runtime.progress)
     with ray_session(config.distributed):
-        trainer, folder, _ = _trainer(search_worker, config, "search", {}, resume, callbacks)
+        trainer, folder, _, _ = _trainer(search_worker, config, "search", {}, resume, callbacks)
         result = fit_with_progress(trainer, folder, "search", config.search.epochs, config.runtime.progress)
         state = _final_state(result)
     history = state["history"]
@@ -247,13 +247,12 @@ def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = Tru
     """Retraining with Ray Train; publishes ``result.json``, ``model.pt`` and metrics."""
     ensure_dataset(config.data, progress=config.runtime.progress)
     with ray_session(config.distributed):
-        trainer, folder, meta = _trainer(retrain_worker, config, "train", {"genotype": genotype.to_dict()},
-                                         resume, callbacks)
+        trainer, folder, meta, data_sha256 = _trainer(retrain_worker, config, "train",
+                                                      {"genotype": genotype.to_dict()}, resume, callbacks)
         result = fit_with_progress(trainer, folder, "train", config.train.epochs, config.runtime.progress)
         state = _final_state(result)
     history = state["history"]
     summary = retrain_result(result.metrics, result.metrics["parameters"], genotype, history)
-    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"],
-                          content_digest(Folder(config.data.uri).read_manifest()))
+    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"], data_sha256)
     paths = publish(lambda d: write_retrain_outputs(history, summary, model, d), folder.uri)
     return Outcome(history, genotype, summary, paths)

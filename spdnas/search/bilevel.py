@@ -137,7 +137,7 @@ class Architect:
         """``min(1, clip / (‖g‖ + 1e-6))``, the factor of :func:`torch.nn.utils.clip_grad_norm_`."""
         if self.grad_clip is None:
             return 1.0
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norm = torch.nn.utils.get_total_norm(grads)  # the norm clip_grad_norm_ computes
         return torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0)
 
     def virtual_weights(self, x_train: Tensor, y_train: Tensor) -> list[Tensor]:

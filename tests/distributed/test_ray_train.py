@@ -226,6 +226,8 @@ def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_p
 
     _model, saved = load_model(outcome.paths["model.pt"])
     assert saved["best_epoch"] == outcome.result["best_epoch"]
+    _model, saved_local = load_model(local.paths["model.pt"])  # both record the data they used
+    assert saved["data_sha256"] == saved_local["data_sha256"] is not None
 
 
 def test_checkpoint_every_k_epochs_and_the_last(ray_session, dataset_uri, tmp_path):

@@ -112,10 +112,11 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
     shrinkage : float
         Optional shrinkage γ towards the scaled identity (0 keeps the matrices).
     """
-    files = sorted_files(Path(src).expanduser(), (".npy",))
+    folder = Path(src).expanduser()
+    files = sorted_files(folder, (".npy",))
     labels = [label_from_name(f, HDM05_CLASSES) for f in files]
     ids = [f.stem for f in files]
-    matrices = stack_matrices(files, ids, Path(src).expanduser(), shrinkage)
+    matrices = stack_matrices(files, ids, folder, shrinkage)
     meta = DatasetMeta(name="hdm05", n=matrices.shape[-1],
                        class_names=tuple(f"class-{k}" for k in range(HDM05_CLASSES)),
                        source=f"HDM05 .npy covariances imported from {src}",
