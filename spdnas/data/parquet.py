@@ -130,6 +130,38 @@ def _file_bytes(dataset: SPDDataset, rows: np.ndarray, schema: pa.Schema, encodi
     return sink.getvalue()
 
 
+class _ContentHash:
+    """SHA-256 of a dataset's rows as data: ids, labels, splits, groups, class names and the
+    matrices in their stored dtype — not the Parquet bytes, whose metadata names the spdnas and
+    pyarrow versions, and not the file sizes. One hash per column, fed row chunk by row chunk, so
+    the digest does not depend on how rows are cut into files."""
+
+    COLUMNS = ("sample_id", "label", "split", "group", "matrix")
+
+    def __init__(self) -> None:
+        self.columns = {name: hashlib.sha256() for name in self.COLUMNS}
+
+    def update(self, dataset: SPDDataset, rows: np.ndarray) -> None:
+        """Add ``rows`` (indices into ``dataset``, in stored order)."""
+        groups = [None] * len(rows) if dataset.groups is None else dataset.groups[rows]
+        for name, texts in (("sample_id", dataset.sample_ids[rows]), ("split", dataset.splits[rows]),
+                            ("group", groups)):
+            for text in texts:
+                data = b"\xff" if text is None else str(text).encode()  # 0xff never occurs in UTF-8
+                self.columns[name].update(len(data).to_bytes(8, "little") + data)
+        self.columns["label"].update(dataset.labels.numpy()[rows].astype("<i8").tobytes())
+        matrices = dataset.matrices.detach().cpu().numpy()[rows]
+        little_endian = matrices.dtype.newbyteorder("<")
+        self.columns["matrix"].update(np.ascontiguousarray(matrices, little_endian).tobytes())
+
+    def hexdigest(self, dataset: SPDDataset) -> str:
+        """The digest of everything added, with the dataset's matrix size, dtype and class names."""
+        header = {"n": dataset.n, "dtype": str(dataset.matrices.dtype),
+                  "class_names": list(dataset.meta.class_names),
+                  "columns": {name: h.hexdigest() for name, h in self.columns.items()}}
+        return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
+
+
 def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = None,
                   row_group_size: int | None = None, overwrite: bool = False, encoding: str = "triu",
                   progress: bool = False) -> dict:
@@ -188,17 +220,20 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
     chunks = [order[i:i + rows_per_file] for i in range(0, len(order), rows_per_file)] or [order]
     meter = Progress(f"write {uri}", len(chunks), " files", enabled=progress)
     files = []
+    content = _ContentHash()
     for index, rows in enumerate(chunks):
         name = f"g{generation}-part-{index:05d}.parquet"
         data = _file_bytes(dataset, rows, schema, encoding, row_group_size)
         folder.write_bytes(name, data)
         files.append({"path": name, "rows": len(rows), "bytes": len(data),
                       "sha256": hashlib.sha256(data).hexdigest()})
+        content.update(dataset, rows)
         meter.update()
     meter.close()
     manifest = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "generation": generation,
                 "meta": meta_dict, "dtype": dtype_name, "encoding": encoding, "num_rows": len(dataset),
-                "row_group_size": row_group_size, "counts": dataset.counts(), "files": files}
+                "row_group_size": row_group_size, "counts": dataset.counts(), "files": files,
+                "content_sha256": content.hexdigest(dataset)}
     folder.write_bytes(MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     kept = {f["path"] for f in files}
     for old in previous["files"] if previous else []:

@@ -102,7 +102,12 @@ class Folder:
 
 
 def content_digest(manifest: dict) -> str:
-    """SHA-256 over a dataset's file contents in row order (the manifest's file checksums), not
-    the file names, which carry the write's generation: the same data written again has the same
-    digest, data made with other parameters another."""
+    """A dataset's identity as data: the same rows written again — by a later spdnas or pyarrow,
+    or cut into other files — have the same digest; data made with other parameters another.
+
+    It is the manifest's ``content_sha256``, a hash of the rows. Manifests written by earlier
+    builds lack it; theirs is the SHA-256 over the files' checksums in row order, which the same
+    data written by another version does not keep."""
+    if "content_sha256" in manifest:
+        return manifest["content_sha256"]
     return hashlib.sha256(json.dumps([f["sha256"] for f in manifest["files"]]).encode()).hexdigest()

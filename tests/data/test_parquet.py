@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,6 +13,7 @@ import torch
 
 from spdnas.data import SPDDataset, read_dataset, stratified_split, write_dataset
 from spdnas.data.schema import decode_matrices, encode_matrices
+from spdnas.data.storage import Folder, content_digest
 from tests.data.conftest import toy_dataset
 
 
@@ -152,3 +155,33 @@ def test_dataset_subset_and_counts():
     assert set(resplit.splits) == {"train", "val"}
     with pytest.raises(ValueError, match="unknown split"):
         dataset.subset("training")
+
+
+def test_content_digest_is_the_data_not_the_files(tmp_path):
+    dataset = toy_dataset(count=30, seed=3)
+    first = write_dataset(dataset, tmp_path / "a")
+    other_build = replace(dataset, meta=replace(dataset.meta, provenance={"spdnas_version": "9.9"}))
+    again = write_dataset(other_build, tmp_path / "b", rows_per_file=7, row_group_size=3, encoding="full")
+    assert [f["sha256"] for f in again["files"]] != [f["sha256"] for f in first["files"]]
+    assert content_digest(again) == content_digest(first)
+    assert content_digest(Folder(str(tmp_path / "a")).read_manifest()) == content_digest(first)
+    # a copy read back and written again keeps it
+    copy = write_dataset(read_dataset(str(tmp_path / "a")), tmp_path / "c")
+    assert content_digest(copy) == content_digest(first)
+    changed = dataset.matrices.clone()
+    changed[4, 0, 0] += 1e-12
+    changes = [replace(dataset, matrices=changed),
+               replace(dataset, labels=dataset.labels.roll(1)),
+               replace(dataset, splits=np.roll(dataset.splits, 1)),
+               replace(dataset, sample_ids=np.array([f"x{i}" for i in range(30)])),
+               replace(dataset, groups=np.array(["g"] * 30, dtype=object)),
+               replace(dataset, matrices=dataset.matrices.float()),
+               replace(dataset, meta=replace(dataset.meta, class_names=("a", "b", "c")))]
+    for index, variant in enumerate(changes):
+        assert content_digest(write_dataset(variant, tmp_path / f"v{index}")) != content_digest(first), index
+
+
+def test_content_digest_of_an_older_manifest_is_over_its_file_checksums():
+    older = {"files": [{"sha256": "ab"}, {"sha256": "cd"}]}
+    assert content_digest(older) == hashlib.sha256(json.dumps(["ab", "cd"]).encode()).hexdigest()
+    assert content_digest({**older, "content_sha256": "ef"}) == "ef"
