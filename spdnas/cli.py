@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=_search)
 
     train = sub.add_parser("train", help="retrain a genotype from scratch and evaluate it on test")
-    train.add_argument("--genotype", required=True, help="genotype JSON file, or 'radar' / 'hdm05'")
+    train.add_argument("--genotype", required=True,
+                       help="genotype JSON file (local or s3://), or 'radar' / 'hdm05'")
     _add_experiment_args(train)
     train.set_defaults(func=_train)
 
@@ -205,12 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with the ``spdnas`` parser (see :func:`parse_with_overrides`)."""
+    return parse_with_overrides(build_parser(), argv)
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser,
+                         argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``argv``; ``KEY=VALUE`` overrides may also follow options (``--no-resume x=1``).
 
     argparse fills a ``*`` positional once, so overrides after an option would be refused as
-    unrecognized; they are appended, in order, to the command's ``overrides``.
+    unrecognized; they are appended, in order, to the parsed ``overrides``.
     """
-    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
     if stray or (extra and not hasattr(args, "overrides")):

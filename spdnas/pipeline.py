@@ -64,7 +64,8 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
 
 
 def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with every local path (datasets, output folder) made absolute.
+    """``config`` with every local path (datasets, output folder, a sweep's genotype file) made
+    absolute.
 
     For configs handed to Ray Tune trials: Tune runs each trial in its own working folder, where
     a relative ``data/radar-synth`` would name another (empty) place.
@@ -78,6 +79,9 @@ def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     tree["runtime"]["output_dir"] = absolute(tree["runtime"]["output_dir"])
     for entry in tree["benchmark"]["datasets"]:
         entry["data"]["uri"] = absolute(entry["data"]["uri"])
+    genotype = tree["sweep"]["genotype"]
+    if genotype and Path(genotype).is_file():  # a published name (``radar``) stays a name
+        tree["sweep"]["genotype"] = str(Path(genotype).resolve())
     return config_from_dict(tree)
 
 
@@ -314,7 +318,17 @@ def retrain_result(test: dict[str, Any], parameters: int, genotype: Genotype,
 
 
 def resolve_genotype(spec: str) -> Genotype:
-    """A genotype from a JSON file path or a published name (``radar``, ``hdm05``)."""
+    """A genotype from a JSON file (local path or ``s3://bucket/key``, e.g. a search's
+    ``genotype.json`` in the cluster's storage) or a published name (``radar``, ``hdm05``)."""
+    location = Folder(spec)
+    if not location.is_local:
+        folder, _, name = spec.rstrip("/").rpartition("/")
+        if not Folder(folder).exists(name):
+            raise GenotypeError(f"{spec}: no such genotype file")
+        try:
+            return Genotype.from_json(Folder(folder).read_bytes(name).decode())
+        except (GenotypeError, UnicodeDecodeError) as exc:
+            raise GenotypeError(f"{spec}: {exc}") from None
     path = Path(spec)
     if path.exists():
         return Genotype.load(path)

@@ -235,6 +235,11 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
             require_gpus(resources["GPU"], f"each benchmark trial (runtime.device={config.runtime.device})",
                          "benchmark.gpus_per_trial")
         concurrent = bench.max_concurrent_trials or fits
+        if config.runtime.progress:
+            origin = ("benchmark.max_concurrent_trials" if bench.max_concurrent_trials
+                      else "as many as the cluster's resources hold now")
+            print(f"benchmark: {expected} trials, up to {concurrent} at once ({origin})", file=sys.stderr,
+                  flush=True)
         trainable = tune.with_resources(
             tune.with_parameters(benchmark_trial, base=config.to_dict(), root=root.uri.rstrip("/")),
             resources)

@@ -172,11 +172,16 @@ def asha_scheduler(config: ExperimentConfig) -> tune.schedulers.ASHAScheduler:
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
     """Unless set, give each trial's workers an equal share of the cluster's CPUs, so that
-    ``max_concurrent_trials`` trials fit side by side (otherwise they wait on each other)."""
+    ``max_concurrent_trials`` trials fit side by side (otherwise they wait on each other).
+
+    Not with GPU workers: they ask for one CPU each beside their GPU, as in any Ray run. A share
+    of the CPUs present now (on an autoscaling cluster, the head's) could exceed what a GPU node
+    holds, so that the autoscaler would start larger nodes, or none would fit.
+    """
     import ray
 
     dist = config.distributed
-    if dist.cpus_per_worker > 0:
+    if dist.cpus_per_worker > 0 or dist.use_gpu:
         return config
     concurrent = config.sweep.max_concurrent_trials
     free = ray.cluster_resources().get("CPU", 1.0) - TRIAL_CPU * concurrent

@@ -10,6 +10,9 @@ import torch
 from spdnas.cli import main
 from spdnas.data import read_dataset, write_dataset
 from spdnas.data import s3 as s3mod
+from spdnas.data.storage import Folder
+from spdnas.pipeline import resolve_genotype
+from spdnas.search.genotype import GenotypeError, published_genotype
 from tests.conftest import BUCKET
 from tests.data.conftest import toy_dataset
 
@@ -137,3 +140,14 @@ def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     fs, path = s3mod.pyarrow_filesystem("s3://b/x")
     assert isinstance(fs, pafs.S3FileSystem) and path == "b/x"
+
+
+def test_a_genotype_file_on_s3_is_read_where_a_search_left_it(s3_prefix):
+    found = published_genotype("radar")
+    Folder(s3_prefix).write_bytes("search/genotype.json", found.to_json().encode())
+    assert resolve_genotype(f"{s3_prefix}/search/genotype.json") == found
+    with pytest.raises(GenotypeError, match="no such genotype file"):
+        resolve_genotype(f"{s3_prefix}/other/genotype.json")
+    Folder(s3_prefix).write_bytes("bad.json", b"{not json")
+    with pytest.raises(GenotypeError, match=r"bad\.json: genotype is not valid JSON"):
+        resolve_genotype(f"{s3_prefix}/bad.json")

@@ -10,12 +10,14 @@ import shlex
 import boto3
 import pytest
 import yaml
+from dockerfile_parse import DockerfileParser
 from jsonschema import ValidationError
 from moto import mock_aws
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from tests.deploy.conftest import (
     AWS_CLUSTER,
+    DOCKERFILE,
     LOCAL_CLUSTER,
     REGION,
     REPO,
@@ -164,8 +166,10 @@ def test_local_cluster_installs_the_package_and_sets_storage():
     assert not config["auth"]["ssh_private_key"].count("PRIVATE KEY"), "a path, never a key"
     setup = config["setup_commands"]
     torch_step = next(i for i, c in enumerate(setup) if re.search(r"pip install .*torch==", c))
-    package_step = next(i for i, c in enumerate(setup) if re.search(r"pip install (--\S+ )*\.$", c.strip()))
+    package_step = next(i for i, c in enumerate(setup) if re.search(r"pip install .* \.$", c.strip()))
     assert torch_step < package_step
+    image_ray = DockerfileParser(str(DOCKERFILE)).args["RAY_VERSION"]
+    assert f'"ray[default,train,tune,data]=={image_ray}"' in setup[package_step], "the image's Ray"
     makefile = (REPO / "Makefile").read_text()
     torch_pin = re.search(r"^TORCH_SPEC \?= (torch==\S+)$", makefile, re.M).group(1)
     assert f'"{torch_pin}"' in setup[torch_step], "the same torch as the Makefile"

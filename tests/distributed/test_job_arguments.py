@@ -8,6 +8,7 @@ import pytest
 
 from jobs.common import cli_arguments, parser
 from spdnas.benchmark.run import dataset_config
+from spdnas.cli import parse_with_overrides
 from spdnas.config import load_config
 
 BENCHMARK = str(Path(__file__).resolve().parents[2] / "configs" / "benchmark" / "radar-jv.yaml")
@@ -77,3 +78,13 @@ def test_runtime_env_uploads_the_code_and_nothing_else(tmp_path):
     assert [f for f in needed if f not in uploaded] == []
     left_out = ("data", "runs", "tests", "benchmarks", ".git", ".venv")
     assert not [f for f in uploaded if f.split("/")[0] in left_out]
+
+
+def test_overrides_may_follow_options_as_with_spdnas_itself():
+    p = parser("x")
+    p.add_argument("--genotype")
+    args = parse_with_overrides(p, ["--config", BENCHMARK, "a=1", "--genotype", "radar", "b=2",
+                                    "--no-resume", "c=3"])
+    assert args.overrides == ["a=1", "b=2", "c=3"] and args.no_resume and args.genotype == "radar"
+    with pytest.raises(SystemExit):
+        parse_with_overrides(p, ["--config", BENCHMARK, "a=1", "--no-resume", "stray"])

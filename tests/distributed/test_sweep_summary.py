@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from spdnas.config import load_config
-from spdnas.distributed.sweep import _summarise, asha_scheduler, trial_record
+from spdnas.distributed.sweep import _share_cpus, _summarise, asha_scheduler, trial_record
+from spdnas.pipeline import with_absolute_paths
+from spdnas.search.genotype import published_genotype
 
 
 def trial(lr, seed, metric, status="TERMINATED"):
@@ -73,3 +75,23 @@ def test_trial_records_carry_the_sweep_mode(mode, metric):
     assert trial_record(failed, config)["error"] == "ValueError: bad lr"
     stopped = SimpleNamespace(**{**vars(result), "metrics": {metric: 0.4}})  # by ASHA
     assert trial_record(stopped, config)["status"] == "STOPPED"
+
+
+def test_trial_paths_are_absolute_a_published_genotype_stays_a_name(tmp_path, monkeypatch):
+    """Tune runs each trial in its own folder, where a relative genotype file is not found."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.json").write_text(published_genotype("radar").to_json())
+    config = with_absolute_paths(load_config(None, ["sweep.genotype=mine.json", "data.uri=data/x"]))
+    assert config.sweep.genotype == str(tmp_path / "mine.json")
+    assert config.data.uri == str(tmp_path / "data" / "x")
+    assert with_absolute_paths(load_config(None, ["sweep.genotype=radar"])).sweep.genotype == "radar"
+
+
+def test_gpu_workers_ask_for_one_cpu_not_a_share_of_the_cpus_present(monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    cpu = load_config(None, ["sweep.max_concurrent_trials=1"])
+    assert _share_cpus(cpu).distributed.cpus_per_worker > 1  # the head's CPUs, shared
+    gpu = load_config(None, ["sweep.max_concurrent_trials=1", "distributed.use_gpu=true"])
+    assert _share_cpus(gpu).distributed.cpus_per_worker == 0  # the runner's default: 1 beside the GPU
