@@ -2,13 +2,15 @@
 
 Endpoint, region and credentials come from the standard AWS chain, never from code: boto3
 resolves them itself (``AWS_ENDPOINT_URL[_S3]``, ``AWS_REGION``, ``~/.aws/config``, instance
-roles, ...); for pyarrow, :func:`pyarrow_filesystem` reads the endpoint from
-``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` and the region from ``AWS_REGION`` /
-``AWS_DEFAULT_REGION`` (else the boto3 profile), and leaves credentials to the AWS SDK chain.
+roles, ...); for pyarrow, :func:`pyarrow_filesystem` takes the endpoint boto3 resolves
+(``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, or ``endpoint_url`` in the AWS config file, as
+for MinIO) and the region from ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (else the boto3
+profile), and leaves credentials to the AWS SDK chain.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -50,8 +52,28 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def endpoint_url() -> str | None:
-    """The S3 endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (None: AWS default)."""
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    """The S3 endpoint boto3 uses, where one is configured (None: AWS's own).
+
+    From ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` or ``endpoint_url`` in the AWS config
+    file (profile or its ``services`` section), unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``,
+    so that pyarrow's reads go where boto3's uploads went. Resolved once per AWS environment.
+    """
+    return _configured_endpoint(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
+
+
+@functools.lru_cache(maxsize=8)
+def _configured_endpoint(aws_environment: tuple[tuple[str, str], ...]) -> str | None:
+    """The endpoint of a boto3 S3 client where it differs from one that ignores configured
+    endpoints (``aws_environment`` only keys the cache)."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    name = session.region_name or "us-east-1"
+    configured = session.client("s3", region_name=name).meta.endpoint_url
+    default = session.client("s3", region_name=name,
+                             config=Config(ignore_configured_endpoint_urls=True)).meta.endpoint_url
+    return None if configured == default else configured
 
 
 def region() -> str | None:

@@ -54,6 +54,18 @@ def min_over_workers(value: int) -> int:
     return int(t.item())
 
 
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every worker rank 0's buffers (the batch norms' running means).
+
+    For batch norms that are not synchronised: each worker's running means follow its own part
+    of the batches, so after an epoch the workers hold different models. Called after each
+    epoch's training, before evaluation and checkpointing, as ``DistributedDataParallel``'s
+    ``broadcast_buffers``: the workers then evaluate one model, rank 0's, the one it saves.
+    """
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def synchronise_batch_norms(model: nn.Module, world: int) -> int:
     """Make every Riemannian batch norm in ``model`` average over the global batch."""
     from spdnas.nn.batchnorm import BatchNormSPD

@@ -67,7 +67,8 @@ def ray_session(dist: DistributedConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:  # workers' logs stay in Ray's session folder; progress comes from the live metrics
-        ray.init(num_cpus=available_cpus(), include_dashboard=dist.dashboard,
+        # address="local": a new Ray, even where an earlier `ray start` left its address behind
+        ray.init(address="local", num_cpus=available_cpus(), include_dashboard=dist.dashboard,
                  logging_level=logging.WARNING, log_to_driver=dist.dashboard)
     _embedded_ray = not address
     try:
@@ -82,17 +83,27 @@ def require_gpus(needed: float, what: str, fewer: str) -> None:
     cannot get more, so that is an error (the work would wait for ever); a cluster's autoscaler
     may add GPU nodes, so there it is a warning that the work waits for them. ``fewer`` names the
     setting that asks for fewer GPUs, for the message."""
-    have = ray.cluster_resources().get("GPU", 0.0)
+    _require("GPU", needed, what, fewer, "run on runtime.device=cpu, or on a Ray cluster with GPUs",
+             "On a cluster without any, stop it and use runtime.device=cpu")
+
+
+def require_cpus(needed: float, what: str, fewer: str) -> None:
+    """As :func:`require_gpus`, for CPUs: ``num_workers`` workers of 1 CPU each on a 2-CPU
+    machine would wait for ever for the CPUs of the third and fourth."""
+    _require("CPU", needed, what, fewer, "run on a Ray cluster with more",
+             "On a cluster that cannot grow, stop it and ask for fewer")
+
+
+def _require(resource: str, needed: float, what: str, fewer: str, elsewhere: str, stuck: str) -> None:
+    have = ray.cluster_resources().get(resource, 0.0)
     if needed <= have:
         return
     if _embedded_ray:
         way = f"ask for fewer ({fewer}) or " if have > 0 else ""
-        raise ValueError(f"{what} needs {needed:g} GPU(s), and this machine's Ray has {have:g}: {way}run on "
-                         "runtime.device=cpu, or on a Ray cluster with GPUs (distributed.address or "
-                         "RAY_ADDRESS)")
-    print(f"warning: {what} needs {needed:g} GPU(s), and the Ray cluster has {have:g} now; it waits until "
-          "GPU nodes join (an autoscaler adding them). On a cluster without any, stop it and use "
-          "runtime.device=cpu", file=sys.stderr, flush=True)
+        raise ValueError(f"{what} needs {needed:g} {resource}(s), and this machine's Ray has {have:g}: {way}"
+                         f"{elsewhere} (distributed.address or RAY_ADDRESS)")
+    print(f"warning: {what} needs {needed:g} {resource}(s), and the Ray cluster has {have:g} now; it waits "
+          f"until {resource} nodes join (an autoscaler adding them). {stuck}", file=sys.stderr, flush=True)
 
 
 def _cpus_per_worker(dist: DistributedConfig) -> float:
@@ -111,6 +122,9 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     if dist.use_gpu:
         require_gpus(dist.num_workers, f"the {step} (distributed.use_gpu=true, one GPU per worker)",
                      "distributed.num_workers")
+    cpus = _cpus_per_worker(dist)
+    require_cpus(cpus * dist.num_workers, f"the {step} ({dist.num_workers} worker(s) of {cpus:g} CPU(s))",
+                 "distributed.num_workers, distributed.cpus_per_worker")
     folder = Folder(run_folder(config, step))
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]
@@ -128,7 +142,6 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
         datasets = {"data": ray_dataset(config.data.uri).materialize()}
     else:  # every worker gets its own part of each split
         datasets = {split: ray_dataset(config.data.uri, split).materialize() for split in SPLITS}
-    cpus = _cpus_per_worker(dist)
     env = {k: os.environ[k] for k in (FAULT_ENV, FAULT_MARKER_ENV) if k in os.environ}
     experiment_folder = Folder(run_folder(config, ""))
     trainer = TorchTrainer(

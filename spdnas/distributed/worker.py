@@ -25,6 +25,7 @@ from spdnas.data.storage import Folder
 from spdnas.data.streaming import shard_dataset
 from spdnas.distributed.collective import (
     average_gradients,
+    broadcast_buffers,
     min_over_workers,
     sum_metrics,
     synchronise_batch_norms,
@@ -139,8 +140,13 @@ def _maybe_fail(epoch: int, rank: int) -> None:
         os._exit(17)
 
 
-def _reducers(world: int):
-    return (average_gradients, sum_metrics) if world > 1 else (None, None)
+def _reducers(world: int, sync_batchnorm: bool):
+    """(grad_reduce, sum_reduce, buffer_sync) of a worker among ``world``: none for one worker;
+    rank 0's running means are broadcast after every epoch where the batch norms are not
+    synchronised (synchronised ones hold equal means on every worker already)."""
+    if world == 1:
+        return None, None, None
+    return average_gradients, sum_metrics, None if sync_batchnorm else broadcast_buffers
 
 
 def search_worker(loop_config: dict[str, Any]) -> None:
@@ -149,9 +155,9 @@ def search_worker(loop_config: dict[str, Any]) -> None:
     data = _experiment_data(config, loop_config["meta"])
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sharding = _sharding(config, [len(data.search_train), len(data.search_val)], config.search.batch_size)
-    grad_reduce, sum_reduce = _reducers(world)
+    grad_reduce, sum_reduce, buffer_sync = _reducers(world, config.distributed.sync_batchnorm)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes, sharding, grad_reduce,
-                    sum_reduce)
+                    sum_reduce, buffer_sync)
     if world > 1 and config.distributed.sync_batchnorm:
         synchronise_batch_norms(job.searcher.supernet, world)
     handed_over = _restore(job, loop_config)
@@ -173,10 +179,10 @@ def retrain_worker(loop_config: dict[str, Any]) -> None:
     data = _experiment_data(config, loop_config["meta"])
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sharding = _sharding(config, [len(data.train)], config.train.batch_size)
-    grad_reduce, sum_reduce = _reducers(world)
+    grad_reduce, sum_reduce, buffer_sync = _reducers(world, config.distributed.sync_batchnorm)
     genotype = Genotype.from_dict(loop_config["genotype"])
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes, sharding, grad_reduce,
-                   sum_reduce)
+                   sum_reduce, buffer_sync=buffer_sync)
     if world > 1 and config.distributed.sync_batchnorm:
         synchronise_batch_norms(job.model, world)
     handed_over = _restore(job, loop_config)

@@ -22,6 +22,7 @@ from spdnas.search.bilevel import GradReducer
 from spdnas.search.searcher import BilevelSearcher, clip_and_reduce
 
 SumReducer = Callable[[Tensor], Tensor]
+BufferSync = Callable[[nn.Module], None]  # makes a model's buffers (running means) equal on all workers
 
 
 class DivergedError(ValueError):

@@ -9,7 +9,7 @@ import torch
 
 from spdnas.config import ExperimentConfig
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
-from spdnas.engine.loops import SumReducer, evaluate, search_epoch
+from spdnas.engine.loops import BufferSync, SumReducer, evaluate, search_epoch
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.state import capture_rng, check_resumable, restore_rng
 from spdnas.search.bilevel import GradReducer
@@ -28,12 +28,12 @@ class SearchJob:
 
     def __init__(self, config: ExperimentConfig, train: TensorData, val: TensorData, num_classes: int,
                  sharding: Sharding = SINGLE_PROCESS, grad_reduce: GradReducer | None = None,
-                 sum_reduce: SumReducer | None = None):
+                 sum_reduce: SumReducer | None = None, buffer_sync: BufferSync | None = None):
         self.config = config
         self.dtype, self.device = setup_runtime(config.runtime)
         self.train = train.to(self.device, self.dtype)
         self.val = val.to(self.device, self.dtype)
-        self.sharding, self.sum_reduce = sharding, sum_reduce
+        self.sharding, self.sum_reduce, self.buffer_sync = sharding, sum_reduce, buffer_sync
         torch.manual_seed(config.runtime.seed)
         self.searcher = Searcher(config.model, config.search, int(train.x.shape[-1]), num_classes,
                                  dtype=self.dtype, device=self.device, reduce=grad_reduce)
@@ -52,6 +52,8 @@ class SearchJob:
         cfg = self.config
         metrics = search_epoch(self.searcher, self.train, self.val, cfg.search.batch_size, cfg.runtime.seed,
                                self.epoch, self.sharding, self.sum_reduce, progress=cfg.runtime.progress)
+        if self.buffer_sync is not None:
+            self.buffer_sync(self.searcher.supernet)
         self.searcher.supernet.eval()
         metrics.update(evaluate(self.searcher.forward, self.val, cfg.search.batch_size, "search_val",
                                 self.sharding, self.sum_reduce))

@@ -12,7 +12,7 @@ from torch import nn
 
 from spdnas.config import ExperimentConfig
 from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData
-from spdnas.engine.loops import SumReducer, evaluate, train_epoch
+from spdnas.engine.loops import BufferSync, SumReducer, evaluate, train_epoch
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.state import capture_rng, check_resumable, restore_rng
 from spdnas.models.network import GenotypeNetwork
@@ -51,7 +51,7 @@ class TrainJob:
     def __init__(self, config: ExperimentConfig, genotype: Genotype | None, train: TensorData,
                  val: TensorData, num_classes: int, sharding: Sharding = SINGLE_PROCESS,
                  grad_reduce: GradReducer | None = None, sum_reduce: SumReducer | None = None,
-                 model_factory: ModelFactory | None = None):
+                 model_factory: ModelFactory | None = None, buffer_sync: BufferSync | None = None):
         if genotype is None and model_factory is None:
             raise ValueError("TrainJob needs a genotype or a model factory")
         self.config, self.genotype = config, genotype
@@ -59,7 +59,7 @@ class TrainJob:
         self.train = train.to(self.device, self.dtype)
         self.val = val.to(self.device, self.dtype)
         self.sharding = sharding
-        self.grad_reduce, self.sum_reduce = grad_reduce, sum_reduce
+        self.grad_reduce, self.sum_reduce, self.buffer_sync = grad_reduce, sum_reduce, buffer_sync
         torch.manual_seed(config.runtime.seed)
         if model_factory is None:
             self.model = GenotypeNetwork(genotype, config.model, int(train.x.shape[-1]), num_classes,
@@ -91,6 +91,8 @@ class TrainJob:
         metrics = train_epoch(self.model, self.optimizer, self.train, t.batch_size, self.config.runtime.seed,
                               self.epoch, self.sharding, t.grad_clip, self.grad_reduce,
                               self.sum_reduce, progress=self.config.runtime.progress)
+        if self.buffer_sync is not None:
+            self.buffer_sync(self.model)
         self.model.eval()
         metrics.update(evaluate(self.model, self.val, t.batch_size, "val", self.sharding, self.sum_reduce))
         self.epoch += 1

@@ -31,6 +31,27 @@ def test_pyarrow_filesystem_uses_the_environment(s3_server, monkeypatch):
     assert s3mod.endpoint_url() == "https://s3.example.test:9443"
 
 
+def test_the_endpoint_of_the_aws_config_file_serves_reads_as_it_serves_uploads(s3_server, monkeypatch,
+                                                                               tmp_path):
+    """MinIO users put ``endpoint_url`` in ~/.aws/config; boto3 (upload, ls) honoured it, while
+    pyarrow (every read) went to AWS."""
+    endpoint = s3mod.endpoint_url()
+    config_file = tmp_path / "aws-config"
+    config_file.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    assert s3mod.endpoint_url() == endpoint
+    uri = f"s3://{BUCKET}/from-config-file"
+    write_dataset(toy_dataset(count=12, n=5), uri)
+    assert len(read_dataset(uri)) == 12
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert s3mod.endpoint_url() is None
+    monkeypatch.delenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # another environment: resolved again
+    assert s3mod.endpoint_url() is None
+
+
 def test_split_s3_uri():
     assert s3mod.split_s3_uri("s3://bucket") == ("bucket", "")
     with pytest.raises(ValueError, match="not an s3"):

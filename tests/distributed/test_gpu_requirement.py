@@ -1,17 +1,22 @@
-"""GPU work on the embedded Ray of a machine without GPUs: it waited for ever for a GPU that
-nothing could add; now it fails at once, naming the way out. (Its own module: the embedded Ray
-must be the one the command starts, not a test fixture's.)"""
+"""GPU work on the embedded Ray of a machine without GPUs, or more workers than its CPUs: it
+waited for ever for what nothing could add; now it fails at once, naming the way out. The
+embedded Ray starts even where an earlier Ray left its address behind. (Its own module: the
+embedded Ray must be the one the command starts, not a test fixture's.)"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from spdnas.benchmark.run import run_benchmark
-from spdnas.config import load_config
+from spdnas.config import DistributedConfig, load_config
 from spdnas.data import write_dataset
+from spdnas.engine.runtime import available_cpus
 from spdnas.pipeline import search
 from tests.helpers import toy_dataset
 
@@ -60,3 +65,36 @@ def test_the_message_names_the_way_out(monkeypatch, have, way):
     with pytest.raises(ValueError, match=f"needs 2 GPU\\(s\\), and this machine's Ray has {have:g}: {way}"):
         runner.require_gpus(2, "the search", "distributed.num_workers")
 
+
+
+def test_more_workers_than_the_embedded_rays_cpus_fail_at_once(uri, tmp_path):
+    cpus = available_cpus()
+    config = load_config(None, [f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",
+                                "distributed.backend=ray", f"distributed.num_workers={cpus + 1}",
+                                "distributed.cpus_per_worker=1", "runtime.progress=false", "search.epochs=1",
+                                f"search.batch_size={cpus + 1}", f"train.batch_size={cpus + 1}"])
+    expected = (rf"^the search \({cpus + 1} worker\(s\) of 1 CPU\(s\)\) needs {cpus + 1} CPU\(s\), and this "
+                rf"machine's Ray has {cpus}: ask for fewer \(distributed.num_workers")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=expected):
+        search(config)
+    assert time.monotonic() - start < 120
+
+
+def test_an_embedded_ray_starts_where_an_earlier_ray_left_its_address(monkeypatch):
+    """`ray start` leaves ``ray_current_cluster`` in Ray's temp folder; ``ray.init`` without an
+    address would join that (gone) cluster and refuse ``num_cpus``."""
+    import ray
+
+    from spdnas.distributed.runner import ray_session
+
+    temp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths are limited
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:6379")
+        monkeypatch.setenv("RAY_TMPDIR", str(temp))
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        with ray_session(DistributedConfig()):
+            assert ray.cluster_resources()["CPU"] == available_cpus()
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

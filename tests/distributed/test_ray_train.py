@@ -247,3 +247,29 @@ def test_sharded_data_gives_every_worker_every_split(ray_session, dataset_uri, t
     result = retrain(config, published_genotype("radar")).result
     counts = tiny_dataset().counts()
     assert sum(counts["test"]) - 1 <= result["test_samples"] <= sum(counts["test"])  # equal shards
+
+
+def test_unsynchronised_batch_norms_report_the_model_they_save(ray_session, dataset_uri, tmp_path):
+    """With per-worker batch norms each worker's running means follow its own part of the
+    batches; rank 0's are broadcast after every epoch, so the reported metrics are those of the
+    saved model (rank 0's), not of a blend of the workers' models."""
+    from spdnas.engine.loops import evaluate
+    from spdnas.pipeline import load_experiment_data, load_model
+
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
+                        "distributed.cpus_per_worker=1", "distributed.sync_batchnorm=false",
+                        "search.epochs=1", "train.epochs=2", "train.lr=0.2")
+    data = load_experiment_data(config)
+    found = search(config)
+    job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
+    job.load_state_dict(last_state(config, "search"))
+    job.searcher.supernet.eval()
+    again = evaluate(job.searcher.forward, job.val, config.search.batch_size, "search_val")
+    assert again["search_val_loss"] == pytest.approx(found.history[-1]["search_val_loss"], abs=1e-10)
+
+    outcome = retrain(config, published_genotype("radar"))
+    model, _ = load_model(outcome.paths["model.pt"])
+    test = data.test.to(torch.device("cpu"), torch.float64)
+    again = evaluate(model, test, config.train.batch_size, "test")
+    assert again["test_loss"] == pytest.approx(outcome.result["test_loss"], abs=1e-10)
+    assert again["test_accuracy"] == outcome.result["test_accuracy"]
