@@ -29,7 +29,7 @@ from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, load_torch_file, newest_st
 from spdnas.engine.train_job import TrainJob
 from spdnas.models.network import GenotypeNetwork
 from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
-from spdnas.search.genotype import Genotype, GenotypeError, published_genotype
+from spdnas.search.genotype import Genotype, GenotypeError, published_genotype, published_names
 
 
 @dataclass
@@ -335,11 +335,14 @@ def resolve_genotype(spec: str) -> Genotype:
     try:
         return published_genotype(spec)
     except GenotypeError:
-        raise GenotypeError(f"{spec!r} is neither a genotype file nor a published genotype") from None
+        raise GenotypeError(f"{spec!r} is neither a genotype file nor a published genotype "
+                            f"({', '.join(published_names())})") from None
 
 
 def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model file (spdnas train writes <run>/train/model.pt)")
     saved = load_torch_file(path, "not a model saved by spdnas train, or damaged")
     keys = set(saved) if isinstance(saved, dict) else set()
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys

@@ -146,9 +146,10 @@ def test_user_errors_are_one_line_not_tracebacks(experiment_args, tmp_path, caps
     cases = [
         (["search", "--config", str(tmp_path / "missing.yaml")], 2, "cannot read config"),
         (["train", "--genotype", str(tmp_path / "missing.json"), *experiment_args], 1,
-         "is neither a genotype file nor a published genotype"),
+         "is neither a genotype file nor a published genotype (hdm05, radar)"),
         (["train", "--genotype", str(bad_json), *experiment_args], 1, "genotype is not valid JSON"),
         (["evaluate", "--model", str(not_a_model)], 1, "not a model saved by spdnas train"),
+        (["evaluate", "--model", str(tmp_path / "nope.pt")], 1, "nope.pt: no such model file"),
         (["search", *experiment_args, f"data.uri={tmp_path / 'nowhere'}"], 1, "error: "),
         (["train", "--genotype", "radar", *experiment_args, "train.lr=1e12", "train.grad_clip=null"], 1,
          "the weights have diverged"),

@@ -196,12 +196,16 @@ def derive_genotype(weights_normal: Tensor, weights_reduce: Tensor, logits_norma
 PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "genotypes"
 
 
+def published_names() -> list[str]:
+    """Names of the genotypes published in the paper (``radar``, ``hdm05``)."""
+    return sorted(p.stem for p in PUBLISHED_DIR.glob("*.json"))
+
+
 def published_genotype(name: str) -> Genotype:
     """A genotype published in the paper: ``"radar"`` or ``"hdm05"``."""
     path = PUBLISHED_DIR / f"{name.lower()}.json"
     if not path.exists():
-        known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.json"))
-        raise GenotypeError(f"no published genotype {name!r}; known: {known}")
+        raise GenotypeError(f"no published genotype {name!r}; published: {', '.join(published_names())}")
     return Genotype.load(path)
 
 
