@@ -7,6 +7,7 @@ import torch
 
 from spdnas.config import load_config
 from spdnas.engine.batches import TensorData, global_batches, iterate, shard_slice
+from spdnas.engine.loops import evaluate
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.state import load_checkpoint, save_checkpoint
 from spdnas.engine.train_job import TrainJob, improves
@@ -254,3 +255,45 @@ def test_rng_state_holds_the_run_device_only(monkeypatch):
     older = [torch.tensor([k], dtype=torch.uint8) for k in range(8)]  # before: every GPU's state
     rng.restore_rng({**state, "cuda": older}, cuda)
     assert calls[1:] == [("set", 7, torch.device("cuda", 0)), ("set", 1, cuda)]  # cuda:1 gets GPU 1's
+
+
+def test_evaluation_is_the_mean_loss_and_accuracy_over_every_sample(problem):
+    """Batches of 7 over 45 samples: the last, short batch counts, each sample once."""
+    _, val, _ = problem
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(36, 3, dtype=torch.float64)
+
+    def forward(x):
+        return linear(x.flatten(1))
+
+    with torch.no_grad():
+        metrics = evaluate(forward, val, 7, "val")
+        logits = forward(val.x)
+    assert metrics["val_samples"] == len(val) == 45
+    loss = float(torch.nn.functional.cross_entropy(logits, val.y))
+    accuracy = float((logits.argmax(1) == val.y).double().mean())
+    assert metrics["val_loss"] == pytest.approx(loss, rel=1e-12)
+    assert metrics["val_accuracy"] == pytest.approx(accuracy, rel=1e-12)
+
+
+def test_learning_rate_decays_each_epoch_and_testing_keeps_the_last_weights(problem):
+    train, val, test = problem
+    cfg = load_config(None, [*FAST, "train.epochs=3", "train.lr_decay=0.9"])
+    job = TrainJob(cfg, published_genotype("radar"), train, val, 3)
+    initial = {k: v.clone() for k, v in job.model.state_dict().items()}
+    while not job.finished:
+        job.run_epoch()
+    assert [r["lr"] for r in job.history] == pytest.approx([0.2, 0.18, 0.162], rel=1e-12)
+    assert job.optimizer.param_groups[0]["lr"] == pytest.approx(0.162, rel=1e-12)
+    last = {k: v.clone() for k, v in job.model.state_dict().items()}
+    job.model.eval()
+    scored = {}
+    for name, weights in (("initial", initial), ("last", last)):
+        job.model.load_state_dict(weights)
+        scored[name] = evaluate(job.model, test, 15, "test")
+    job.best["model"] = initial  # as if the untrained weights had been the best on val
+    result = job.test(test)
+    assert result["test_loss"] == scored["initial"]["test_loss"] != scored["last"]["test_loss"]
+    assert result["test_accuracy_last"] == scored["last"]["test_accuracy"]
+    for name, value in job.model.state_dict().items():  # the best epoch's weights were only borrowed
+        assert torch.equal(value, last[name]), name

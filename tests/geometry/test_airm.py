@@ -81,6 +81,15 @@ def test_karcher_mean_tolerance_stops_early():
     assert 1e-12 < float(distance(loose, tight)) < 1e-2
 
 
+def test_karcher_mean_tolerance_waits_for_every_mean_of_a_batch():
+    """A set of equal matrices converges at once; the other mean of the batch must not stop with it."""
+    hard = random_spd(7, n=6, cond=100.0)
+    batch = torch.stack((random_spd(1, n=6).expand(7, 6, 6), hard))
+    ours = karcher_mean(batch, iterations=200, tol=1e-13)
+    np.testing.assert_allclose(ours[1].numpy(), mean_riemann(hard.numpy(), tol=1e-14, maxiter=500), atol=1e-8)
+    torch.testing.assert_close(ours[0], batch[0, 0], rtol=1e-12, atol=1e-12)
+
+
 def test_karcher_mean_of_one_matrix_is_that_matrix():
     x = random_spd(1, n=5, cond=1e3)
     torch.testing.assert_close(karcher_mean(x), x[0], rtol=1e-12, atol=1e-12)

@@ -26,6 +26,15 @@ def test_fixed_shrinkage_makes_short_series_spd():
     assert (torch.linalg.eigvalsh(covariance(x, "ledoit-wolf")) > 0).all()
 
 
+def test_fixed_shrinkage_is_the_convex_combination_with_the_scaled_identity():
+    x = torch.randn(2, 6, 30, dtype=torch.float64)
+    for gamma in (0.1, 0.5, 1.0):
+        for sample, out in zip(x.numpy(), covariance(x, gamma).numpy(), strict=True):
+            s = np.cov(sample)
+            expected = (1 - gamma) * s + gamma * np.trace(s) / 6 * np.eye(6)
+            np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_unshrunk_is_sample_covariance():
     x = torch.randn(5, 40, dtype=torch.float64)
     np.testing.assert_allclose(covariance(x, 0.0).numpy(), np.cov(x.numpy()), rtol=1e-12)

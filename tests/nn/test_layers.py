@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from spdnas.geometry import distance, karcher_mean, sym_invsqrt, trusted
+from spdnas.geometry.covariance import covariance
 from spdnas.nn import (
     BatchNormSPD,
     BiMap,
@@ -233,11 +234,17 @@ def test_direct_sum_blocks_and_gradcheck():
     assert gradcheck_module(layer, random_spd(2, 2, n=6))
 
 
-def test_direct_sum_is_deterministic_and_trainable():
+def test_direct_sum_is_its_two_bimaps_block_diagonal_deterministic_and_trainable():
     torch.manual_seed(5)
-    layer = DirectSumBiMap(1, 4, 2, dtype=F64)
+    layer = DirectSumBiMap(1, 4, 3, dtype=F64)
     x = random_spd(2, 1, n=4)
-    torch.testing.assert_close(layer(x), layer(x))
+    out = layer(x)
+    assert out.shape == (2, 1, 3, 3)
+    w1, w2 = layer.first.weight[0, 0], layer.second.weight[0, 0]  # (4, 1) and (4, 2)
+    torch.testing.assert_close(out[..., :1, :1], w1.T @ x @ w1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[..., 1:, 1:], w2.T @ x @ w2, rtol=1e-12, atol=1e-12)
+    assert not out[..., :1, 1:].any() and not out[..., 1:, :1].any()
+    torch.testing.assert_close(layer(x), out, rtol=0, atol=0)  # no fresh random BiMaps per call
     layer(x).sum().backward()
     assert all(p.grad is not None for p in layer.parameters())
 
@@ -247,6 +254,10 @@ def test_covariance_pooling_layer():
     out = CovariancePooling(0.1)(signals)
     assert out.shape == (3, 1, 4, 4)
     assert (torch.linalg.eigvalsh(out) > 0).all()
+    for shrinkage in (0.1, "ledoit-wolf"):  # the layer's own shrinkage, not another
+        pooled = CovariancePooling(shrinkage)(signals)[:, 0]
+        torch.testing.assert_close(pooled, covariance(signals, shrinkage), rtol=0, atol=0)
+    assert not torch.allclose(covariance(signals, 0.1), covariance(signals, "ledoit-wolf"))
     assert gradcheck_module(CovariancePooling("ledoit-wolf"), torch.randn(2, 3, 10, dtype=F64),
                             check_params=False)
 

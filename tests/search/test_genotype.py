@@ -122,3 +122,21 @@ def test_random_genotypes_are_valid_and_seeded():
     assert len(drawn) > 20  # they differ
     assert random_genotype(3, 2, 7) == random_genotype(3, 2, 7)
     assert random_genotype(3, 2, 7).steps == 3
+
+
+def test_random_genotypes_take_two_distinct_inputs_and_reach_every_choice():
+    from spdnas.search.genotype import random_genotype
+    from spdnas.search.space import NORMAL, REDUCE, edge_kind, op_names
+
+    seen = {NORMAL: set(), REDUCE: set()}
+    for seed in range(300):
+        genotype = random_genotype(3, 2, seed)
+        for kind, pairs in ((NORMAL, genotype.normal), (REDUCE, genotype.reduce)):
+            for i in range(3):
+                (op_a, a), (op_b, b) = pairs[2 * i], pairs[2 * i + 1]
+                assert a < b < 2 + i  # two distinct earlier nodes
+                seen[kind] |= {(i, a, op_a), (i, b, op_b)}
+    for kind in (NORMAL, REDUCE):
+        expected = {(i, node, op) for i in range(3) for node in range(2 + i)
+                    for op in op_names(edge_kind(kind, node))[1:]}
+        assert seen[kind] == expected  # every input of every node, with every non-none operation
