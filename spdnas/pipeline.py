@@ -64,8 +64,7 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
 
 
 def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with every local path (datasets, output folder, a sweep's genotype file) made
-    absolute.
+    """``config`` with every local path (datasets, output folder) made absolute.
 
     For configs handed to Ray Tune trials: Tune runs each trial in its own working folder, where
     a relative ``data/radar-synth`` would name another (empty) place.
@@ -79,9 +78,6 @@ def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     tree["runtime"]["output_dir"] = absolute(tree["runtime"]["output_dir"])
     for entry in tree["benchmark"]["datasets"]:
         entry["data"]["uri"] = absolute(entry["data"]["uri"])
-    genotype = tree["sweep"]["genotype"]
-    if genotype and Path(genotype).is_file():  # a published name (``radar``) stays a name
-        tree["sweep"]["genotype"] = str(Path(genotype).resolve())
     return config_from_dict(tree)
 
 
@@ -175,10 +171,10 @@ DIGEST_KEY = "content_sha256"
 
 
 def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> str:
-    """Record which data a run uses (``folder/data.json``: the dataset's URI, name and a checksum
-    of its files' contents in order); refuse to resume a run that was made on other data at the same
-    ``data.uri`` (a dataset made again with other parameters), which would re-score or continue
-    it on a mixture of both. Returns the checksum (:func:`~spdnas.data.storage.content_digest`).
+    """Record which data a run uses (``folder/data.json``: the dataset's URI, name and its
+    :func:`~spdnas.data.storage.content_digest`, a hash of its rows); refuse to resume a run that
+    was made on other data at the same ``data.uri`` (a dataset made again with other
+    parameters), which would re-score or continue it on a mixture of both. Returns the checksum.
 
     Raises
     ------

@@ -132,17 +132,18 @@ def _file_bytes(dataset: SPDDataset, rows: np.ndarray, schema: pa.Schema, encodi
 
 class _ContentHash:
     """SHA-256 of a dataset's rows as data: ids, labels, splits, groups, class names and the
-    matrices in their stored dtype — not the Parquet bytes, whose metadata names the spdnas and
-    pyarrow versions, and not the file sizes. One hash per column, fed row chunk by row chunk, so
-    the digest does not depend on how rows are cut into files."""
+    matrices as readers decode them (stored dtype; with ``triu`` encoding, the upper triangle
+    mirrored) — not the Parquet bytes, whose metadata names the spdnas and pyarrow versions, and
+    not the file sizes. One hash per column, fed row chunk by row chunk, so the digest does not
+    depend on how rows are cut into files."""
 
     COLUMNS = ("sample_id", "label", "split", "group", "matrix")
 
     def __init__(self) -> None:
         self.columns = {name: hashlib.sha256() for name in self.COLUMNS}
 
-    def update(self, dataset: SPDDataset, rows: np.ndarray) -> None:
-        """Add ``rows`` (indices into ``dataset``, in stored order)."""
+    def update(self, dataset: SPDDataset, rows: np.ndarray, encoding: str) -> None:
+        """Add ``rows`` (indices into ``dataset``, in stored order, written with ``encoding``)."""
         groups = [None] * len(rows) if dataset.groups is None else dataset.groups[rows]
         for name, texts in (("sample_id", dataset.sample_ids[rows]), ("split", dataset.splits[rows]),
                             ("group", groups)):
@@ -150,7 +151,8 @@ class _ContentHash:
                 data = b"\xff" if text is None else str(text).encode()  # 0xff never occurs in UTF-8
                 self.columns[name].update(len(data).to_bytes(8, "little") + data)
         self.columns["label"].update(dataset.labels.numpy()[rows].astype("<i8").tobytes())
-        matrices = dataset.matrices.detach().cpu().numpy()[rows]
+        matrices = decode_matrices(encode_matrices(dataset.matrices.detach().cpu().numpy()[rows], encoding),
+                                   encoding)
         little_endian = matrices.dtype.newbyteorder("<")
         self.columns["matrix"].update(np.ascontiguousarray(matrices, little_endian).tobytes())
 
@@ -227,7 +229,7 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
         folder.write_bytes(name, data)
         files.append({"path": name, "rows": len(rows), "bytes": len(data),
                       "sha256": hashlib.sha256(data).hexdigest()})
-        content.update(dataset, rows)
+        content.update(dataset, rows, encoding)
         meter.update()
     meter.close()
     manifest = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "generation": generation,

@@ -70,7 +70,10 @@ def _configured_endpoint(aws_environment: tuple[tuple[str, str], ...]) -> str | 
 
     session = boto3.session.Session()
     name = session.region_name or "us-east-1"
-    configured = session.client("s3", region_name=name).meta.endpoint_url
+    try:
+        configured = session.client("s3", region_name=name).meta.endpoint_url
+    except ValueError:  # botocore refuses an endpoint without a scheme; pyarrow takes it as https
+        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     default = session.client("s3", region_name=name,
                              config=Config(ignore_configured_endpoint_urls=True)).meta.endpoint_url
     return None if configured == default else configured

@@ -31,6 +31,7 @@ from spdnas.pipeline import (
     run_folder,
     with_absolute_paths,
 )
+from spdnas.search.genotype import Genotype
 
 TRIAL_INDEX = "__trial_index__"
 EXPERIMENT_FILE = EXPERIMENT_FILES["sweep"]
@@ -84,8 +85,18 @@ def trial_config(params: dict[str, Any],
     return config_from_dict(_merge(base.to_dict(), tree)), sampled, seed
 
 
-def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str) -> None:
-    """One trial: a Ray Train search (optional), then a Ray Train retraining reported to Tune."""
+def fixed_genotype(config: ExperimentConfig) -> dict[str, Any] | None:
+    """The genotype every trial retrains where the sweep does not search (None where it does),
+    read once by the driver: a relative ``sweep.genotype`` file names the command's working
+    folder, not the trial's own folder that Tune runs it in, and a bad one fails before any
+    trial starts. The path stays as written in the recorded experiment."""
+    return None if config.sweep.search else resolve_genotype(config.sweep.genotype).to_dict()
+
+
+def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str,
+                genotype: dict[str, Any] | None) -> None:
+    """One trial: a Ray Train search (or the sweep's :func:`fixed_genotype`), then a Ray Train
+    retraining reported to Tune."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from spdnas.distributed.runner import run_retrain, run_search
@@ -96,8 +107,8 @@ def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str
     tree["runtime"]["output_dir"] = trials_folder
     tree["name"] = context.get_trial_id()
     config = config_from_dict(tree)
-    genotype = run_search(config).genotype if config.sweep.search else resolve_genotype(config.sweep.genotype)
-    run_retrain(config, genotype, callbacks=[TuneReportCallback()])
+    found = run_search(config).genotype if genotype is None else Genotype.from_dict(genotype)
+    run_retrain(config, found, callbacks=[TuneReportCallback()])
 
 
 def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
@@ -206,6 +217,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     check_no_other_experiment(storage, "sweep")
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
+    genotype = fixed_genotype(config)
     trials_folder = run_folder(config, "sweep/trials")
     with ray_session(config.distributed):
         if config.distributed.use_gpu:
@@ -214,7 +226,8 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
         base = _share_cpus(config).to_dict()
         # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
         trainable = tune.with_resources(
-            tune.with_parameters(sweep_trial, base=base, trials_folder=trials_folder), {"CPU": TRIAL_CPU})
+            tune.with_parameters(sweep_trial, base=base, trials_folder=trials_folder, genotype=genotype),
+            {"CPU": TRIAL_CPU})
         path = f"{storage.base.rstrip('/')}/tune"
         if resume and tune.Tuner.can_restore(path, storage_filesystem=storage.fs):
             tuner = tune.Tuner.restore(path, trainable=trainable, storage_filesystem=storage.fs,

@@ -29,6 +29,10 @@ def test_pyarrow_filesystem_uses_the_environment(s3_server, monkeypatch):
     assert isinstance(local, pafs.LocalFileSystem) and local_path.endswith("/relative/dir")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.test:9443")
     assert s3mod.endpoint_url() == "https://s3.example.test:9443"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "s3.example.test:9000")  # no scheme: https, as before
+    assert s3mod.endpoint_url() == "s3.example.test:9000"
+    options = s3mod.pyarrow_filesystem("s3://b/p")[0].__reduce__()[1][0]  # what the filesystem was made with
+    assert (options["endpoint_override"], options["scheme"]) == ("s3.example.test:9000", "https")
 
 
 def test_the_endpoint_of_the_aws_config_file_serves_reads_as_it_serves_uploads(s3_server, monkeypatch,

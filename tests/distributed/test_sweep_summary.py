@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from spdnas.config import load_config
-from spdnas.distributed.sweep import _share_cpus, _summarise, asha_scheduler, trial_record
+from spdnas.distributed.sweep import _share_cpus, _summarise, asha_scheduler, fixed_genotype, trial_record
 from spdnas.pipeline import with_absolute_paths
-from spdnas.search.genotype import published_genotype
+from spdnas.search.genotype import Genotype, GenotypeError, published_genotype
 
 
 def trial(lr, seed, metric, status="TERMINATED"):
@@ -77,14 +77,18 @@ def test_trial_records_carry_the_sweep_mode(mode, metric):
     assert trial_record(stopped, config)["status"] == "STOPPED"
 
 
-def test_trial_paths_are_absolute_a_published_genotype_stays_a_name(tmp_path, monkeypatch):
-    """Tune runs each trial in its own folder, where a relative genotype file is not found."""
+def test_a_sweeps_genotype_file_is_read_by_the_driver_where_the_command_runs(tmp_path, monkeypatch):
+    """Tune runs each trial in its own folder, where a relative genotype file is not found; the
+    recorded experiment keeps the path as written, so a resume from another folder still matches."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "mine.json").write_text(published_genotype("radar").to_json())
-    config = with_absolute_paths(load_config(None, ["sweep.genotype=mine.json", "data.uri=data/x"]))
-    assert config.sweep.genotype == str(tmp_path / "mine.json")
-    assert config.data.uri == str(tmp_path / "data" / "x")
-    assert with_absolute_paths(load_config(None, ["sweep.genotype=radar"])).sweep.genotype == "radar"
+    mine = published_genotype("hdm05")
+    (tmp_path / "mine.json").write_text(mine.to_json())
+    config = with_absolute_paths(load_config(None, ["sweep.search=false", "sweep.genotype=mine.json"]))
+    assert config.sweep.genotype == "mine.json"
+    assert Genotype.from_dict(fixed_genotype(config)) == mine
+    assert fixed_genotype(load_config(None, ["sweep.search=true", "sweep.genotype=mine.json"])) is None
+    with pytest.raises(GenotypeError, match="neither a genotype file"):
+        fixed_genotype(load_config(None, ["sweep.search=false", "sweep.genotype=missing.json"]))
 
 
 def test_gpu_workers_ask_for_one_cpu_not_a_share_of_the_cpus_present(monkeypatch):
