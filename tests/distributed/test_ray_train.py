@@ -249,6 +249,7 @@ def test_sharded_data_gives_every_worker_every_split(ray_session, dataset_uri, t
     assert sum(counts["test"]) - 1 <= result["test_samples"] <= sum(counts["test"])  # equal shards
 
 
+@pytest.mark.slow  # ~55 s (a search and a retraining on 2 workers); CI runs it (.ci/run)
 def test_unsynchronised_batch_norms_report_the_model_they_save(ray_session, dataset_uri, tmp_path):
     """With per-worker batch norms each worker's running means follow its own part of the
     batches; rank 0's are broadcast after every epoch, so the reported metrics are those of the
