@@ -316,13 +316,13 @@ def retrain_result(test: dict[str, Any], parameters: int, genotype: Genotype,
 def resolve_genotype(spec: str) -> Genotype:
     """A genotype from a JSON file (local path or ``s3://bucket/key``, e.g. a search's
     ``genotype.json`` in the cluster's storage) or a published name (``radar``, ``hdm05``)."""
-    location = Folder(spec)
-    if not location.is_local:
-        folder, _, name = spec.rstrip("/").rpartition("/")
-        if not Folder(folder).exists(name):
+    if is_s3_uri(spec):
+        parent, _, name = spec.rstrip("/").rpartition("/")
+        folder = Folder(parent)
+        if not folder.exists(name):
             raise GenotypeError(f"{spec}: no such genotype file")
         try:
-            return Genotype.from_json(Folder(folder).read_bytes(name).decode())
+            return Genotype.from_json(folder.read_bytes(name).decode())
         except (GenotypeError, UnicodeDecodeError) as exc:
             raise GenotypeError(f"{spec}: {exc}") from None
     path = Path(spec)

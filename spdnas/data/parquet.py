@@ -109,11 +109,10 @@ def _check_in_memory(dataset: SPDDataset) -> None:
                    pd_rtol=default_pd_rtol(dataset.n, dataset.matrices.dtype))
 
 
-def _file_bytes(dataset: SPDDataset, rows: np.ndarray, schema: pa.Schema, encoding: str,
+def _file_bytes(dataset: SPDDataset, rows: np.ndarray, values: np.ndarray, schema: pa.Schema,
                 row_group_size: int) -> bytes:
-    """One Parquet file holding ``rows`` of ``dataset``, as bytes."""
-    matrices = dataset.matrices.detach().cpu().numpy()[rows]
-    values = encode_matrices(matrices, encoding)
+    """One Parquet file holding ``rows`` of ``dataset``, as bytes; ``values`` are their matrices
+    encoded (:func:`~spdnas.data.schema.encode_matrices`)."""
     width = values.shape[1]
     groups = [None] * len(rows) if dataset.groups is None else [
         None if g is None else str(g) for g in dataset.groups[rows]]
@@ -142,8 +141,9 @@ class _ContentHash:
     def __init__(self) -> None:
         self.columns = {name: hashlib.sha256() for name in self.COLUMNS}
 
-    def update(self, dataset: SPDDataset, rows: np.ndarray, encoding: str) -> None:
-        """Add ``rows`` (indices into ``dataset``, in stored order, written with ``encoding``)."""
+    def update(self, dataset: SPDDataset, rows: np.ndarray, values: np.ndarray, encoding: str) -> None:
+        """Add ``rows`` (indices into ``dataset``, in stored order) whose matrices were written as
+        ``values`` with ``encoding``."""
         groups = [None] * len(rows) if dataset.groups is None else dataset.groups[rows]
         for name, texts in (("sample_id", dataset.sample_ids[rows]), ("split", dataset.splits[rows]),
                             ("group", groups)):
@@ -151,8 +151,7 @@ class _ContentHash:
                 data = b"\xff" if text is None else str(text).encode()  # 0xff never occurs in UTF-8
                 self.columns[name].update(len(data).to_bytes(8, "little") + data)
         self.columns["label"].update(dataset.labels.numpy()[rows].astype("<i8").tobytes())
-        matrices = decode_matrices(encode_matrices(dataset.matrices.detach().cpu().numpy()[rows], encoding),
-                                   encoding)
+        matrices = decode_matrices(values, encoding)
         little_endian = matrices.dtype.newbyteorder("<")
         self.columns["matrix"].update(np.ascontiguousarray(matrices, little_endian).tobytes())
 
@@ -225,11 +224,12 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
     content = _ContentHash()
     for index, rows in enumerate(chunks):
         name = f"g{generation}-part-{index:05d}.parquet"
-        data = _file_bytes(dataset, rows, schema, encoding, row_group_size)
+        values = encode_matrices(dataset.matrices.detach().cpu().numpy()[rows], encoding)
+        data = _file_bytes(dataset, rows, values, schema, row_group_size)
         folder.write_bytes(name, data)
         files.append({"path": name, "rows": len(rows), "bytes": len(data),
                       "sha256": hashlib.sha256(data).hexdigest()})
-        content.update(dataset, rows, encoding)
+        content.update(dataset, rows, values, encoding)
         meter.update()
     meter.close()
     manifest = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "generation": generation,
