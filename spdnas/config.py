@@ -160,6 +160,15 @@ class SweepConfig:
     scheduler: str = "none"
     grace_period: int = 5
 
+    def __post_init__(self) -> None:
+        # YAML 1.1 reads a bound written like 1e-5 (no dot) as text; take it as the number it is.
+        for spec in self.space.values():
+            if isinstance(spec, dict):
+                for bound in ("low", "high"):
+                    text = spec.get(bound)
+                    if isinstance(text, str) and _is_float_text(text) and math.isfinite(float(text)):
+                        spec[bound] = float(text)
+
 
 @dataclass
 class BenchmarkDataset:
@@ -410,10 +419,7 @@ def _bounds_problems(kind: str, spec: dict[str, Any]) -> list[str]:
     if any(isinstance(v, bool) or not isinstance(v, (int, float))
            or (kind == "int" and not float(v).is_integer()) for v in (low, high)):
         what = "integers" if kind == "int" else "numbers"
-        hint = ""
-        if any(isinstance(v, str) and _is_float_text(v) for v in (low, high)):
-            hint = " (YAML reads a number like 1e-5 as text: write 1.0e-5)"
-        return [f"low and high must be {what}, got low={low!r}, high={high!r}{hint}"]
+        return [f"low and high must be {what}, got low={low!r}, high={high!r}"]
     if not low < high:
         return [f"needs low < high, got low={low!r}, high={high!r}"]
     if kind == "loguniform" and low <= 0:

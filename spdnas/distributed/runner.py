@@ -194,8 +194,18 @@ def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:
           file=sys.stderr, flush=True)
 
 
+def _live_records(folder: Folder) -> list[str]:
+    """The lines of the run's live metrics file, one JSON record per finished epoch."""
+    return folder.read_bytes(LIVE_METRICS).decode().splitlines() if folder.exists(LIVE_METRICS) else []
+
+
 def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: bool, poll: float = 2.0):
-    """``trainer.fit()``, printing each epoch's metrics from the run's live metrics file."""
+    """``trainer.fit()``, printing each epoch's metrics from the run's live metrics file.
+
+    Records already in the file when the fit starts (a resumed run's earlier epochs), or seen
+    before (a retry restores the history from a checkpoint), are not printed again; an epoch
+    run again after a failure is, as its record differs.
+    """
     done: dict[str, Any] = {}
 
     def fit() -> None:
@@ -204,16 +214,16 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         except BaseException as exc:  # handed to the calling thread below
             done["error"] = exc
 
+    shown = set(_live_records(folder)) if enabled else set()
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
-    shown = 0
     while True:
         finished = not thread.is_alive()
-        if enabled and folder.exists(LIVE_METRICS):
-            records = [json.loads(line) for line in folder.read_bytes(LIVE_METRICS).decode().splitlines()]
-            for record in records[shown:]:
-                _print_epoch(step, record, total)
-            shown = max(shown, len(records))
+        if enabled:
+            for line in _live_records(folder):
+                if line not in shown:
+                    _print_epoch(step, json.loads(line), total)
+                    shown.add(line)
         if finished:
             break
         thread.join(poll)
