@@ -35,6 +35,7 @@ from spdnas.pipeline import (
     run_folder,
     with_absolute_paths,
 )
+from spdnas.report.experiment import FAILED_FILE
 
 RESULT_KEY = "method_result"
 
@@ -139,24 +140,28 @@ class Progress(tune.Callback):
         print(f"  [{self._count(trials, trial)}/{self.total}] {self._name(trial)}: FAILED", flush=True)
 
 
-def _write_outputs(results: list[dict[str, Any]], root: Folder) -> dict[str, str]:
+def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
+                   root: Folder) -> dict[str, str]:
     from spdnas.report.html import write_report
     from spdnas.report.tables import write_tables
 
     lines = "".join(json.dumps(r) + "\n" for r in results)
+    failed_lines = "".join(json.dumps(f) + "\n" for f in failed)
     if root.is_local:
         base = Path(root.base)
         (base / "results.jsonl").write_text(lines)
-        tables = write_tables(results, base)
+        (base / FAILED_FILE).write_text(failed_lines)
+        tables = write_tables(results, base, failed=failed)
         report, _ = write_report(str(base), str(base / "report.html"))
         return {"results": str(base / "results.jsonl"), **{f"table.{k}": str(v) for k, v in tables.items()},
                 "report": str(report)}
     from spdnas.data import s3
 
     root.write_bytes("results.jsonl", lines.encode())
+    root.write_bytes(FAILED_FILE, failed_lines.encode())
     with tempfile.TemporaryDirectory() as tmp:
         s3.download(root.uri, tmp, overwrite=True, progress=False)
-        tables = write_tables(results, tmp)
+        tables = write_tables(results, tmp, failed=failed)
         report, _ = write_report(tmp, str(Path(tmp) / "report.html"))
         for path in [*tables.values(), report]:
             root.write_bytes(Path(path).name, Path(path).read_bytes())
@@ -171,7 +176,8 @@ RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "run
             "benchmark.gpus_per_trial", "sweep")
 
 
-OWN_FILES = ("results.jsonl", "table.md", "table.csv", "table.json", "report.html", EXPERIMENT_FILE)
+OWN_FILES = ("results.jsonl", FAILED_FILE, "table.md", "table.csv", "table.json", "report.html",
+             EXPERIMENT_FILE)
 OWN_FOLDERS = ("runs", "tune")
 
 
@@ -268,7 +274,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
         raise ValueError(f"every benchmark trial failed; first: {failed[0]['method']} on "
                            f"{failed[0]['dataset']}, seed {failed[0]['seed']}: {failed[0]['error']}")
     results.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))
-    paths = _write_outputs(results, root)
+    paths = _write_outputs(results, failed, root)
     paths["tensorboard --logdir"] = root.display("tune")
     for r in results:
         if r["method"] == "spdnetnas":

@@ -11,6 +11,7 @@ the searcher's state are kept) and finishes what is left.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -114,19 +115,19 @@ def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str
 def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Configurations by mean ± std of the metric over their finished seeds, best first.
 
-    Only ``TERMINATED`` trials with a metric count: an errored trial may have reported the
-    metric of an unfinished retraining. Each row's ``excluded`` says how many of the
-    configuration's trials were left out for not being ``TERMINATED``; a configuration without
-    a finished trial has no row.
+    Only ``TERMINATED`` trials with a finite metric count: an errored trial may have reported the
+    metric of an unfinished retraining, and a NaN loss has no place in a mean or an order. Each
+    row's ``excluded`` says how many of the configuration's trials were left out for either
+    reason; a configuration without a counted trial has no row.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     excluded: dict[str, int] = {}
     for t in trials:
         key = json.dumps(t["config"], sort_keys=True)
-        if t.get("status") != FINISHED:
-            excluded[key] = excluded.get(key, 0) + 1
-        elif t["metric"] is not None:
+        if t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"]):
             groups.setdefault(key, []).append(t)
+        else:
+            excluded[key] = excluded.get(key, 0) + 1
     rows = []
     for key, members in groups.items():
         values = [m["metric"] for m in members]
@@ -251,8 +252,8 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
         raise SweepInterrupted(f"the sweep stopped with {grid.num_terminated} of {expected} trials finished; "
                                "run the same command again to resume it")
     trials = [trial_record(result, config) for result in grid]
-    summary = _summarise(trials, sweep.mode)
     folder.write_bytes("trials.jsonl", "".join(json.dumps(t) + "\n" for t in trials).encode())
+    summary = _summarise(trials, sweep.mode)
     folder.write_bytes("summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return SweepOutcome(trials, summary, {"trials": folder.display("trials.jsonl"),
                                           "summary": folder.display("summary.json"),

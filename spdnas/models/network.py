@@ -18,6 +18,7 @@ class GenotypeCell(CellBase):
     def __init__(self, plan: CellPlan, cfg: ModelConfig, genotype: Genotype, dtype, device):
         super().__init__(plan, cfg, dtype, device)
         self.pairs = genotype.cell(plan.kind)
+        self.concat = genotype.concat(plan.kind)
         self.edges = nn.ModuleList(
             build_op(edge_kind(plan.kind, node), op, op_shape(plan, cfg, node < 2, dtype, device))
             for op, node in self.pairs

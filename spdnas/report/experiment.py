@@ -3,6 +3,7 @@
 Layouts understood (each part optional)::
 
     <experiment>/results.jsonl                          one MethodResult.to_dict() per line
+    <experiment>/failed.jsonl                           one {dataset, method, seed, error} per failed run
     <experiment>/runs/<dataset>/<method>/seed<k>/search/ metrics.jsonl, genotype.json
     <experiment>/runs/<dataset>/<method>/seed<k>/train/  metrics.jsonl, result.json
     <experiment>/sweep/trials.jsonl                     one sweep trial per line
@@ -17,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+FAILED_FILE = "failed.jsonl"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -70,6 +73,7 @@ class Experiment:
     results: list[dict[str, Any]] | None = None
     runs: list[Run] = field(default_factory=list)
     trials: list[dict[str, Any]] | None = None
+    failed: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -139,7 +143,8 @@ def load_experiment(path: str | Path) -> Experiment:
     if not root.is_dir():
         raise FileNotFoundError(f"{path}: no such folder")
     experiment = Experiment(root)
-    for name, attribute in (("results.jsonl", "results"), ("sweep/trials.jsonl", "trials")):
+    for name, attribute in (("results.jsonl", "results"), ("sweep/trials.jsonl", "trials"),
+                            (FAILED_FILE, "failed")):
         if (root / name).is_file():
             try:
                 setattr(experiment, attribute, read_jsonl(root / name))

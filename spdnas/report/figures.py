@@ -80,7 +80,7 @@ def curves_figure(histories: list[list[dict[str, Any]]], kind: str, title: str =
         if ax.get_lines():
             ax.legend(fontsize=8)
     runs = f"mean of {len(histories)} runs, band = min–max" if len(histories) > 1 else "one run"
-    fig.suptitle(f"{title} ({runs})" if title else runs)
+    fig.suptitle(f"{title} ({runs})" if title else runs, parse_math=False)  # names are text, not TeX
     return fig
 
 
@@ -94,5 +94,5 @@ def importance_figure(importances: dict[str, float], title: str = "") -> Figure:
     ax.set_xlim(0, max(1.0, max(importances.values()) * 1.15))
     ax.set_xlabel("importance (fANOVA, share of explained variance)")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, parse_math=False)
     return fig

@@ -42,6 +42,7 @@ from spdnas.report.tables import (
     detail_cells,
     deterministic_note,
     every_baseline_cells,
+    failures_note,
     format_duration,
     format_millions,
     overview,
@@ -117,20 +118,25 @@ def _results_section(experiment: Experiment) -> str:
     if not experiment.results:
         return _missing("results.jsonl is empty: no run has finished yet.")
     rows, tests = aggregate(experiment.results), significance(experiment.results)
+    failed = experiment.failed
     parts = ['<p class="note">Test accuracy in %, mean ± sample standard deviation (ddof = 1) over seeds; '
              "size in millions of trainable parameters; costs are mean wall-clock times of one run.</p>",
              _table(*overview(rows))]
-    for dataset in sorted({r.dataset for r in rows}):
+    for dataset in sorted({r.dataset for r in rows} | {str(f.get("dataset")) for f in failed}):
         parts.append(f"<h3>{_e(dataset)}</h3>")
-        parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))
-        note = deterministic_note([r for r in rows if r.dataset == dataset])
+        if dataset in tests:
+            parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))
+            note = deterministic_note([r for r in rows if r.dataset == dataset])
+            if note:
+                parts.append(f'<p class="note">{_e(note)}</p>')
+            test = tests[dataset]
+            parts.append(f'<p class="significance">{_e(test["summary"])}</p>')
+            if test["every_baseline"]:
+                parts.append(f'<p>{_e(test["every_baseline_summary"])}</p>')
+                parts.append(_table(EVERY_HEADER, [every_baseline_cells(e) for e in test["every_baseline"]]))
+        note = failures_note(failed, dataset)
         if note:
-            parts.append(f'<p class="note">{_e(note)}</p>')
-        test = tests[dataset]
-        parts.append(f'<p class="significance">{_e(test["summary"])}</p>')
-        if test["every_baseline"]:
-            parts.append(f'<p>{_e(test["every_baseline_summary"])}</p>')
-            parts.append(_table(EVERY_HEADER, [every_baseline_cells(e) for e in test["every_baseline"]]))
+            parts.append(f'<p class="problem">{_e(note)}</p>')
     return "".join(parts)
 
 

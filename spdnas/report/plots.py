@@ -62,7 +62,7 @@ def alpha_figure(weights: dict[str, list[list[float]]], steps: int, title: str =
         _heatmap(fig, ax, weights[kind], columns[kind], steps,
                  f"{kind} cell" + (" (reduced ops on edges from inputs)" if kind == REDUCE else ""))
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return fig
 
 
@@ -82,7 +82,7 @@ def euclidean_alpha_figure(weights: list[list[float]], ops: list[str], steps: in
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(weights) + 2.2), constrained_layout=True)
     _heatmap(fig, ax, weights, list(ops), steps, "cell (shared by every cell)")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return fig
 
 
@@ -169,7 +169,7 @@ def cells_figure(genotype: Genotype, title: str = "") -> Figure:
                                 f"{kind} cell"))
               for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True)]
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     _untangle(fig, graphs)
     return fig
 
@@ -182,7 +182,7 @@ def euclidean_cell_figure(genotype: EuclideanGenotype, title: str = "") -> Figur
     graph = _draw_graph(ax, genotype.steps, edges, list(range(2, 2 + genotype.steps)),
                         "cell (shared by every cell)")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     _untangle(fig, [(ax, *graph)])
     return fig
 

@@ -191,14 +191,16 @@ def _t_test(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
 
 
 def _wilcoxon(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
-    n = len(ours)
-    if n < WILCOXON_MIN_PAIRS:
-        return _not_computed(f"needs at least {WILCOXON_MIN_PAIRS} pairs, have {n}: with fewer the "
-                             f"smallest two-sided p-value is 2/2^{n} = {2 / 2 ** n:.3f} > {ALPHA}")
     differences = _differences(ours, base)
     zeros = int(np.sum(differences == 0))
-    if zeros == n:
+    n = len(ours) - zeros  # the test drops zero differences
+    if n == 0:
         return _not_computed("all paired differences are zero")
+    if n < WILCOXON_MIN_PAIRS:
+        dropped = f" after dropping {zeros} zero difference(s)" if zeros else ""
+        return _not_computed(f"needs at least {WILCOXON_MIN_PAIRS} pairs with a non-zero difference, have "
+                             f"{n}{dropped}: with fewer the smallest two-sided p-value is 2/2^{n} = "
+                             f"{2 / 2 ** n:.3f} > {ALPHA}")
     result = stats.wilcoxon(differences)
     return {"computed": True, "statistic": float(result.statistic), "p_value": float(result.pvalue),
             "zero_differences_dropped": zeros}
@@ -207,7 +209,9 @@ def _wilcoxon(ours: np.ndarray, base: np.ndarray) -> dict[str, Any]:
 def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> dict[str, Any]:
     """``ours − baseline`` over the seeds both finished: mean, 95% t-interval, t and Wilcoxon tests."""
     seeds = sorted(set(by_seed[ours]) & set(by_seed[baseline]))
-    head = {"baseline": baseline, "pairs": len(seeds), "seeds": seeds}
+    unpaired = {name: sorted(set(by_seed[name]) - set(seeds)) for name in (ours, baseline)}
+    head = {"baseline": baseline, "pairs": len(seeds), "seeds": seeds,
+            "unpaired_seeds": {name: left for name, left in unpaired.items() if left}}
     if len(seeds) < 2:
         return {**head, **_not_computed(f"fewer than 2 seeds shared by {ours} and {baseline} "
                                         f"(shared: {seeds or 'none'})")}
@@ -221,6 +225,7 @@ def _paired(ours: str, baseline: str, by_seed: dict[str, dict[int, float]]) -> d
         half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
         ci95 = [mean - half, mean + half]
     return {**head, "computed": True, "reason": None, "mean_difference": mean, "std_difference": sd,
+            "ours_paired_mean": float(np.mean(a)), "baseline_paired_mean": float(np.mean(b)),
             "ci95": ci95, "t_test": _t_test(a, b), "wilcoxon": _wilcoxon(a, b)}
 
 
@@ -230,6 +235,17 @@ def _ci_text(entry: dict[str, Any]) -> str:
         return "undefined (all paired differences are equal)"
     lo, hi = entry["ci95"]
     return f"{lo:+.2f} to {hi:+.2f}"
+
+
+def _unpaired_text(entry: dict[str, Any], ours: str) -> str:
+    """Where the two methods' seeds differ: the means over the paired seeds and the seeds left out
+    (the methods' own means are over all their seeds, the difference only over the pairs)."""
+    left = entry.get("unpaired_seeds") or {}
+    if not left or not entry["computed"]:
+        return ""
+    out = "; ".join(f"{name} seed(s) {', '.join(map(str, seeds))}" for name, seeds in left.items())
+    return (f" (over these seeds {ours} {entry['ours_paired_mean']:.2f}% vs {entry['baseline']} "
+            f"{entry['baseline_paired_mean']:.2f}%; left out, without a partner: {out})")
 
 
 def _significantly_better(entry: dict[str, Any]) -> bool:
@@ -277,8 +293,8 @@ def _summary(test: dict[str, Any]) -> str:
     if not test["computed"]:
         return f"{test['dataset']}: significance not computed — {test['reason']}"
     text = (f"{test['dataset']}: {test['ours']} {test['ours_mean']:.2f}% vs {_best_text(test)} over "
-            f"{test['pairs']} paired seeds: difference {test['mean_difference']:+.2f} pp "
-            f"(95% CI {_ci_text(test)})")
+            f"{test['pairs']} paired seeds{_unpaired_text(test, test['ours'])}: difference "
+            f"{test['mean_difference']:+.2f} pp (95% CI {_ci_text(test)})")
     t, w = test["t_test"], test["wilcoxon"]
     if t["computed"]:
         verdict = "significant" if t["p_value"] < ALPHA else "not significant"
@@ -290,6 +306,11 @@ def _summary(test: dict[str, Any]) -> str:
         text += f"; Wilcoxon signed-rank W = min(W+, W−) = {w['statistic']:g}, p = {w['p_value']:.3g}"
     else:
         text += f"; Wilcoxon not computed ({w['reason']})"
+    higher = test["higher_test_mean"]
+    if higher:
+        named = ", ".join(f"{name} {mean:.2f}%" for name, mean in higher)
+        text += (f". Chosen on validation, the best baseline is not the one of highest test mean: "
+                 f"{named} (see the comparison with every baseline)")
     return text + _sampling_text(test)
 
 
@@ -325,7 +346,9 @@ def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]]
     test_samples = mine.test_samples if mine.test_samples == best.test_samples else None
     errors = (None if test_samples is None else
               {"ours": mine.binomial_se, "baseline": best.binomial_se})
-    head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean,
+    higher = sorted(((r.method, r.test_accuracy_mean) for r in baselines
+                     if r.test_accuracy_mean > best.test_accuracy_mean), key=lambda h: -h[1])
+    head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean, higher_test_mean=higher,
                 baseline_val_mean=best.val_accuracy_mean, tied_on_validation=tied,
                 ours_mean=mine.test_accuracy_mean, baseline_deterministic=best.deterministic,
                 test_samples=test_samples, binomial_se=errors)
@@ -385,7 +408,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 86400:.2f} days"
 
 
-DETAIL_HEADER = ("method", "seeds", "test accuracy (%)", "best val accuracy (%)", "parameters", "size (M)",
+DETAIL_HEADER = ("method", "seeds", "test accuracy (%)", "val accuracy (%)", "parameters", "size (M)",
                  "search cost (wall)", "training cost (wall)")
 
 
@@ -424,6 +447,17 @@ def deterministic_note(rows: list[Row]) -> str:
             f"Their ± 0.00 is the absence of seed variation, not of test-set sampling error{sampling}.")
 
 
+def failures_note(failed: Iterable[dict[str, Any]], dataset: str) -> str:
+    """The runs of ``dataset`` that did not finish, which every mean, std and test leaves out
+    (empty if none): ``failed`` holds ``{dataset, method, seed, error}`` records."""
+    mine = sorted((f for f in failed if str(f["dataset"]) == dataset),
+                  key=lambda f: (str(f["method"]), int(f["seed"])))
+    if not mine:
+        return ""
+    runs = "; ".join(f"{f['method']} seed {f['seed']}: {f['error']}" for f in mine)
+    return f"Not finished, so left out of every mean and test ({len(mine)} run(s)): {runs}."
+
+
 EVERY_HEADER = ("baseline", "paired seeds", "difference (pp)", "95% CI (pp)", "paired t p")
 
 
@@ -435,7 +469,12 @@ def every_baseline_cells(entry: dict[str, Any]) -> list[str]:
         return [name, str(entry["pairs"]), "—", "—", f"not computed: {entry['reason']}"]
     t = entry["t_test"]
     p = f"{t['p_value']:.3g}" if t["computed"] else f"n/a ({t['reason']})"
-    return [name, str(entry["pairs"]), f"{entry['mean_difference']:+.2f}", _ci_text(entry), p]
+    left = entry.get("unpaired_seeds") or {}
+    pairs = str(entry["pairs"]) + (f" (means over them {entry['ours_paired_mean']:.2f} vs "
+                                   f"{entry['baseline_paired_mean']:.2f}; unpaired: "
+                                   + "; ".join(f"{n} {', '.join(map(str, v))}" for n, v in left.items()) + ")"
+                                   if left else "")
+    return [name, pairs, f"{entry['mean_difference']:+.2f}", _ci_text(entry), p]
 
 
 def _markdown_row(cells: list[str] | tuple[str, ...]) -> str:
@@ -447,22 +486,28 @@ def _markdown_table(header: list[str] | tuple[str, ...], body: list[list[str]]) 
     return [_markdown_row(header), "|" + "---|" * len(header)] + [_markdown_row(cells) for cells in body]
 
 
-def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS) -> str:
+def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS,
+             failed: Iterable[dict[str, Any]] = ()) -> str:
     """``table.md``: the paper-style overview, then per dataset a detailed table, the test against
-    the best baseline and the paired comparison with every baseline."""
+    the best baseline, the paired comparison with every baseline and the runs that failed."""
+    failed = list(failed)
     lines = ["# Results", "",
              "Test accuracy (%), mean ± sample std over seeds; size in millions of parameters.", ""]
     lines += _markdown_table(*overview(rows, ours))
-    for dataset in sorted({r.dataset for r in rows}):
-        lines += ["", f"## {dataset}", ""]
-        lines += _markdown_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset])
-        note = deterministic_note([r for r in rows if r.dataset == dataset])
-        lines += ["", note] if note else []
-        lines += ["", f"**Significance.** {tests[dataset]['summary']}"]
-        if tests[dataset]["every_baseline"]:
-            lines += ["", f"**Every baseline.** {tests[dataset]['every_baseline_summary']}", ""]
-            lines += _markdown_table(EVERY_HEADER, [every_baseline_cells(e)
-                                                    for e in tests[dataset]["every_baseline"]])
+    for dataset in sorted({r.dataset for r in rows} | {str(f["dataset"]) for f in failed}):
+        lines += ["", f"## {dataset}"]
+        if dataset in tests:
+            detail = [detail_cells(r) for r in rows if r.dataset == dataset]
+            lines += ["", *_markdown_table(DETAIL_HEADER, detail)]
+            note = deterministic_note([r for r in rows if r.dataset == dataset])
+            lines += ["", note] if note else []
+            lines += ["", f"**Significance.** {tests[dataset]['summary']}"]
+            if tests[dataset]["every_baseline"]:
+                lines += ["", f"**Every baseline.** {tests[dataset]['every_baseline_summary']}", ""]
+                lines += _markdown_table(EVERY_HEADER, [every_baseline_cells(e)
+                                                        for e in tests[dataset]["every_baseline"]])
+        note = failures_note(failed, dataset)
+        lines += ["", f"**Failed runs.** {note}"] if note else []
     return "\n".join(lines) + "\n"
 
 
@@ -471,24 +516,26 @@ CSV_COLUMNS = ("dataset", "method", "n_seeds", "seeds", "test_accuracy_mean", "t
                "train_seconds_mean")
 
 
-def write_tables(results: Iterable[Any], out_dir: str | Path, ours: str = OURS) -> dict[str, Path]:
+def write_tables(results: Iterable[Any], out_dir: str | Path, ours: str = OURS,
+                 failed: Iterable[dict[str, Any]] = ()) -> dict[str, Path]:
     """Write ``table.md``, ``table.csv`` and ``table.json`` into ``out_dir``; returns their paths.
 
     The CSV has one line per (dataset, method) with accuracies in percent and seeds joined by
-    ``;``; the JSON holds the rows, the significance tests per dataset and the units.
+    ``;``; the JSON holds the rows, the significance tests per dataset, the runs that ``failed``
+    (``{dataset, method, seed, error}``, left out of every mean) and the units.
     """
-    records = [_as_dict(r) for r in results]
+    records, failed = [_as_dict(r) for r in results], list(failed)
     rows, tests = aggregate(records, ours), significance(records, ours)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json"}
-    paths["md"].write_text(markdown(rows, tests, ours))
+    paths["md"].write_text(markdown(rows, tests, ours, failed))
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({**row.to_dict(), "seeds": ";".join(str(s) for s in row.seeds)})
-    payload = {"ours": ours, "rows": [r.to_dict() for r in rows], "significance": tests,
+    payload = {"ours": ours, "rows": [r.to_dict() for r in rows], "significance": tests, "failed": failed,
                "duplicates_replaced": duplicate_count(records),
                "units": {"accuracy": "percent", "differences": "percentage points",
                          "seconds": "wall-clock seconds per run", "alpha": ALPHA}}

@@ -114,6 +114,7 @@ class CellBase(nn.Module):
     def __init__(self, plan: CellPlan, cfg: ModelConfig, dtype, device):
         super().__init__()
         self.plan = plan
+        self.concat = plan.concat
         self.reeig_eps = cfg.reeig_eps
         self.karcher_iterations = cfg.karcher_iterations
         self.preprocess0 = Preprocess(plan.prev_prev, plan.channels, plan.work_dim, cfg, dtype, device)
@@ -138,7 +139,9 @@ class CellBase(nn.Module):
         return karcher_mean(torch.stack(edge_outputs, dim=2), iterations=self.karcher_iterations)
 
     def output(self, states: list[Tensor]) -> Tensor:
-        return torch.cat([states[i] for i in self.plan.concat], dim=1)
+        """The nodes of ``concat`` (the last ``multiplier`` unless a genotype names others),
+        joined along channels: ``(B, multiplier · C, m, m)``."""
+        return torch.cat([states[i] for i in self.concat], dim=1)
 
 
 class CellNetwork(nn.Module):

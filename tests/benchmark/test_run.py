@@ -82,6 +82,11 @@ def test_a_failed_trial_leaves_the_others_in_the_table(ray_session, dataset_uri,
     assert [(r["dataset"], r["method"]) for r in results] == [("tiny", "mdm"), ("tiny", "spdnetnas"),
                                                               ("wide", "mdm")]
     assert "wide" in out and "wide" in (tmp_path / "bm" / "table.md").read_text()
+    failed = [json.loads(line) for line in (tmp_path / "bm" / "failed.jsonl").read_text().splitlines()]
+    assert [(f["dataset"], f["method"], f["seed"]) for f in failed] == [("wide", "spdnetnas", 0)]
+    for page in ("table.md", "report.html"):
+        assert "Not finished, so left out of every mean and test (1 run(s)): spdnetnas seed 0: " in (
+            tmp_path / "bm" / page).read_text()
 
 
 def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, s3_prefix,  # noqa: F811
@@ -92,7 +97,7 @@ def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, 
     outcome = run_benchmark(config)
     assert len(outcome.results) == 2
     names = set(Folder(f"{s3_prefix}/bm").list_names())
-    assert {"results.jsonl", "table.md", "table.csv", "table.json", "report.html"} <= names
+    assert {"results.jsonl", "failed.jsonl", "table.md", "table.csv", "table.json", "report.html"} <= names
     assert outcome.paths["report"] == f"{s3_prefix}/bm/report.html"
     lines = Folder(f"{s3_prefix}/bm").read_bytes("results.jsonl").decode().splitlines()
     assert [json.loads(line) for line in lines] == outcome.results

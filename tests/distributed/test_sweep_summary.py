@@ -29,6 +29,16 @@ def test_trials_that_did_not_terminate_are_left_out_and_counted():
     assert rows[1]["metric_mean"] == pytest.approx(0.6) and rows[1]["excluded"] == 0
 
 
+def test_non_finite_metrics_are_left_out_and_counted():
+    """A diverged retraining (val loss NaN or inf) neither poisons its configuration's mean and std
+    nor breaks the best-first order."""
+    trials = [trial(0.1, 0, 0.5), trial(0.1, 1, float("nan")), trial(0.2, 0, float("nan")),
+              trial(0.3, 0, 0.2), trial(0.3, 1, float("inf")), trial(0.4, 0, 0.9), trial(0.5, 0, None)]
+    rows = _summarise(trials, "min")
+    assert [(r["config"]["train.lr"], r["metric_mean"], r["excluded"]) for r in rows] == [
+        (0.3, 0.2, 1), (0.1, 0.5, 1), (0.4, 0.9, 0)]
+
+
 def test_a_single_seed_has_no_standard_deviation():
     rows = _summarise([trial(0.1, 0, 0.8), trial(0.1, 1, 0.6), trial(0.2, 0, 0.7)], "max")
     assert rows[0]["metric_std"] == pytest.approx(0.1414213562) and rows[1]["metric_std"] is None

@@ -79,7 +79,7 @@ def test_benchmark_page_has_every_section_and_the_table(experiment_page, experim
     assert {"baseline", "paired seeds", "difference (pp)", "95% CI (pp)", "paired t p"} <= set(page.cells)
     assert "Against every baseline (no selection): spdnetnas is significantly better" in text
     assert "Wilcoxon signed-rank W = min(W+, W−) = 0, p = 0.0312" in text
-    assert "Wilcoxon not computed (needs at least 6 pairs, have 2" in text
+    assert "Wilcoxon not computed (all paired differences are zero)" in text
     assert "In results.jsonl but without search folders: radar / spdnetnas" in text
     assert "search.arch_lr" in page.cells and "40 usable trials." in text
     assert str(experiment_dir) in page.cells
@@ -243,6 +243,21 @@ def test_run_folders_results_jsonl_does_not_list_are_left_out(experiment_dir, tm
     assert any("left out 1 run folder(s) that results.jsonl does not list" in p and "toy/spdnetnas/seed7" in p
                for p in problems)
     assert "seeds 0, 1." in text and "seed7" not in text.replace("toy/spdnetnas/seed7", "")
+
+
+def test_failed_runs_are_named_under_their_dataset(experiment_dir, tmp_path):
+    root = tmp_path / "experiment"
+    shutil.copytree(experiment_dir, root)
+    failed = [{"dataset": "toy", "method": "random", "seed": 2, "error": "ValueError: loss is NaN <b>"},
+              {"dataset": "lost", "method": "spdnetnas", "seed": 0, "error": "MemoryError"}]
+    (root / "failed.jsonl").write_text("".join(json.dumps(f) + "\n" for f in failed))
+    _, problems = write_report(root)
+    page = Page((root / "report.html").read_text())
+    assert problems == [] and {"toy", "radar", "lost"} <= set(h(page, "h3"))
+    text = (root / "report.html").read_text()
+    assert ("Not finished, so left out of every mean and test (1 run(s)): random seed 2: ValueError: loss is "
+            "NaN &lt;b&gt;.") in text
+    assert "spdnetnas seed 0: MemoryError." in text
 
 
 def test_a_single_fit_has_a_note_not_an_empty_learning_curve(tmp_path):

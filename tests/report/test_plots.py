@@ -43,3 +43,27 @@ def test_edge_labels_do_not_overlap_and_sit_on_their_arrows(genotype):
                 assert np.min(np.linalg.norm(curve - centre, axis=1)) < 3.0  # pixels
     finally:
         plt.close(fig)
+
+
+
+def test_dollar_signs_in_names_are_text_not_tex():
+    """Titles carry user-chosen dataset and method names: ``a$\\q$`` must not be parsed as TeX
+    (matplotlib raised on drawing it)."""
+    from spdnas.models.euclidean_genotype import OPS, EuclideanGenotype
+    from spdnas.report.figures import curves_figure, data_uri, importance_figure
+    from spdnas.report.plots import alpha_figure, euclidean_alpha_figure, euclidean_cell_figure
+
+    name = r"a$\q$ / $5 vs $10"
+    weights = [[1 / 6] * 6] * 5
+    euclidean = EuclideanGenotype(edges=(("skip", 0, 2), ("linear", 1, 2), ("skip", 2, 3), ("expand", 0, 3)),
+                                  steps=2)
+    figures = [cells_figure(published_genotype("radar"), name),
+               alpha_figure({"normal": weights, "reduce": weights}, 2, name),
+               euclidean_alpha_figure([[0.2] * 5] * 5, list(OPS), 2, name),
+               euclidean_cell_figure(euclidean, name),
+               curves_figure([[{"epoch": 1, "train_accuracy": 0.5, "train_loss": 1.0}]], "train", name),
+               importance_figure({"train.lr": 1.0}, name)]
+    for fig in figures:
+        titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]
+        assert any(t.startswith(name) for t in titles)
+        assert data_uri(fig).startswith("data:image/png;base64,")

@@ -97,7 +97,8 @@ def test_paired_t_test_and_interval_match_closed_forms():
     quantile = 0.95 / math.sqrt(2 * 0.975 * 0.025)
     half = quantile * 1 / math.sqrt(3)
     assert test["ci95"] == pytest.approx([2 - half, 2 + half])
-    assert not test["wilcoxon"]["computed"] and "at least 6 pairs, have 3" in test["wilcoxon"]["reason"]
+    assert not test["wilcoxon"]["computed"]
+    assert "at least 6 pairs with a non-zero difference, have 3" in test["wilcoxon"]["reason"]
     assert "difference +2.00 pp" in test["summary"] and "t(2) = 3.464" in test["summary"]
 
 
@@ -113,6 +114,15 @@ def test_wilcoxon_exact_p_values_with_six_pairs():
     ours[0] = 0.79
     test = significance(results + [result("spdnetnas", s, a) for s, a in enumerate(ours)])["radar"]
     assert test["wilcoxon"]["statistic"] == 1 and test["wilcoxon"]["p_value"] == pytest.approx(4 / 64)
+
+
+def test_wilcoxon_needs_six_non_zero_differences():
+    """scipy drops zero differences: six pairs of which five are equal leave one to rank."""
+    results = [result("random", s, 0.80) for s in range(6)]
+    results += [result("spdnetnas", s, 0.80 if s else 0.85) for s in range(6)]
+    wilcoxon = significance(results)["radar"]["wilcoxon"]
+    assert not wilcoxon["computed"]
+    assert "non-zero difference, have 1 after dropping 5 zero difference(s)" in wilcoxon["reason"]
 
 
 def test_equal_count_differences_are_equal_despite_float_rounding():
@@ -133,6 +143,15 @@ def test_only_seeds_both_methods_have_are_paired():
     test = significance(results)["radar"]
     assert test["seeds"] == [1, 2, 5] and test["pairs"] == 3
     assert test["mean_difference"] == pytest.approx((6 + 7 + 10) / 3)
+    # each method's own mean is over all its seeds; the text gives the means the difference is of
+    assert test["ours_mean"] == pytest.approx(92.0) and test["baseline_mean"] == pytest.approx(85.0)
+    assert test["unpaired_seeds"] == {"spdnetnas": [0], "random": [3]}
+    assert ("over 3 paired seeds (over these seeds spdnetnas 92.67% vs random 85.00%; left out, without a "
+            "partner: spdnetnas seed(s) 0; random seed(s) 3): difference +7.67 pp") in test["summary"]
+    cells = every_baseline_cells(test["every_baseline"][0])
+    assert cells[1] == "3 (means over them 92.67 vs 85.00; unpaired: spdnetnas 0; random 3)"
+    paired = significance([r for r in results if r["seed"] in (1, 2, 5)])["radar"]
+    assert "left out" not in paired["summary"] and every_baseline_cells(paired["every_baseline"][0])[1] == "3"
 
 
 def test_best_baseline_is_chosen_by_mean_over_all_its_seeds():
@@ -153,6 +172,11 @@ def test_best_baseline_is_chosen_on_validation_not_test_accuracy():
     assert test["mean_difference"] == pytest.approx(7.0) and test["tied_on_validation"] == []
     assert ("vs best baseline random 85.00% (chosen on mean validation accuracy, 95.00%) over 3"
             in test["summary"])
+    assert test["higher_test_mean"] == [("spdnet", pytest.approx(96.0))]
+    assert ("Chosen on validation, the best baseline is not the one of highest test mean: spdnet 96.00%"
+            in test["summary"])
+    honest = significance([r for r in results if r["method"] != "spdnet"])["radar"]
+    assert honest["higher_test_mean"] == [] and "highest test mean" not in honest["summary"]
 
 
 def test_validation_ties_go_to_the_first_name_and_are_named():
@@ -292,3 +316,19 @@ def test_write_tables(tmp_path):
     assert payload["significance"]["radar"]["t_test"]["statistic"] == pytest.approx(2 * math.sqrt(3))
     assert payload["units"]["accuracy"] == "percent" and len(payload["rows"]) == 4
     assert paths["md"].read_text() == markdown(aggregate(results), significance(results))
+
+
+def test_failed_runs_are_named_in_every_table(tmp_path):
+    """Runs that failed are left out of the means, and the tables say which (a dataset whose every
+    run failed still gets its section)."""
+    results = [result("spdnetnas", s, 0.9) for s in range(3)] + [result("random", s, 0.8) for s in range(3)]
+    failed = [{"dataset": "radar", "method": "random", "seed": 3, "error": "ValueError: diverged"},
+              {"dataset": "hdm05", "method": "spdnetnas", "seed": 0, "error": "MemoryError"}]
+    paths = write_tables(results, tmp_path, failed=failed)
+    text = paths["md"].read_text()
+    assert ("**Failed runs.** Not finished, so left out of every mean and test (1 run(s)): random seed 3: "
+            "ValueError: diverged.") in text
+    assert "## hdm05\n\n**Failed runs.** Not finished, so left out of every mean and test (1 run(s)): " \
+           "spdnetnas seed 0: MemoryError." in text
+    assert json.loads(paths["json"].read_text())["failed"] == failed
+    assert "Failed runs" not in write_tables(results, tmp_path / "ok")["md"].read_text()

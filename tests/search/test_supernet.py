@@ -3,6 +3,8 @@ architecture parameters kept apart, the cell plan."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from spdnas.geometry import karcher_mean
 from spdnas.models.network import GenotypeNetwork, inherit_supernet_weights
 from spdnas.nn.batchnorm import frozen_running_stats
 from spdnas.search.cells import count_parameters, plan_cells
-from spdnas.search.genotype import Genotype, derive_genotype, published_genotype
+from spdnas.search.genotype import Genotype, derive_genotype, published_genotype, random_genotype
 from spdnas.search.space import SPDState, op_names
 from spdnas.search.supernet import ArchitectureParameters, MixedEdge, Supernet
 from tests.helpers import random_spd, spd_classification
@@ -165,6 +167,22 @@ class TestPlan:
         radar = GenotypeNetwork(published_genotype("radar"), ModelConfig(), 20, 3, dtype=F64)
         # The paper reports 0.0184 M parameters for its RADAR network.
         assert 10_000 < count_parameters(radar) < 25_000
+
+
+def test_final_network_concatenates_the_genotypes_nodes():
+    """A genotype's ``*_concat`` decides which nodes, in which order, form the cell output."""
+    cfg = ModelConfig(reduced_dims=[4], steps=3, multiplier=2)
+    base = random_genotype(3, 2, seed=0)
+    first = GenotypeNetwork(dataclasses.replace(base, normal_concat=(2, 4)), cfg, 8, 3, dtype=F64)
+    other = GenotypeNetwork(dataclasses.replace(base, normal_concat=(4, 2)), cfg, 8, 3, dtype=F64)
+    other.load_state_dict(first.state_dict())
+    x = random_spd(3, 1, n=8, generator=torch.Generator().manual_seed(0))
+    stem = SPDState(first.stem_bn(first.stem_bimap(x)), cfg.reeig_eps)
+    reduced = SPDState(first.cells[0](stem, stem), cfg.reeig_eps)  # run_cells' wiring
+    a, b = first.cells[1](stem, reduced), other.cells[1](stem, reduced)
+    c = first.plans[1].channels
+    torch.testing.assert_close(b, torch.cat((a[:, c:], a[:, :c]), dim=1), rtol=0, atol=0)
+    assert first.cells[1].concat == (2, 4) and first.cells[0].concat == base.reduce_concat
 
 
 def test_a_node_is_the_frechet_mean_of_its_edges():
