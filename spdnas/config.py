@@ -46,7 +46,9 @@ class ModelConfig:
     """Shape of the supernet and of every network derived from it.
 
     ``reduced_dims: null`` halves the matrix size at every reduction cell (for datasets of
-    any ``n``); a list gives the size after each reduction cell.
+    any ``n``); a list gives the size after each reduction cell. Every Karcher mean (mixed
+    edges, nodes, batch norm, channel pooling) takes up to ``karcher_iterations`` flow steps;
+    with ``karcher_tol`` set it stops once the step norm is below it for every mean of the batch.
     """
 
     stem_channels: int = 1
@@ -58,6 +60,7 @@ class ModelConfig:
     pool_kernel: int | None = None
     pool_stride: int | None = None
     karcher_iterations: int = 1
+    karcher_tol: float | None = None
     bn_momentum: float = 0.1
     reeig_eps: float = 1e-4
     mixture: str = "sparsemax"
@@ -445,6 +448,9 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"model.mixture must be sparsemax, softmax or sigmoid, got {m.mixture!r}")
     if m.karcher_iterations < 1:
         problems.append(f"model.karcher_iterations must be >= 1, got {m.karcher_iterations}")
+    if m.karcher_tol is not None and not m.karcher_tol > 0:
+        problems.append(f"model.karcher_tol must be > 0 (or null: always karcher_iterations steps), "
+                        f"got {m.karcher_tol}")
     if s.order not in ("first", "second"):
         problems.append(f"search.order must be 'first' or 'second', got {s.order!r}")
     if len(s.arch_betas) != 2 or not all(0 <= b < 1 for b in s.arch_betas):

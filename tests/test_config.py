@@ -64,6 +64,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
      "sweep.space.train.batch_size: low and high must be integers"),
     (["sweep.space={train.lr: {type: uniform, high: 1}}"], "low and high must be numbers, got low=None"),
     (["sweep.max_concurrent_trials=0"], "sweep.max_concurrent_trials must be >= 1"),
+    (["model.karcher_tol=0"], r"model.karcher_tol must be > 0 \(or null"),
     (["search.arch_betas=[1.5, 0.9]"], r"search.arch_betas needs two values in \[0, 1\)"),
     (["runtime.seed=-1"], "runtime.seed must be >= 0, got -1"),
     (["data.split_seed=-3"], "data.split_seed must be >= 0, got -3"),

@@ -69,8 +69,8 @@ class SPDNet(nn.Module):
         for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             layers = [BiMap(1, 1, d_in, d_out, dtype=dtype, device=device)]
             if batchnorm:
-                layers.append(BatchNormSPD(d_out, cfg.bn_momentum, cfg.karcher_iterations, dtype=dtype,
-                                           device=device))
+                layers.append(BatchNormSPD(d_out, cfg.bn_momentum, cfg.karcher_iterations, cfg.karcher_tol,
+                                           dtype=dtype, device=device))
             if i < len(dims) - 2:
                 layers.append(ReEig(cfg.reeig_eps))
             blocks.append(nn.Sequential(*layers))

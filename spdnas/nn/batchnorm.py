@@ -31,6 +31,8 @@ class BatchNormSPD(nn.Module):
         Geodesic step of the running mean towards each batch mean.
     karcher_iterations : int
         Karcher-flow steps for the batch mean (1 as in the paper).
+    karcher_tol : float, optional
+        Stop the flow early once its step norm is below this.
 
     Shapes
     ------
@@ -38,11 +40,13 @@ class BatchNormSPD(nn.Module):
     """
 
     def __init__(self, dim: int, momentum: float = 0.1, karcher_iterations: int = 1,
-                 dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+                 karcher_tol: float | None = None, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None):
         super().__init__()
         self.dim = dim
         self.momentum = float(momentum)
         self.karcher_iterations = int(karcher_iterations)
+        self.karcher_tol = karcher_tol
         eye = torch.eye(dim, dtype=dtype, device=device)
         self.bias = geoopt.ManifoldParameter(eye.clone(), manifold=geoopt.SymmetricPositiveDefinite())
         self.register_buffer("running_mean", eye.clone())
@@ -61,10 +65,11 @@ class BatchNormSPD(nn.Module):
         """
         flat = x.reshape(-1, self.dim, self.dim)
         if self.sync is None:
-            return karcher_mean(flat, iterations=self.karcher_iterations)
+            return karcher_mean(flat, iterations=self.karcher_iterations, tol=self.karcher_tol)
         sum_reduce, world = self.sync
         weights = torch.full((flat.shape[0],), 1.0 / (flat.shape[0] * world), dtype=x.dtype, device=x.device)
-        return karcher_mean(flat, weights, iterations=self.karcher_iterations, sum_reduce=sum_reduce)
+        return karcher_mean(flat, weights, iterations=self.karcher_iterations, tol=self.karcher_tol,
+                            sum_reduce=sum_reduce)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[-1] != self.dim:

@@ -60,11 +60,12 @@ class WeightedChannelPooling(nn.Module):
     input ``(B, C, n, n)`` → output ``(B, C, n, n)``
     """
 
-    def __init__(self, channels: int, karcher_iterations: int = 1,
+    def __init__(self, channels: int, karcher_iterations: int = 1, karcher_tol: float | None = None,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None):
         super().__init__()
         self.channels = channels
         self.karcher_iterations = int(karcher_iterations)
+        self.karcher_tol = karcher_tol
         self.logits = nn.Parameter(torch.rand(channels, channels, dtype=dtype, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,4 +75,4 @@ class WeightedChannelPooling(nn.Module):
         top, index = weights.topk(support, dim=-1)  # (C_out, k)
         chosen = x[:, index]  # (B, C_out, k, n, n)
         with trusted():
-            return karcher_mean(chosen, top, iterations=self.karcher_iterations)
+            return karcher_mean(chosen, top, iterations=self.karcher_iterations, tol=self.karcher_tol)

@@ -93,7 +93,7 @@ def op_shape(plan: CellPlan, cfg: ModelConfig, from_input: bool, dtype, device) 
     """Shape of an edge's operations: input edges of a reduction cell reduce, others keep size."""
     in_dim = plan.work_dim if (plan.kind == REDUCE and from_input) else plan.out_dim
     return OpShape(plan.channels, in_dim, plan.out_dim, plan.pool_kernel, plan.pool_stride,
-                   cfg.karcher_iterations, cfg.bn_momentum, cfg.reeig_eps, dtype, device)
+                   cfg.karcher_iterations, cfg.bn_momentum, cfg.reeig_eps, dtype, device, cfg.karcher_tol)
 
 
 class Preprocess(nn.Module):
@@ -102,7 +102,8 @@ class Preprocess(nn.Module):
     def __init__(self, source: tuple[int, int], channels: int, dim: int, cfg: ModelConfig, dtype, device):
         super().__init__()
         self.bimap = BiMap(source[0], channels, source[1], dim, dtype=dtype, device=device)
-        self.bn = BatchNormSPD(dim, cfg.bn_momentum, cfg.karcher_iterations, dtype=dtype, device=device)
+        self.bn = BatchNormSPD(dim, cfg.bn_momentum, cfg.karcher_iterations, cfg.karcher_tol, dtype=dtype,
+                               device=device)
 
     def forward(self, state: SPDState) -> Tensor:
         return self.bn(self.bimap(state.feature(RECTIFIED)))
@@ -117,6 +118,7 @@ class CellBase(nn.Module):
         self.concat = plan.concat
         self.reeig_eps = cfg.reeig_eps
         self.karcher_iterations = cfg.karcher_iterations
+        self.karcher_tol = cfg.karcher_tol
         self.preprocess0 = Preprocess(plan.prev_prev, plan.channels, plan.work_dim, cfg, dtype, device)
         self.preprocess1 = Preprocess(plan.prev, plan.channels, plan.work_dim, cfg, dtype, device)
 
@@ -136,7 +138,8 @@ class CellBase(nn.Module):
             return eye.expand(like.shape[0], self.plan.channels, m, m)
         if len(edge_outputs) == 1:
             return edge_outputs[0]
-        return karcher_mean(torch.stack(edge_outputs, dim=2), iterations=self.karcher_iterations)
+        return karcher_mean(torch.stack(edge_outputs, dim=2), iterations=self.karcher_iterations,
+                            tol=self.karcher_tol)
 
     def output(self, states: list[Tensor]) -> Tensor:
         """The nodes of ``concat`` (the last ``multiplier`` unless a genotype names others),
@@ -159,8 +162,8 @@ class CellNetwork(nn.Module):
         self.num_classes = num_classes
         self.plans = plan_cells(cfg, in_dim)
         self.stem_bimap = BiMap(1, cfg.stem_channels, in_dim, in_dim, dtype=dtype, device=device)
-        self.stem_bn = BatchNormSPD(in_dim, cfg.bn_momentum, cfg.karcher_iterations, dtype=dtype,
-                                    device=device)
+        self.stem_bn = BatchNormSPD(in_dim, cfg.bn_momentum, cfg.karcher_iterations, cfg.karcher_tol,
+                                    dtype=dtype, device=device)
         self.cells = nn.ModuleList(self.build_cell(p, dtype, device) for p in self.plans)
         last = self.plans[-1]
         self.classifier = nn.Linear(last.out_channels * last.out_dim ** 2, num_classes,

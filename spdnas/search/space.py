@@ -121,6 +121,7 @@ class OpShape:
     reeig_eps: float
     dtype: torch.dtype | None = None
     device: torch.device | str | None = None
+    karcher_tol: float | None = None
 
     def bimap(self) -> BiMap:
         return BiMap(self.channels, self.channels, self.in_dim, self.out_dim,
@@ -128,7 +129,7 @@ class OpShape:
 
     def bn(self) -> BatchNormSPD:
         return BatchNormSPD(self.out_dim, momentum=self.bn_momentum,
-                            karcher_iterations=self.karcher_iterations,
+                            karcher_iterations=self.karcher_iterations, karcher_tol=self.karcher_tol,
                             dtype=self.dtype, device=self.device)
 
     def reeig(self) -> ReEig:
@@ -146,7 +147,7 @@ def _pool(mode: str) -> Callable[[OpShape], StateOp]:
 NORMAL_OPS: dict[str, Callable[[OpShape], StateOp]] = {
     "none": lambda s: IdentityMatrixOp(s.out_dim),
     "WeightedPooling": lambda s: StateOp("x", WeightedChannelPooling(
-        s.channels, s.karcher_iterations, dtype=s.dtype, device=s.device)),
+        s.channels, s.karcher_iterations, s.karcher_tol, dtype=s.dtype, device=s.device)),
     "BiMap_0": lambda s: StateOp("x", s.bimap(), s.bn()),
     "BiMap_1": lambda s: StateOp("x", s.bimap(), s.bn(), s.reeig()),
     "BiMap_2": lambda s: StateOp(RECTIFIED, s.bimap(), s.bn()),

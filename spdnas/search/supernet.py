@@ -22,7 +22,7 @@ from spdnas.geometry.airm import karcher_mean
 from spdnas.geometry.mixture import mixture_weights
 from spdnas.geometry.validate import check_weights
 from spdnas.search.cells import CellBase, CellNetwork, CellPlan, op_shape
-from spdnas.search.space import NONE_INDEX, NORMAL, REDUCE, SPDState, build_op, edge_kind, op_names
+from spdnas.search.space import NONE_INDEX, NORMAL, REDUCE, OpShape, SPDState, build_op, edge_kind, op_names
 
 
 class ArchitectureParameters(nn.Module):
@@ -51,12 +51,14 @@ class MixedEdge(nn.Module):
     Shapes
     ------
     state ``(B, C, n, n)`` → ``(B, C, m, m)``, or ``None`` when the edge is pure ``none``.
+    ``shape`` gives the operations' sizes and the mixture's Karcher iterations and tolerance.
     """
 
-    def __init__(self, kind: str, shape, karcher_iterations: int):
+    def __init__(self, kind: str, shape: OpShape):
         super().__init__()
         self.kind = kind
-        self.karcher_iterations = karcher_iterations
+        self.karcher_iterations = shape.karcher_iterations
+        self.karcher_tol = shape.karcher_tol
         self.ops = nn.ModuleList(build_op(kind, name, shape) for name in op_names(kind))
 
     def needs(self, active: list[int]) -> set[str]:
@@ -74,7 +76,7 @@ class MixedEdge(nn.Module):
         # `none` is the identity matrix: its log term comes free with the base point's eigh.
         identity = weights[NONE_INDEX] if NONE_INDEX in active else None
         return karcher_mean(stacked, weights[others], iterations=self.karcher_iterations,
-                            identity_weight=identity)
+                            tol=self.karcher_tol, identity_weight=identity)
 
 
 class SearchCell(CellBase):
@@ -84,8 +86,7 @@ class SearchCell(CellBase):
         super().__init__(plan, cfg, dtype, device)
         self.sources = [j for i in range(plan.steps) for j in range(2 + i)]
         self.edges = nn.ModuleList(
-            MixedEdge(edge_kind(plan.kind, j), op_shape(plan, cfg, j < 2, dtype, device),
-                      cfg.karcher_iterations)
+            MixedEdge(edge_kind(plan.kind, j), op_shape(plan, cfg, j < 2, dtype, device))
             for j in self.sources
         )
 

@@ -79,7 +79,7 @@ def test_skipping_zero_weight_ops_is_exact():
     torch.manual_seed(1)
     plan = plan_cells(SMALL, 8)[1]
     from spdnas.search.cells import op_shape
-    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None), karcher_iterations=1).double()
+    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None)).double()
     state = SPDState(random_spd(5, 4, n=4), 1e-4)
     logits = torch.tensor([0.1, 0.9, -2.0, 0.7, -3.0, 0.2], dtype=F64, requires_grad=True)
     from spdnas.geometry import sparsemax
@@ -97,7 +97,7 @@ def test_skipping_zero_weight_ops_is_exact():
 def test_pure_none_edge_is_absent():
     plan = plan_cells(SMALL, 8)[1]
     from spdnas.search.cells import op_shape
-    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None), 1)
+    edge = MixedEdge("normal", op_shape(plan, SMALL, False, F64, None))
     assert edge(SPDState(random_spd(2, 4, n=4), 1e-4), torch.eye(6, dtype=F64)[0], [0]) is None
 
 
@@ -236,3 +236,32 @@ def test_float32_networks_agree_with_float64():
     metrics = s32.step((x[:15].float(), y[:15]), (x[15:].float(), y[15:]))
     assert torch.isfinite(torch.tensor(metrics.train_loss)) and torch.isfinite(torch.tensor(metrics.val_loss))
     assert all(not torch.equal(a.detach(), b) for a, b in zip(s32.alphas.parameters(), before, strict=True))
+
+
+def test_karcher_tolerance_reaches_every_mean_and_stops_the_flow(monkeypatch):
+    """``model.karcher_tol`` stops every Karcher mean (mixed edges, nodes, batch norm, channel
+    pooling) once converged: fewer flow steps, the same output as running all of them."""
+    import spdnas.geometry.airm as airm
+    from spdnas.nn import BatchNormSPD, WeightedChannelPooling
+
+    calls = []
+    step = airm.karcher_step
+    monkeypatch.setattr(airm, "karcher_step", lambda *a, **k: calls.append(1) or step(*a, **k))
+    x = random_spd(4, n=8, generator=torch.Generator().manual_seed(3))
+    outputs = {}
+    for tol in (None, 1e-11):
+        cfg = dataclasses.replace(SMALL, karcher_iterations=40, karcher_tol=tol)
+        torch.manual_seed(0)
+        net = Supernet(cfg, 8, 3, dtype=F64)
+        kinds = (BatchNormSPD, WeightedChannelPooling, MixedEdge)
+        holders = [m for m in net.modules() if isinstance(m, kinds)] + list(net.cells)
+        assert {m.karcher_tol for m in holders} == {tol} and len(holders) > 20
+        calls.clear()
+        outputs[tol] = net(x, *(torch.full((net.num_edges, 6), 1 / 6, dtype=F64),) * 2)
+        outputs[f"{tol} steps"] = len(calls)
+    assert outputs["1e-11 steps"] < outputs["None steps"] / 2
+    from spdnas.models.baselines import SPDNet
+
+    spdnetbn = SPDNet([8, 6, 4], 3, batchnorm=True, model_cfg=dataclasses.replace(SMALL, karcher_tol=1e-11))
+    assert [m.karcher_tol for m in spdnetbn.modules() if isinstance(m, BatchNormSPD)] == [1e-11, 1e-11]
+    torch.testing.assert_close(outputs[1e-11], outputs[None], rtol=0, atol=1e-9)
