@@ -163,14 +163,16 @@ def test_search_step_is_adam_on_the_validation_gradient_then_a_weight_step():
         torch.testing.assert_close(got.detach(), expected.detach(), rtol=1e-9, atol=1e-12, msg=name)
 
 
-@pytest.mark.parametrize("momentum, grad_clip", [(0.0, None), (0.9, None), (0.9, 0.05)])
-def test_virtual_step_is_the_weight_optimizers_step(momentum, grad_clip):
+@pytest.mark.parametrize("momentum, grad_clip, warm", [(0.0, None, 2), (0.9, None, 2), (0.9, 0.05, 2),
+                                                       (0.9, None, 0)])
+def test_virtual_step_is_the_weight_optimizers_step(momentum, grad_clip, warm):
     """``w'`` equals the weights after a real step of the weight optimizer, with momentum
-    buffers, weight decay and (0.05: active; the gradient norm is about 0.3) clipping in play."""
+    buffers, weight decay and (0.05: active; the gradient norm is about 0.3) clipping in play;
+    also at the very first step, before any buffer has been filled."""
     import copy
 
     searcher, train_batch, val_batch = make_searcher("second", "softmax", momentum, grad_clip)
-    for _ in range(2):  # fill the momentum buffers
+    for _ in range(warm):  # fill the momentum buffers
         searcher.step(train_batch, val_batch)
     assert searcher.weight_optimizer.param_groups[-1]["weight_decay"] > 0
     searcher.supernet.train()
