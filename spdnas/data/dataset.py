@@ -64,6 +64,16 @@ class DatasetMeta:
                    schema_version=int(data.get("schema_version", SCHEMA_VERSION)))
 
 
+def split_sizes(size: int, weights: np.ndarray) -> np.ndarray:
+    """How :func:`stratified_split` divides one class of ``size`` samples: ``weights · size``
+    rounded down, the rest by largest remainder (ties to the earlier split); shape ``(splits,)``."""
+    exact = weights * size
+    counts = np.floor(exact).astype(int)
+    remainder_order = np.argsort(-(exact - counts), kind="stable")
+    counts[remainder_order[: size - counts.sum()]] += 1
+    return counts
+
+
 def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: Mapping[str, float],
                      seed: int) -> np.ndarray:
     """Seeded, stratified assignment of samples to splits.
@@ -99,11 +109,7 @@ def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: M
         members = np.flatnonzero(labels == label)
         members = members[np.argsort(ids[members], kind="stable")]
         members = members[rng.permutation(len(members))]
-        exact = weights * len(members)
-        counts = np.floor(exact).astype(int)
-        remainder_order = np.argsort(-(exact - counts), kind="stable")
-        counts[remainder_order[: len(members) - counts.sum()]] += 1
-        bounds = np.concatenate(([0], np.cumsum(counts)))
+        bounds = np.concatenate(([0], np.cumsum(split_sizes(len(members), weights))))
         for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             out[members[lo:hi]] = name
     return out.astype(str)

@@ -39,7 +39,7 @@ from spdnas.distributed.worker import (
     search_worker,
 )
 from spdnas.engine.runtime import available_cpus
-from spdnas.engine.splits import require_splits
+from spdnas.engine.splits import require_full_batches, require_splits
 from spdnas.engine.state import CHECKPOINT_FILE, LOCAL_CHECKPOINT_DIR, load_checkpoint, ray_epochs
 from spdnas.pipeline import (
     Outcome,
@@ -129,6 +129,9 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]
     require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
+    batch = {"search_batch_size": config.search.batch_size} if step == "search" else \
+        {"train_batch_size": config.train.batch_size}
+    require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch)
     configure_ray_data()
     # every row check, once, before any worker starts
     validate_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config))

@@ -71,6 +71,14 @@ def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def require_steps(steps: int, batch_size: int, **sizes: int) -> None:
+    """Refuse an epoch without a single full batch (only full batches are used)."""
+    if steps < 1:
+        shown = ", ".join(f"{name.replace('_', '-')} {size}" for name, size in sizes.items())
+        raise ValueError(f"no full batch of {batch_size} in this epoch (samples: {shown}; with "
+                         "local shards, per worker): lower the batch size or use more data")
+
+
 @dataclass(frozen=True)
 class Sharding:
     """How one of ``world`` data-parallel workers takes its part of the data.

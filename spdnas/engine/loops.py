@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData, shard_slice
+from spdnas.engine.batches import SINGLE_PROCESS, Sharding, TensorData, require_steps, shard_slice
 from spdnas.progress import Progress
 from spdnas.search.bilevel import GradReducer
 from spdnas.search.searcher import BilevelSearcher, clip_and_reduce
@@ -66,14 +66,6 @@ def _summarise(totals: Tensor, prefix: str) -> dict[str, float]:
             f"{prefix}_samples": count}
 
 
-def _require_steps(steps: int, batch_size: int, **sizes: int) -> None:
-    """Refuse an epoch without a single full batch (only full batches are used)."""
-    if steps < 1:
-        shown = ", ".join(f"{name.replace('_', '-')} {size}" for name, size in sizes.items())
-        raise ValueError(f"no full batch of {batch_size} in this epoch (samples: {shown}; with "
-                         "local shards, per worker): lower the batch size or use more data")
-
-
 def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
                  epoch: int, sharding: Sharding = SINGLE_PROCESS, sum_reduce: SumReducer | None = None,
                  progress: bool = True) -> dict[str, float]:
@@ -85,7 +77,7 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     sum_reduce = sum_reduce or _sum_identity
     steps = min(sharding.steps_per_epoch(len(train), batch_size),
                 sharding.steps_per_epoch(len(val), batch_size))
-    _require_steps(steps, batch_size, search_train=len(train), search_val=len(val))
+    require_steps(steps, batch_size, search_train=len(train), search_val=len(val))
     bar = Progress(f"search epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
     train_iter = sharding.batches(train, batch_size, seed, epoch)
     val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
@@ -114,7 +106,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     steps = sharding.steps_per_epoch(len(data), batch_size)
-    _require_steps(steps, batch_size, train=len(data))
+    require_steps(steps, batch_size, train=len(data))
     bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
     totals = torch.zeros(3, dtype=torch.float64)
     for step, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):

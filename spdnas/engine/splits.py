@@ -6,9 +6,12 @@ import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from spdnas.data import SPLITS, DatasetMeta, SPDDataset, stratified_split
+from spdnas.data.dataset import split_sizes
 from spdnas.data.registry import builders
-from spdnas.engine.batches import TensorData
+from spdnas.engine.batches import TensorData, num_batches, require_steps
 
 
 @dataclass
@@ -80,6 +83,35 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
                 fix = (f"no class has more than {max(present)} sample(s), and a stratified split gives each "
                        f"split a share of every class: each class needs more samples; {fix}")
             raise ValueError(f"dataset {meta.name!r}{where} has no {split!r} rows; {fix}")
+
+
+def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fraction: float,
+                         search_batch_size: int | None = None, train_batch_size: int | None = None) -> None:
+    """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
+    (before Ray workers start: raised in a worker, the error would be retried as a crash).
+
+    Parameters
+    ----------
+    counts : mapping split name → rows per class (a manifest's ``counts``)
+    search_val_fraction : float
+        Share of each class of ``train`` that goes to search-val (as :func:`split_experiment_data`).
+    search_batch_size, train_batch_size : int, optional
+        Check the search halves, the retraining's ``train`` split, or both.
+
+    Raises
+    ------
+    ValueError
+        As the epoch loops would at their first epoch.
+    """
+    train = [int(c) for c in counts.get("train", ())]
+    if search_batch_size is not None:
+        weights = np.array([1.0 - search_val_fraction, search_val_fraction])
+        halves = sum((split_sizes(c, weights) for c in train), np.zeros(2, dtype=int))
+        search_train, search_val = (int(h) for h in halves)
+        steps = min(num_batches(search_train, search_batch_size), num_batches(search_val, search_batch_size))
+        require_steps(steps, search_batch_size, search_train=search_train, search_val=search_val)
+    if train_batch_size is not None:
+        require_steps(num_batches(sum(train), train_batch_size), train_batch_size, train=sum(train))
 
 
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:

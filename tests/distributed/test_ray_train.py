@@ -197,6 +197,17 @@ def test_missing_split_fails_before_any_worker_starts(ray_session, tmp_path):
     assert not Folder(run_folder(config, "search")).list_names()
 
 
+@pytest.mark.parametrize("step", ["search", "train"])
+def test_a_batch_larger_than_the_data_fails_before_any_worker_starts(ray_session, dataset_uri, tmp_path,
+                                                                     step):
+    """Raised in a worker, the error would be retried distributed.max_failures times as a crash."""
+    config = experiment(dataset_uri, str(tmp_path), f"{step}.batch_size=50")
+    sizes = "search-train 24, search-val 24" if step == "search" else "train 48"
+    with pytest.raises(ValueError, match=rf"^no full batch of 50 in this epoch \(samples: {sizes}"):
+        search(config) if step == "search" else retrain(config, published_genotype("radar"))
+    assert not Path(run_folder(config, step)).exists()
+
+
 def test_a_diverged_worker_raises_its_own_error(ray_session, dataset_uri, tmp_path):
     """Ray wraps worker exceptions in WorkerGroupError (tracebacks of every rank); a run that
     diverged is the user's to fix, so the worker's DivergedError comes out (one CLI line)."""

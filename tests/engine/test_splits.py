@@ -83,3 +83,29 @@ def test_split_seed_fixes_the_search_halves_across_run_seeds(tmp_path):
     assert halves("runtime.seed=1") != halves("runtime.seed=2")  # by default the run seed draws them
     assert halves("runtime.seed=1", "data.split_seed=0") == halves("runtime.seed=2", "data.split_seed=0")
     assert halves("runtime.seed=0") == halves("runtime.seed=5", "data.split_seed=0")
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.3, 0.1])
+def test_full_batch_check_from_counts_matches_the_real_halves(fraction):
+    """``require_full_batches`` sees from a manifest's counts what the epoch loops see."""
+    from spdnas.engine.batches import num_batches
+    from spdnas.engine.splits import require_full_batches
+
+    dataset = toy_dataset(12, seed=2, name="odd")
+    data = split_experiment_data(dataset, fraction, seed=4)
+    counts = dataset.counts()
+    for batch in range(1, len(data.train) + 2):
+        search_ok = min(num_batches(len(data.search_train), batch),
+                        num_batches(len(data.search_val), batch)) > 0
+        try:
+            require_full_batches(counts, fraction, search_batch_size=batch)
+        except ValueError as exc:
+            assert not search_ok and f"search-train {len(data.search_train)}, search-val" in str(exc)
+        else:
+            assert search_ok
+        try:
+            require_full_batches(counts, fraction, train_batch_size=batch)
+        except ValueError as exc:
+            assert batch > len(data.train) and f"train {len(data.train)}" in str(exc)
+        else:
+            assert batch <= len(data.train)
