@@ -131,7 +131,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
     batch = {"search_batch_size": config.search.batch_size} if step == "search" else \
         {"train_batch_size": config.train.batch_size}
-    require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch)
+    require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch,
+                         sharded=dist.data == "shard")
     configure_ray_data()
     # every row check, once, before any worker starts
     validate_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config))
@@ -207,7 +208,8 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
 
     Records already in the file when the fit starts (a resumed run's earlier epochs), or seen
     before (a retry restores the history from a checkpoint), are not printed again; an epoch
-    run again after a failure is, as its record differs.
+    run again after a failure is, as its record differs. Epochs a run did on the local backend
+    before it was resumed on Ray are printed once more (the file only holds Ray's epochs).
     """
     done: dict[str, Any] = {}
 

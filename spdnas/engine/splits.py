@@ -86,9 +86,14 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
 
 
 def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fraction: float,
-                         search_batch_size: int | None = None, train_batch_size: int | None = None) -> None:
+                         search_batch_size: int | None = None, train_batch_size: int | None = None,
+                         sharded: bool = False) -> None:
     """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
     (before Ray workers start: raised in a worker, the error would be retried as a crash).
+
+    With ``sharded`` data every worker divides its own shard into search halves, so only what
+    every layout needs is checked: ``2 · search_batch_size`` train rows in all (each worker needs
+    ``batch / workers`` rows in each half); the workers check their own shards.
 
     Parameters
     ----------
@@ -97,6 +102,8 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         Share of each class of ``train`` that goes to search-val (as :func:`split_experiment_data`).
     search_batch_size, train_batch_size : int, optional
         Check the search halves, the retraining's ``train`` split, or both.
+    sharded : bool
+        ``distributed.data=shard``.
 
     Raises
     ------
@@ -104,7 +111,13 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         As the epoch loops would at their first epoch.
     """
     train = [int(c) for c in counts.get("train", ())]
-    if search_batch_size is not None:
+    if search_batch_size is not None and sharded:
+        if sum(train) < 2 * search_batch_size:
+            raise ValueError(f"no full batch of {search_batch_size} in a search epoch: the search halves "
+                             f"of the {sum(train)} train samples, spread over the workers' shards, cannot "
+                             f"both hold one (needs {2 * search_batch_size}): lower the batch size or use "
+                             "more data")
+    elif search_batch_size is not None:
         weights = np.array([1.0 - search_val_fraction, search_val_fraction])
         halves = sum((split_sizes(c, weights) for c in train), np.zeros(2, dtype=int))
         search_train, search_val = (int(h) for h in halves)

@@ -131,6 +131,20 @@ def _plain_run(path: Path) -> Run | None:
     return Run(path.name, "run", None, search, train) if search or train else None
 
 
+def _valid_failures(records: list[dict[str, Any]], path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """The records of ``failed.jsonl`` that name a dataset, a method and a seed; the others are
+    named in ``problems``."""
+    valid = []
+    for line, record in enumerate(records, 1):
+        seed = record.get("seed")
+        if (isinstance(record.get("dataset"), str) and isinstance(record.get("method"), str)
+                and isinstance(seed, int) and not isinstance(seed, bool)):
+            valid.append(record)
+        else:
+            problems.append(f"{path}: record {line} needs a dataset, a method and an integer seed; left out")
+    return valid
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Find and read the parts of the experiment (or run) folder at ``path``.
 
@@ -150,6 +164,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 setattr(experiment, attribute, read_jsonl(root / name))
             except ValueError as exc:
                 experiment.problems.append(str(exc))
+    experiment.failed = _valid_failures(experiment.failed, root / FAILED_FILE, experiment.problems)
     if (root / "runs").is_dir():
         experiment.runs = _benchmark_runs(root / "runs", experiment.problems)
         if experiment.results is not None:

@@ -122,7 +122,7 @@ def _results_section(experiment: Experiment) -> str:
     parts = ['<p class="note">Test accuracy in %, mean ± sample standard deviation (ddof = 1) over seeds; '
              "size in millions of trainable parameters; costs are mean wall-clock times of one run.</p>",
              _table(*overview(rows))]
-    for dataset in sorted({r.dataset for r in rows} | {str(f.get("dataset")) for f in failed}):
+    for dataset in sorted({r.dataset for r in rows} | {f["dataset"] for f in failed}):
         parts.append(f"<h3>{_e(dataset)}</h3>")
         if dataset in tests:
             parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))

@@ -362,16 +362,19 @@ def significance(results: Iterable[Any], ours: str = OURS) -> dict[str, dict[str
     The best baseline is chosen on validation accuracy, never on test accuracy (choosing on the
     test split would favour the baseline whose test score is luckiest); exact ties go to the
     first name, the others are listed in ``tied_on_validation``. Only seeds both methods
-    finished are paired. Differences are ``ours − baseline`` in percentage points. Each entry
-    has ``computed`` (False with a ``reason`` when there is no baseline, no ``ours``, no
-    baseline with a validation accuracy or fewer than 2 pairs), ``mean_difference``, ``ci95``
-    (t-interval), ``t_test`` (:func:`scipy.stats.ttest_rel`), ``wilcoxon``
-    (:func:`scipy.stats.wilcoxon`, only with at least 6 pairs) — each test with its own
-    ``computed``/``reason`` —, ``baseline_deterministic`` (same test accuracy on every seed),
-    ``test_samples`` and ``binomial_se`` (``{"ours", "baseline"}`` in pp, None unless the results
-    record ``test_samples``), ``every_baseline`` (the same paired comparison against each
-    baseline, in table order), ``significantly_better_than`` (baselines ``ours`` beats with
-    paired t p < 0.05), ``summary`` and ``every_baseline_summary``.
+    finished are paired (``unpaired_seeds`` names the others, per method, and
+    ``ours_paired_mean``/``baseline_paired_mean`` are the means over the pairs; ``ours_mean`` and
+    ``baseline_mean`` are over all of each method's seeds). Differences are ``ours − baseline`` in
+    percentage points. Each entry has ``computed`` (False with a ``reason`` when there is no
+    baseline, no ``ours``, no baseline with a validation accuracy or fewer than 2 pairs),
+    ``mean_difference``, ``ci95`` (t-interval), ``t_test`` (:func:`scipy.stats.ttest_rel`),
+    ``wilcoxon`` (:func:`scipy.stats.wilcoxon`, only with at least 6 non-zero differences) — each
+    test with its own ``computed``/``reason`` —, ``higher_test_mean`` (``(baseline, test mean)``
+    of the baselines above the chosen one on test), ``baseline_deterministic`` (same test
+    accuracy on every seed), ``test_samples`` and ``binomial_se`` (``{"ours", "baseline"}`` in
+    pp, None unless the results record ``test_samples``), ``every_baseline`` (the same paired
+    comparison against each baseline, in table order), ``significantly_better_than`` (baselines
+    ``ours`` beats with paired t p < 0.05), ``summary`` and ``every_baseline_summary``.
     """
     records = unique_results(results)
     rows = aggregate(records, ours)

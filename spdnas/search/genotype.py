@@ -62,6 +62,10 @@ class Genotype:
             _validate_cell(kind, self.cell(kind), self.concat(kind))
         if len(self.normal) != len(self.reduce):
             raise GenotypeError("normal and reduce cells must have the same number of nodes")
+        if len(self.normal_concat) != len(self.reduce_concat):
+            raise GenotypeError(f"normal_concat {list(self.normal_concat)} and reduce_concat "
+                                f"{list(self.reduce_concat)} must join the same number of nodes (the "
+                                "model's multiplier)")
 
     @property
     def steps(self) -> int:

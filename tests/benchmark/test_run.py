@@ -99,6 +99,7 @@ def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, 
     names = set(Folder(f"{s3_prefix}/bm").list_names())
     assert {"results.jsonl", "failed.jsonl", "table.md", "table.csv", "table.json", "report.html"} <= names
     assert outcome.paths["report"] == f"{s3_prefix}/bm/report.html"
+    assert outcome.paths["failed runs"] == f"{s3_prefix}/bm/failed.jsonl"
     lines = Folder(f"{s3_prefix}/bm").read_bytes("results.jsonl").decode().splitlines()
     assert [json.loads(line) for line in lines] == outcome.results
     more_seeds = bench_config("datasets/tiny", s3_prefix, "benchmark.methods=[mdm]",

@@ -85,6 +85,20 @@ def test_split_seed_fixes_the_search_halves_across_run_seeds(tmp_path):
     assert halves("runtime.seed=0") == halves("runtime.seed=5", "data.split_seed=0")
 
 
+def test_sharded_full_batch_check_needs_only_what_every_shard_layout_needs():
+    """Workers of distributed.data=shard divide their own shards: 2 classes × 8 train rows, 4 of
+    each per worker, search_val_fraction 0.4 give each worker halves of 4 and 4 rows, a full local
+    batch of 8 / 2 in each, although the global halves (10 and 6) hold no full batch of 8."""
+    from spdnas.engine.splits import require_full_batches
+
+    counts = {"train": [8, 8], "val": [1, 1], "test": [1, 1]}
+    require_full_batches(counts, 0.4, search_batch_size=8, sharded=True)
+    with pytest.raises(ValueError, match=r"search-train 10, search-val 6"):
+        require_full_batches(counts, 0.4, search_batch_size=8)
+    with pytest.raises(ValueError, match=r"of the 16 train samples, .* \(needs 18\)"):
+        require_full_batches(counts, 0.4, search_batch_size=9, sharded=True)
+
+
 @pytest.mark.parametrize("fraction", [0.5, 0.3, 0.1])
 def test_full_batch_check_from_counts_matches_the_real_halves(fraction):
     """``require_full_batches`` sees from a manifest's counts what the epoch loops see."""

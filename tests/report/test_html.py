@@ -250,11 +250,14 @@ def test_failed_runs_are_named_under_their_dataset(experiment_dir, tmp_path):
     shutil.copytree(experiment_dir, root)
     failed = [{"dataset": "toy", "method": "random", "seed": 2, "error": "ValueError: loss is NaN <b>"},
               {"dataset": "lost", "method": "spdnetnas", "seed": 0, "error": "MemoryError"}]
-    (root / "failed.jsonl").write_text("".join(json.dumps(f) + "\n" for f in failed))
+    bad = {"method": "random", "seed": None, "error": "no dataset, no seed"}
+    (root / "failed.jsonl").write_text("".join(json.dumps(f) + "\n" for f in [*failed, bad]))
     _, problems = write_report(root)
     page = Page((root / "report.html").read_text())
-    assert problems == [] and {"toy", "radar", "lost"} <= set(h(page, "h3"))
+    assert problems == [f"{root / 'failed.jsonl'}: record 3 needs a dataset, a method and an integer seed; "
+                        "left out"]
     text = (root / "report.html").read_text()
+    assert {"toy", "radar", "lost"} <= set(h(page, "h3")) and "no dataset, no seed" not in text
     assert ("Not finished, so left out of every mean and test (1 run(s)): random seed 2: ValueError: loss is "
             "NaN &lt;b&gt;.") in text
     assert "spdnetnas seed 0: MemoryError." in text

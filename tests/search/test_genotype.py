@@ -89,6 +89,7 @@ def test_published_genotypes_match_the_paper():
     (lambda d: d["normal"].pop(), r"two \(operation, input\) pairs per node"),
     (lambda d: d["normal"].__setitem__(0, ["Skip", 1.7]), "node index 1.7 is not an integer"),
     (lambda d: d.__setitem__("reduce_concat", ["2", 3]), "node index '2' is not an integer"),
+    (lambda d: d.__setitem__("reduce_concat", [3]), r"reduce_concat \[3\] must join the same number"),
 ])
 def test_invalid_genotypes_are_rejected(mutate, message):
     data = published_genotype("hdm05").to_dict()
