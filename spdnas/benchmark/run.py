@@ -153,7 +153,8 @@ def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
         (base / FAILED_FILE).write_text(failed_lines)
         tables = write_tables(results, base, failed=failed)
         report, _ = write_report(str(base), str(base / "report.html"))
-        return {"results": str(base / "results.jsonl"), "failed runs": str(base / FAILED_FILE),
+        failures = {"failed runs": str(base / FAILED_FILE)} if failed else {}
+        return {"results": str(base / "results.jsonl"), **failures,
                 **{f"table.{k}": str(v) for k, v in tables.items()}, "report": str(report)}
     from spdnas.data import s3
 
@@ -165,8 +166,8 @@ def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
         report, _ = write_report(tmp, str(Path(tmp) / "report.html"))
         for path in [*tables.values(), report]:
             root.write_bytes(Path(path).name, Path(path).read_bytes())
-    return {"results": root.display("results.jsonl"), "failed runs": root.display(FAILED_FILE),
-            "report": root.display("report.html"),
+    failures = {"failed runs": root.display(FAILED_FILE)} if failed else {}
+    return {"results": root.display("results.jsonl"), **failures, "report": root.display("report.html"),
             **{f"table.{k}": root.display(Path(v).name) for k, v in tables.items()}}
 
 
