@@ -46,6 +46,7 @@ from spdnas.report.tables import (
     format_duration,
     format_millions,
     overview,
+    result_datasets,
     significance,
 )
 from spdnas.search.genotype import Genotype
@@ -122,7 +123,7 @@ def _results_section(experiment: Experiment) -> str:
     parts = ['<p class="note">Test accuracy in %, mean ± sample standard deviation (ddof = 1) over seeds; '
              "size in millions of trainable parameters; costs are mean wall-clock times of one run.</p>",
              _table(*overview(rows))]
-    for dataset in sorted({r.dataset for r in rows} | {f["dataset"] for f in failed}):
+    for dataset in result_datasets(rows, failed):
         parts.append(f"<h3>{_e(dataset)}</h3>")
         if dataset in tests:
             parts.append(_table(DETAIL_HEADER, [detail_cells(r) for r in rows if r.dataset == dataset]))

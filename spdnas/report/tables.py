@@ -237,15 +237,20 @@ def _ci_text(entry: dict[str, Any]) -> str:
     return f"{lo:+.2f} to {hi:+.2f}"
 
 
+def _seed_lists(unpaired: dict[str, list[int]], prefix: str = "") -> str:
+    """``"spdnetnas 0; random 3, 4"`` (with ``prefix`` before each method's seeds)."""
+    return "; ".join(f"{name} {prefix}{', '.join(map(str, seeds))}" for name, seeds in unpaired.items())
+
+
 def _unpaired_text(entry: dict[str, Any], ours: str) -> str:
     """Where the two methods' seeds differ: the means over the paired seeds and the seeds left out
     (the methods' own means are over all their seeds, the difference only over the pairs)."""
-    left = entry.get("unpaired_seeds") or {}
+    left = entry.get("unpaired_seeds")
     if not left or not entry["computed"]:
         return ""
-    out = "; ".join(f"{name} seed(s) {', '.join(map(str, seeds))}" for name, seeds in left.items())
     return (f" (over these seeds {ours} {entry['ours_paired_mean']:.2f}% vs {entry['baseline']} "
-            f"{entry['baseline_paired_mean']:.2f}%; left out, without a partner: {out})")
+            f"{entry['baseline_paired_mean']:.2f}%; left out, without a partner: "
+            f"{_seed_lists(left, 'seed(s) ')})")
 
 
 def _significantly_better(entry: dict[str, Any]) -> bool:
@@ -450,6 +455,11 @@ def deterministic_note(rows: list[Row]) -> str:
             f"Their ± 0.00 is the absence of seed variation, not of test-set sampling error{sampling}.")
 
 
+def result_datasets(rows: list[Row], failed: Iterable[dict[str, Any]]) -> list[str]:
+    """The datasets with a section in the tables and the report: those with results or failed runs."""
+    return sorted({r.dataset for r in rows} | {str(f["dataset"]) for f in failed})
+
+
 def failures_note(failed: Iterable[dict[str, Any]], dataset: str) -> str:
     """The runs of ``dataset`` that did not finish, which every mean, std and test leaves out
     (empty if none): ``failed`` holds ``{dataset, method, seed, error}`` records."""
@@ -472,11 +482,11 @@ def every_baseline_cells(entry: dict[str, Any]) -> list[str]:
         return [name, str(entry["pairs"]), "—", "—", f"not computed: {entry['reason']}"]
     t = entry["t_test"]
     p = f"{t['p_value']:.3g}" if t["computed"] else f"n/a ({t['reason']})"
-    left = entry.get("unpaired_seeds") or {}
-    pairs = str(entry["pairs"]) + (f" (means over them {entry['ours_paired_mean']:.2f} vs "
-                                   f"{entry['baseline_paired_mean']:.2f}; unpaired: "
-                                   + "; ".join(f"{n} {', '.join(map(str, v))}" for n, v in left.items()) + ")"
-                                   if left else "")
+    pairs = str(entry["pairs"])
+    left = entry.get("unpaired_seeds")
+    if left:
+        pairs += (f" (means over them {entry['ours_paired_mean']:.2f} vs "
+                  f"{entry['baseline_paired_mean']:.2f}; unpaired: {_seed_lists(left)})")
     return [name, pairs, f"{entry['mean_difference']:+.2f}", _ci_text(entry), p]
 
 
@@ -497,7 +507,7 @@ def markdown(rows: list[Row], tests: dict[str, dict[str, Any]], ours: str = OURS
     lines = ["# Results", "",
              "Test accuracy (%), mean ± sample std over seeds; size in millions of parameters.", ""]
     lines += _markdown_table(*overview(rows, ours))
-    for dataset in sorted({r.dataset for r in rows} | {str(f["dataset"]) for f in failed}):
+    for dataset in result_datasets(rows, failed):
         lines += ["", f"## {dataset}"]
         if dataset in tests:
             detail = [detail_cells(r) for r in rows if r.dataset == dataset]
