@@ -107,6 +107,52 @@ def require_credentials(uri: str) -> None:
     _credentials_found = True
 
 
+_reachable: set[tuple[str | None, str]] = set()
+REACH_ATTEMPTS = 3
+REACH_CONNECT_TIMEOUT_S = 5
+
+
+def require_reachable(uri: str) -> None:
+    """Fail within seconds, naming the fix, when the S3 endpoint cannot be reached or the bucket
+    of ``uri`` does not exist there.
+
+    The clients' retries would otherwise take 20 s (boto3) to 100 s (pyarrow) to give up on a
+    mistyped endpoint. One ``HeadBucket`` request with ``REACH_ATTEMPTS`` attempts, once per
+    endpoint and bucket per process; any other answer (e.g. 403 where the credentials may read
+    objects but not the bucket) is left to the real request to report.
+
+    Raises
+    ------
+    ValueError
+        The endpoint refused or did not answer the connection, or the bucket does not exist.
+    """
+    bucket, _ = split_s3_uri(uri)
+    endpoint = endpoint_url()
+    if (endpoint, bucket) in _reachable:
+        return
+    require_credentials(uri)
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from botocore.exceptions import ConnectionError as EndpointUnreachable
+
+    url = endpoint if endpoint is None or "://" in endpoint else f"https://{endpoint}"  # as pyarrow reads it
+    probe = boto3.session.Session().client(
+        "s3", endpoint_url=url, config=Config(connect_timeout=REACH_CONNECT_TIMEOUT_S,
+                                              retries={"max_attempts": REACH_ATTEMPTS, "mode": "standard"}))
+    where = f"the S3 endpoint {probe.meta.endpoint_url}"
+    try:
+        probe.head_bucket(Bucket=bucket)
+    except EndpointUnreachable as exc:
+        raise ValueError(f"{uri}: cannot connect to {where} ({exc}); check AWS_ENDPOINT_URL / "
+                         "AWS_ENDPOINT_URL_S3 (or endpoint_url in the AWS config) and the network") from None
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            raise ValueError(f"{uri}: {where} has no bucket {bucket!r}; create it first "
+                             f"(e.g. aws s3 mb s3://{bucket}) or fix the URI") from None
+    _reachable.add((endpoint, bucket))
+
+
 def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Filesystem and path for a local path or an ``s3://bucket/prefix`` URI.
 
@@ -158,6 +204,7 @@ def ls(uri: str) -> list[ObjectInfo]:
     Directory markers (empty keys ending in ``/``, which some tools and pyarrow create) are skipped.
     """
     bucket, prefix = split_s3_uri(uri)
+    require_reachable(uri)
     base = f"{prefix}/" if prefix else ""
     out = []
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):

@@ -7,12 +7,15 @@ import json
 
 import pyarrow.fs as pafs
 
-from spdnas.data.s3 import pyarrow_filesystem
+from spdnas.data.s3 import pyarrow_filesystem, require_reachable
 from spdnas.data.schema import FORMAT_NAME, MANIFEST_NAME, SCHEMA_VERSION
 
 
 class Folder:
     """A dataset folder: a pyarrow filesystem and a base path.
+
+    An S3 folder checks at once that its endpoint answers and its bucket exists
+    (:func:`spdnas.data.s3.require_reachable`).
 
     Parameters
     ----------
@@ -24,6 +27,8 @@ class Folder:
         self.uri = str(uri)
         self.fs, self.base = pyarrow_filesystem(self.uri)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        if not self.is_local:
+            require_reachable(self.uri)
 
     def path(self, name: str) -> str:
         """Filesystem path of ``name`` inside the folder."""

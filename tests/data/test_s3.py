@@ -167,6 +167,25 @@ def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch):
     assert isinstance(fs, pafs.S3FileSystem) and path == "b/x"
 
 
+def test_a_mistyped_endpoint_or_bucket_fails_within_seconds_naming_it(s3_server, monkeypatch):
+    """pyarrow retried a refused connection for 100 s, boto3 for 19 s, before their errors."""
+    import time
+
+    from tests.conftest import _free_port
+
+    with pytest.raises(ValueError, match=r"s3://no-such-bucket-x/p: the S3 endpoint .* has no bucket "
+                                         r"'no-such-bucket-x'; create it first"):
+        Folder("s3://no-such-bucket-x/p")
+    refused = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", refused)
+    for attempt in (lambda: Folder(f"s3://{BUCKET}/p"), lambda: s3mod.ls(f"s3://{BUCKET}/p")):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=rf"s3://{BUCKET}/p: cannot connect to the S3 endpoint {refused} "
+                                             r".*check AWS_ENDPOINT_URL"):
+            attempt()
+        assert time.perf_counter() - start < 15
+
+
 def test_a_genotype_file_on_s3_is_read_where_a_search_left_it(s3_prefix):
     found = published_genotype("radar")
     Folder(s3_prefix).write_bytes("search/genotype.json", found.to_json().encode())
