@@ -35,8 +35,10 @@ from spdnas.distributed.worker import (
     FAULT_MARKER_ENV,
     LIVE_METRICS,
     configure_ray_data,
+    recorded_worker_error,
     retrain_worker,
     search_worker,
+    worker_errors,
 )
 from spdnas.engine.runtime import available_cpus
 from spdnas.engine.splits import require_full_batches, require_splits
@@ -210,8 +212,12 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
     before (a retry restores the history from a checkpoint), are not printed again; an epoch
     run again after a failure is, as its record differs. Epochs a run did on the local backend
     before it was resumed on Ray are printed once more (the file only holds Ray's epochs).
+
+    A worker's final error (:func:`spdnas.distributed.worker.ends_on_value_errors`) is raised
+    here, whether or not Ray restarted the worker group after it.
     """
     done: dict[str, Any] = {}
+    worker_errors(folder.uri).clear()  # those of an earlier run, since fixed
 
     def fit() -> None:
         try:
@@ -232,6 +238,9 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         if finished:
             break
         thread.join(poll)
+    recorded = recorded_worker_error(folder.uri)
+    if recorded is not None:
+        raise recorded
     if "error" in done:
         raise _worker_error(done["error"])
     return done["result"]

@@ -1,16 +1,22 @@
 """What each Ray Train worker runs: the engine's jobs, wired to shards, reducers and checkpoints.
 
 Rank 0 attaches the full job state to every epoch's ``ray.train.report``; a restarted worker
-group (``FailureConfig``) or a re-run of the same experiment resumes from the latest one.
+group (``FailureConfig``) or a re-run of the same experiment resumes from the latest one. A
+``ValueError`` in a worker (bad values or data, a diverged run) ends the run instead of being
+retried: see :func:`ends_on_value_errors`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import logging
 import math
 import os
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +155,61 @@ def _reducers(world: int, sync_batchnorm: bool):
     return average_gradients, sum_metrics, None if sync_batchnorm else broadcast_buffers
 
 
+WORKER_ERRORS = "worker_errors"
+
+
+def worker_errors(run_uri: str) -> Folder:
+    """The run's record of final worker errors: one JSON file per raising worker and attempt,
+    ``{"rank", "type", "message"}``."""
+    return Folder(f"{run_uri.rstrip('/')}/{WORKER_ERRORS}")
+
+
+def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """A worker loop whose ``ValueError`` ends the run rather than being retried.
+
+    Such an error (a diverged run, bad values or data) comes back on a retry: a run resumes
+    exactly from its last checkpoint. Ray Train's ``FailureConfig`` retries every worker error
+    and has no public way to mark one final, so the worker records the error in the run folder
+    (:func:`worker_errors`) before raising, and the worker group Ray starts next returns at once;
+    the driver then raises the recorded error (:func:`recorded_worker_error`). Other errors
+    (a lost node, a network failure) are retried as before.
+    """
+
+    @functools.wraps(loop)
+    def run(loop_config: dict[str, Any]) -> None:
+        errors = worker_errors(loop_config["run_uri"])
+        if errors.list_names():  # a worker of an earlier attempt recorded a final error
+            return
+        try:
+            loop(loop_config)
+        except ValueError as exc:
+            rank = ray.train.get_context().get_world_rank()
+            record = {"rank": rank, "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                      "message": str(exc)}
+            errors.write_bytes(f"rank-{rank}-{uuid.uuid4().hex}.json", json.dumps(record).encode())
+            raise
+
+    return run
+
+
+def recorded_worker_error(run_uri: str) -> ValueError | None:
+    """The final error the lowest rank recorded (:func:`ends_on_value_errors`), as its own type
+    where that can be rebuilt from its message (else a ``ValueError``); None if none was."""
+    errors = worker_errors(run_uri)
+    records = [json.loads(errors.read_bytes(name)) for name in errors.list_names()]
+    if not records:
+        return None
+    record = min(records, key=lambda r: r["rank"])
+    module, _, name = record["type"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        error = cls(record["message"])
+    except Exception:  # a type that is gone, or whose constructor takes more than a message
+        return ValueError(record["message"])
+    return error if isinstance(error, ValueError) else ValueError(record["message"])
+
+
+@ends_on_value_errors
 def search_worker(loop_config: dict[str, Any]) -> None:
     """Per-worker bi-level search (``TorchTrainer`` loop)."""
     config = _worker_config(loop_config)
@@ -173,6 +234,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         _maybe_fail(job.epoch, rank)
 
 
+@ends_on_value_errors
 def retrain_worker(loop_config: dict[str, Any]) -> None:
     """Per-worker retraining of a genotype; the last report carries the test metrics."""
     config = _worker_config(loop_config)

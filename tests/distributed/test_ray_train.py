@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -208,15 +209,25 @@ def test_a_batch_larger_than_the_data_fails_before_any_worker_starts(ray_session
     assert not Path(run_folder(config, step)).exists()
 
 
-def test_a_diverged_worker_raises_its_own_error(ray_session, dataset_uri, tmp_path):
-    """Ray wraps worker exceptions in WorkerGroupError (tracebacks of every rank); a run that
-    diverged is the user's to fix, so the worker's DivergedError comes out (one CLI line)."""
+def test_a_diverged_worker_raises_its_own_error_once(ray_session, dataset_uri, tmp_path):
+    """Ray wraps worker exceptions in WorkerGroupError (tracebacks of every rank) and retried them
+    max_failures times, each retry diverging again from the same checkpoint; a run that diverged
+    is the user's to fix, so the worker's DivergedError comes out (one CLI line), met once."""
+    from spdnas.distributed.worker import worker_errors
     from spdnas.engine.loops import DivergedError
 
-    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2", "distributed.max_failures=0",
+    config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2", "distributed.max_failures=2",
                         "train.lr=1e12", "train.grad_clip=null", "train.batch_size=4", "train.epochs=3")
     with pytest.raises(DivergedError, match=r"^train epoch 1, step \d+: .*the weights have diverged"):
         retrain(config, published_genotype("radar"))
+    errors = worker_errors(run_folder(config, "train"))
+    records = [json.loads(errors.read_bytes(name)) for name in errors.list_names()]
+    ranks = [r["rank"] for r in records]
+    assert ranks and len(ranks) == len(set(ranks)), records  # no retry met it again
+    assert all(r["type"] == "spdnas.engine.loops.DivergedError" for r in records)
+    config.train.lr = 0.2  # fixed: the same run (no checkpoint yet) starts again, past the old record
+    assert retrain(config, published_genotype("radar")).result["epochs"] == 3
+    assert not errors.list_names()
 
 
 def test_retrain_reports_test_accuracy_and_model(ray_session, dataset_uri, tmp_path):
