@@ -157,6 +157,14 @@ def _untangle(fig: Figure, graphs: list[tuple[Any, list[Text], list[_EdgeLabel]]
             taken.append(box)
 
 
+def _cell_figsize(panels: int, base_width: float, steps: int) -> tuple[float, float]:
+    """Figure size for ``panels`` cell drawings side by side, ``base_width`` inches each at 2
+    steps, growing with ``steps`` so that edge labels keep room (with a fixed size, 6 of 20 random
+    3-step drawings and all 20 of 4 steps had overlapping labels)."""
+    extra = max(steps - 2, 0)
+    return panels * (base_width + 1.5 * extra), 3.8 + 0.6 * extra
+
+
 def _spd_edges(genotype: Genotype, kind: str) -> list[Edge]:
     return [(op, src, index // 2 + 2, "#08519c" if edge_kind(kind, src) == REDUCE else "#006d2c")
             for index, (op, src) in enumerate(genotype.cell(kind))]
@@ -164,7 +172,7 @@ def _spd_edges(genotype: Genotype, kind: str) -> list[Edge]:
 
 def cells_figure(genotype: Genotype, title: str = "") -> Figure:
     """The derived normal and reduction cells drawn as graphs (blue ops: reduced)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=_cell_figsize(2, 6.0, genotype.steps), constrained_layout=True)
     graphs = [(ax, *_draw_graph(ax, genotype.steps, _spd_edges(genotype, kind), list(genotype.concat(kind)),
                                 f"{kind} cell"))
               for ax, kind in zip(axes, (NORMAL, REDUCE), strict=True)]
@@ -177,7 +185,7 @@ def cells_figure(genotype: Genotype, title: str = "") -> Figure:
 def euclidean_cell_figure(genotype: EuclideanGenotype, title: str = "") -> Figure:
     """The derived cell of a Euclidean NAS baseline drawn as a graph (every intermediate node
     feeds the cell output)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=_cell_figsize(1, 6.5, genotype.steps), constrained_layout=True)
     edges = [(op, i, node, "#006d2c") for op, i, node in genotype.edges]
     graph = _draw_graph(ax, genotype.steps, edges, list(range(2, 2 + genotype.steps)),
                         "cell (shared by every cell)")

@@ -1,5 +1,5 @@
-"""The derived-cell drawing (paper Fig. 2b): edge labels sit on their arrows and do not cover
-each other (one could hide another before)."""
+"""The derived-cell drawing (paper Fig. 2b): edge labels sit on their arrows and cover neither
+each other (one could hide another before) nor the nodes (with 3 or 4 steps they did)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ def edge_labels(fig):
     return [[t for t in ax.texts if t.get_text() in ops] for ax in fig.axes]
 
 
+RANDOM = [(steps, seed) for steps in (2, 3, 4) for seed in range(12 if steps == 2 else 4)]
+
+
 @pytest.mark.parametrize("genotype", [published_genotype("radar"), published_genotype("hdm05"),
-                                      *(random_genotype(2, 2, seed) for seed in range(12))],
-                         ids=["radar", "hdm05", *(f"random{seed}" for seed in range(12))])
+                                      *(random_genotype(steps, 2, seed) for steps, seed in RANDOM)],
+                         ids=["radar", "hdm05", *(f"random{seed}-{steps}steps" for steps, seed in RANDOM)])
 def test_edge_labels_do_not_overlap_and_sit_on_their_arrows(genotype):
     fig = cells_figure(genotype, "test")
     try:
@@ -36,6 +39,10 @@ def test_edge_labels_do_not_overlap_and_sit_on_their_arrows(genotype):
             boxes = [t.get_window_extent(renderer) for t in labels]
             for a, b in itertools.combinations(boxes, 2):
                 assert not a.overlaps(b), f"{a} overlaps {b}"
+            nodes = [t.get_window_extent(renderer) for t in ax.texts if t not in labels]
+            assert len(nodes) == genotype.steps + 3
+            for a, b in itertools.product(boxes, nodes):
+                assert not a.overlaps(b), f"label {a} covers node {b}"
             for text, arrow in zip(labels, annotations, strict=True):
                 centre = np.array(text.get_window_extent(renderer).get_points()).mean(0)
                 path = ax.transData.transform_path(arrow.get_path())  # the arrow as drawn, in pixels
