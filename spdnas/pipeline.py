@@ -8,6 +8,7 @@ write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -136,6 +137,21 @@ def check_no_other_experiment(root: Folder, kind: str) -> None:
         if other != kind and root.exists(filename):
             raise ConfigError(f"{root.display('')} holds a {other} ({filename}); a {kind} there would share "
                               f"its Tune state (tune/): give the {kind} another name (name=...)")
+
+
+def delete_earlier(root: Folder, kind: str, files: tuple[str, ...], folders: tuple[str, ...]) -> None:
+    """Start a ``kind`` experiment over (``--no-resume``): delete its ``files`` and ``folders``
+    under ``root``, not the single runs kept under the same name (an experiment of the other kind
+    there is refused first, see :func:`check_no_other_experiment`)."""
+    names = [n for n in root.list_names() if n in files or n.split("/")[0] in folders]
+    if names:
+        print(f"starting over: deleting the earlier {kind} in {root.uri} ({len(names)} files)",
+              file=sys.stderr, flush=True)
+    for name in names:
+        if name in files:
+            root.delete(name)
+    for folder in folders:
+        Folder(f"{root.uri.rstrip('/')}/{folder}").clear()
 
 
 def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, filename: str,

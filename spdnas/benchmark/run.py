@@ -30,6 +30,7 @@ from spdnas.pipeline import (
     check_no_other_experiment,
     check_same_data,
     check_same_experiment,
+    delete_earlier,
     ensure_dataset,
     load_experiment_data,
     run_folder,
@@ -183,20 +184,6 @@ OWN_FILES = ("results.jsonl", FAILED_FILE, "table.md", "table.csv", "table.json"
 OWN_FOLDERS = ("runs", "tune")
 
 
-def _delete_earlier(root: Folder) -> None:
-    """Delete an earlier benchmark's files and folders (not the single runs under the same name;
-    a sweep there is refused first, see :func:`check_no_other_experiment`)."""
-    names = [n for n in root.list_names() if n in OWN_FILES or n.split("/")[0] in OWN_FOLDERS]
-    if names:
-        print(f"starting over: deleting the earlier benchmark in {root.uri} ({len(names)} files)",
-              file=sys.stderr, flush=True)
-    for name in names:
-        if name in OWN_FILES:
-            root.delete(name)
-    for folder in OWN_FOLDERS:
-        Folder(f"{root.uri.rstrip('/')}/{folder}").clear()
-
-
 def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
     """What one trial asks Ray for, and how many such trials fit in ``cluster`` at once (≥ 1).
 
@@ -228,7 +215,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     root = Folder(run_folder(config, ""))
     check_no_other_experiment(root, "benchmark")
     if not resume:
-        _delete_earlier(root)
+        delete_earlier(root, "benchmark", OWN_FILES, OWN_FOLDERS)
     check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
     for entry in bench.datasets:  # a dataset made again at its URI would mix old and new trials
         runs = Folder(f"{root.uri.rstrip('/')}/runs/{entry.name}")

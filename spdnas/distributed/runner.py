@@ -108,7 +108,9 @@ def _require(resource: str, needed: float, what: str, fewer: str, elsewhere: str
           f"until {resource} nodes join (an autoscaler adding them). {stuck}", file=sys.stderr, flush=True)
 
 
-def _cpus_per_worker(dist: DistributedConfig) -> float:
+def cpus_per_worker(dist: DistributedConfig) -> float:
+    """CPUs each Ray Train worker asks for: ``distributed.cpus_per_worker`` where set, else an
+    equal share of the Ray's CPUs (at least 1), or 1 beside a GPU."""
     if dist.cpus_per_worker > 0:
         return dist.cpus_per_worker
     total = ray.cluster_resources().get("CPU", 1.0)
@@ -124,7 +126,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     if dist.use_gpu:
         require_gpus(dist.num_workers, f"the {step} (distributed.use_gpu=true, one GPU per worker)",
                      "distributed.num_workers")
-    cpus = _cpus_per_worker(dist)
+    cpus = cpus_per_worker(dist)
     require_cpus(cpus * dist.num_workers, f"the {step} ({dist.num_workers} worker(s) of {cpus:g} CPU(s))",
                  "distributed.num_workers, distributed.cpus_per_worker")
     folder = Folder(run_folder(config, step))
@@ -238,9 +240,15 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         if finished:
             break
         thread.join(poll)
-    recorded = recorded_worker_error(folder.uri)
+    try:
+        recorded = recorded_worker_error(folder.uri)
+    except OSError as exc:  # storage unreachable now: Ray's own error says more
+        if "error" not in done:
+            raise
+        print(f"warning: could not read the workers' recorded errors: {exc}", file=sys.stderr, flush=True)
+        recorded = None
     if recorded is not None:
-        raise recorded
+        raise recorded from done.get("error")
     if "error" in done:
         raise _worker_error(done["error"])
     return done["result"]

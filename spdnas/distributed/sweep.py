@@ -27,6 +27,7 @@ from spdnas.pipeline import (
     check_no_other_experiment,
     check_same_data,
     check_same_experiment,
+    delete_earlier,
     ensure_dataset,
     resolve_genotype,
     run_folder,
@@ -36,6 +37,7 @@ from spdnas.search.genotype import Genotype
 
 TRIAL_INDEX = "__trial_index__"
 EXPERIMENT_FILE = EXPERIMENT_FILES["sweep"]
+OWN_FOLDERS = ("tune", "sweep")
 # settings that may change between a sweep and its resumption: they change no result
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
             "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
@@ -177,9 +179,12 @@ def error_summary(error: BaseException) -> str:
 
 
 def asha_scheduler(config: ExperimentConfig) -> tune.schedulers.ASHAScheduler:
-    """ASHA on the retraining's epochs (one report each): rungs from ``sweep.grace_period`` up to
-    ``train.epochs`` (Ray's default ``max_t`` of 100 would stop every longer retraining at 100)."""
-    return tune.schedulers.ASHAScheduler(max_t=config.train.epochs, grace_period=config.sweep.grace_period)
+    """ASHA on the retraining's epochs: rungs from ``sweep.grace_period`` up to ``train.epochs``
+    (Ray's default ``max_t`` of 100 would stop every longer retraining at 100). It counts the
+    reported ``epoch``, not Tune's count of reports: a retraining resumed after a lost worker
+    reports the epochs since its last checkpoint again."""
+    return tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=config.train.epochs,
+                                         grace_period=config.sweep.grace_period)
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
@@ -206,7 +211,7 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
     with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
-    from spdnas.distributed.runner import ray_session, require_gpus
+    from spdnas.distributed.runner import cpus_per_worker, ray_session, require_cpus, require_gpus
 
     config = with_absolute_paths(config)
     sweep = config.sweep
@@ -216,6 +221,8 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
     check_no_other_experiment(storage, "sweep")
+    if not resume:  # old trials would stay beside new ones, in TensorBoard and sweep/trials
+        delete_earlier(storage, "sweep", (EXPERIMENT_FILE,), OWN_FOLDERS)
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     genotype = fixed_genotype(config)
@@ -224,7 +231,12 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
         if config.distributed.use_gpu:
             require_gpus(config.distributed.num_workers, "each sweep trial (distributed.use_gpu=true, one "
                          "GPU per worker)", "distributed.num_workers")
-        base = _share_cpus(config).to_dict()
+        shared = _share_cpus(config)
+        dist, cpus = shared.distributed, cpus_per_worker(shared.distributed)
+        require_cpus(dist.num_workers * cpus + TRIAL_CPU,
+                     f"each sweep trial ({dist.num_workers} worker(s) of {cpus:g} CPU(s), and {TRIAL_CPU:g} "
+                     "for the trial)", "distributed.num_workers, distributed.cpus_per_worker")
+        base = shared.to_dict()
         # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
         trainable = tune.with_resources(
             tune.with_parameters(sweep_trial, base=base, trials_folder=trials_folder, genotype=genotype),

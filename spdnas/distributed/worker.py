@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -185,8 +186,12 @@ def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[di
         except ValueError as exc:
             rank = ray.train.get_context().get_world_rank()
             record = {"rank": rank, "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                      "message": str(exc)}
-            errors.write_bytes(f"rank-{rank}-{uuid.uuid4().hex}.json", json.dumps(record).encode())
+                      "message": str(exc) or type(exc).__name__}
+            try:
+                errors.write_bytes(f"rank-{rank}-{uuid.uuid4().hex}.json", json.dumps(record).encode())
+            except Exception as failure:  # the run is then retried as before; the error stays the user's
+                print(f"warning: could not record the error of worker {rank} in {errors.uri}: {failure}",
+                      file=sys.stderr, flush=True)
             raise
 
     return run
@@ -194,9 +199,17 @@ def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[di
 
 def recorded_worker_error(run_uri: str) -> ValueError | None:
     """The final error the lowest rank recorded (:func:`ends_on_value_errors`), as its own type
-    where that can be rebuilt from its message (else a ``ValueError``); None if none was."""
+    where that can be rebuilt from its message (else a ``ValueError``); None if none was. A
+    record cut short (a worker killed while writing it) is skipped."""
     errors = worker_errors(run_uri)
-    records = [json.loads(errors.read_bytes(name)) for name in errors.list_names()]
+    records = []
+    for name in errors.list_names():
+        if name.rsplit("/", 1)[-1].startswith("."):  # a local write's temporary file
+            continue
+        try:
+            records.append(json.loads(errors.read_bytes(name)))
+        except ValueError:
+            continue
     if not records:
         return None
     record = min(records, key=lambda r: r["rank"])

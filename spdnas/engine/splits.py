@@ -89,7 +89,7 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
                          search_batch_size: int | None = None, train_batch_size: int | None = None,
                          sharded: bool = False) -> None:
     """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
-    (before Ray workers start: raised in a worker, the error would be retried as a crash).
+    (before Ray workers start: raised in a worker, it would cost a worker group's start).
 
     With ``sharded`` data every worker divides its own shard into search halves, so only what
     every layout needs is checked: ``2 · search_batch_size`` train rows in all (each worker needs

@@ -81,6 +81,25 @@ def test_more_workers_than_the_embedded_rays_cpus_fail_at_once(uri, tmp_path):
     assert time.monotonic() - start < 120
 
 
+def test_a_sweep_trial_larger_than_the_embedded_ray_fails_at_once(uri, tmp_path):
+    """Inside a trial the Ray is never the embedded one, so the run only warned, where nothing
+    showed it, and waited for ever."""
+    from spdnas.distributed.sweep import run_sweep
+
+    cpus = available_cpus()
+    config = load_config(None, [
+        "name=sw", f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",
+        "runtime.progress=false", "distributed.num_workers=2", f"distributed.cpus_per_worker={cpus}",
+        "sweep.search=false", "sweep.genotype=radar",
+        "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.3}}"])
+    expected = (rf"^each sweep trial \(2 worker\(s\) of {cpus} CPU\(s\), and 0.01 for the trial\) needs "
+                rf"{2 * cpus + 0.01:g} CPU\(s\), and this machine's Ray has {cpus}: ask for fewer")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=expected):
+        run_sweep(config)
+    assert time.monotonic() - start < 120
+
+
 def test_an_embedded_ray_starts_where_an_earlier_ray_left_its_address(monkeypatch):
     """`ray start` leaves ``ray_current_cluster`` in Ray's temp folder; ``ray.init`` without an
     address would join that (gone) cluster and refuse ``num_cpus``."""

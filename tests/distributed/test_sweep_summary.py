@@ -58,11 +58,28 @@ def test_asha_runs_the_best_trial_to_the_last_retraining_epoch():
     for epoch in range(1, 151):
         for i, t in enumerate(trials):
             if decisions.get(i) is None:
-                action = scheduler.on_trial_result(
-                    None, t, {"training_iteration": epoch, config.sweep.metric: 0.9 - 0.1 * i})
+                result = {"epoch": epoch, config.sweep.metric: 0.9 - 0.1 * i}
+                action = scheduler.on_trial_result(None, t, result)
                 decisions[i] = epoch if action == "STOP" else None
     assert decisions[0] == 150  # the best trial stops only at its last epoch
     assert 5 <= decisions[2] < 150  # the worst is stopped early, at a rung
+
+
+def test_asha_counts_epochs_not_reports():
+    """A retraining resumed after a lost worker reports the epochs since its checkpoint again;
+    counted as reports, its 20-epoch run was stopped at epoch 18, before its test metrics."""
+    from ray.tune.experiment import Trial
+
+    config = load_config(None, ["train.epochs=20", "sweep.scheduler=asha", "sweep.grace_period=5"])
+    scheduler = asha_scheduler(config)
+    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
+    trial = Trial("__fake", stub=True, trial_id="t0")
+    scheduler.on_trial_add(None, trial)
+    epochs = [*range(1, 13), *range(11, 21)]  # a worker lost in epoch 13, checkpoint at 10
+    actions = [scheduler.on_trial_result(None, trial, {"training_iteration": count, "epoch": epoch,
+                                                       config.sweep.metric: 0.5})
+               for count, epoch in enumerate(epochs, 1)]
+    assert actions.index("STOP") == len(epochs) - 1  # at epoch 20, not at the 20th report
 
 
 def test_summary_order_follows_the_mode():
@@ -109,3 +126,28 @@ def test_gpu_workers_ask_for_one_cpu_not_a_share_of_the_cpus_present(monkeypatch
     assert _share_cpus(cpu).distributed.cpus_per_worker > 1  # the head's CPUs, shared
     gpu = load_config(None, ["sweep.max_concurrent_trials=1", "distributed.use_gpu=true"])
     assert _share_cpus(gpu).distributed.cpus_per_worker == 0  # the runner's default: 1 beside the GPU
+
+
+def test_a_sweep_started_over_deletes_the_earlier_trials(tmp_path):
+    """``--no-resume`` kept the old trials beside the new ones (TensorBoard, sweep/trials); the
+    single runs under the same name stay. (The missing genotype file stops the sweep before Ray.)"""
+    from spdnas.data import write_dataset
+    from spdnas.distributed.sweep import run_sweep
+    from tests.helpers import toy_dataset
+
+    write_dataset(toy_dataset(32, seed=5, name="tiny"), str(tmp_path / "tiny"))
+    config = load_config(None, [
+        "name=sw", f"data.uri={tmp_path / 'tiny'}", "data.builder=null", f"runtime.output_dir={tmp_path}",
+        "runtime.progress=false", "sweep.search=false", f"sweep.genotype={tmp_path / 'missing.json'}",
+        "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.3}}"])
+    old = ["tune/sweep_trial_1/result.json", "sweep/trials/t1/train/metrics.json", "sweep/summary.json",
+           "search/genotype.json"]
+    for name in old:
+        (tmp_path / "sw" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sw" / name).write_text("{}")
+    with pytest.raises(GenotypeError, match="neither a genotype file"):
+        run_sweep(config)
+    assert all((tmp_path / "sw" / name).exists() for name in old)
+    with pytest.raises(GenotypeError, match="neither a genotype file"):
+        run_sweep(config, resume=False)
+    assert [name for name in old if (tmp_path / "sw" / name).exists()] == ["search/genotype.json"]

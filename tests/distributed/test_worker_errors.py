@@ -1,0 +1,47 @@
+"""The record of a worker's final error (a ValueError a retry would meet again), read back by
+the driver: its own type where it can be rebuilt, a plain ValueError otherwise, and records cut
+short by a killed worker skipped."""
+
+from __future__ import annotations
+
+import json
+
+from spdnas.distributed.worker import recorded_worker_error, worker_errors
+from spdnas.engine.loops import DivergedError
+
+
+def record(folder, name: str, rank: int, kind: str, message: str) -> None:
+    folder.write_bytes(name, json.dumps({"rank": rank, "type": kind, "message": message}).encode())
+
+
+def test_the_lowest_rank_error_comes_back_as_its_own_type(tmp_path):
+    run = str(tmp_path / "run")
+    assert recorded_worker_error(run) is None
+    errors = worker_errors(run)
+    record(errors, "rank-1-a.json", 1, "spdnas.engine.loops.DivergedError", "rank one diverged")
+    record(errors, "rank-0-b.json", 0, "spdnas.engine.loops.DivergedError", "train epoch 2: the loss is nan")
+    error = recorded_worker_error(run)
+    assert type(error) is DivergedError and str(error) == "train epoch 2: the loss is nan"
+
+
+def test_unknown_or_unbuildable_types_become_value_errors(tmp_path):
+    run = str(tmp_path / "run")
+    errors = worker_errors(run)
+    record(errors, "rank-0.json", 0, "no.such.module.Error", "gone")
+    assert type(recorded_worker_error(run)) is ValueError and str(recorded_worker_error(run)) == "gone"
+    errors.clear()
+    record(errors, "rank-0.json", 0, "json.JSONDecodeError", "needs more than a message")
+    assert type(recorded_worker_error(run)) is ValueError
+    errors.clear()
+    record(errors, "rank-0.json", 0, "builtins.KeyError", "not a ValueError")
+    assert type(recorded_worker_error(run)) is ValueError
+
+
+def test_records_cut_short_are_skipped(tmp_path):
+    run = str(tmp_path / "run")
+    errors = worker_errors(run)
+    errors.write_bytes("rank-0-a.json", b'{"rank": 0, "ty')
+    (tmp_path / "run" / "worker_errors" / ".rank-1-b.json.tmp").write_text("{")
+    assert recorded_worker_error(run) is None
+    record(errors, "rank-1-c.json", 1, "builtins.ValueError", "bad value")
+    assert str(recorded_worker_error(run)) == "bad value"
