@@ -98,13 +98,15 @@ def _ls(args: argparse.Namespace) -> int:
 
 def user_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     """Failures a user can fix (bad files, data, values, S3 access) — reported in one line, not
-    as a traceback: ``ValueError``, ``OSError``, ``KeyError``, botocore's errors, and ``extra``."""
+    as a traceback: ``ValueError``, ``OSError``, ``KeyError``, boto3's and botocore's errors (e.g. a
+    failed upload), and ``extra``."""
     expected: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, *extra)
     try:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
         return expected
-    return (*expected, BotoCoreError, ClientError)
+    return (*expected, BotoCoreError, ClientError, Boto3Error)
 
 
 def error_text(err: BaseException) -> str:

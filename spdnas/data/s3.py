@@ -109,7 +109,7 @@ def require_credentials(uri: str) -> None:
 
 _reachable: set[tuple[str | None, str]] = set()
 REACH_ATTEMPTS = 3
-REACH_CONNECT_TIMEOUT_S = 5
+REACH_TIMEOUT_S = 5
 
 
 def require_reachable(uri: str) -> None:
@@ -117,14 +117,15 @@ def require_reachable(uri: str) -> None:
     of ``uri`` does not exist there.
 
     The clients' retries would otherwise take 20 s (boto3) to 100 s (pyarrow) to give up on a
-    mistyped endpoint. One ``HeadBucket`` request with ``REACH_ATTEMPTS`` attempts, once per
-    endpoint and bucket per process; any other answer (e.g. 403 where the credentials may read
-    objects but not the bucket) is left to the real request to report.
+    mistyped endpoint. One ``HeadBucket`` request, ``REACH_ATTEMPTS`` attempts in all, each
+    given ``REACH_TIMEOUT_S`` to connect and as long to answer, once per endpoint and bucket per
+    process; any other answer (e.g. 403 where the credentials may read objects but not the
+    bucket) is left to the real request to report.
 
     Raises
     ------
     ValueError
-        The endpoint refused or did not answer the connection, or the bucket does not exist.
+        The endpoint refused the connection or did not answer, or the bucket does not exist.
     """
     bucket, _ = split_s3_uri(uri)
     endpoint = endpoint_url()
@@ -133,18 +134,18 @@ def require_reachable(uri: str) -> None:
     require_credentials(uri)
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, ReadTimeoutError
     from botocore.exceptions import ConnectionError as EndpointUnreachable
 
     url = endpoint if endpoint is None or "://" in endpoint else f"https://{endpoint}"  # as pyarrow reads it
-    probe = boto3.session.Session().client(
-        "s3", endpoint_url=url, config=Config(connect_timeout=REACH_CONNECT_TIMEOUT_S,
-                                              retries={"max_attempts": REACH_ATTEMPTS, "mode": "standard"}))
+    config = Config(connect_timeout=REACH_TIMEOUT_S, read_timeout=REACH_TIMEOUT_S,
+                    retries={"total_max_attempts": REACH_ATTEMPTS, "mode": "standard"})
+    probe = boto3.session.Session().client("s3", endpoint_url=url, config=config)
     where = f"the S3 endpoint {probe.meta.endpoint_url}"
     try:
         probe.head_bucket(Bucket=bucket)
-    except EndpointUnreachable as exc:
-        raise ValueError(f"{uri}: cannot connect to {where} ({exc}); check AWS_ENDPOINT_URL / "
+    except (EndpointUnreachable, ReadTimeoutError) as exc:
+        raise ValueError(f"{uri}: no answer from {where} ({exc}); check AWS_ENDPOINT_URL / "
                          "AWS_ENDPOINT_URL_S3 (or endpoint_url in the AWS config) and the network") from None
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
@@ -276,6 +277,7 @@ def upload(local: str | Path, uri: str, *, overwrite: bool = False,
     if not local.exists():
         raise FileNotFoundError(f"upload: {local} does not exist")
     bucket, prefix = split_s3_uri(uri)
+    require_reachable(uri)
     if not overwrite and ls(uri):
         raise FileExistsError(f"upload: {uri} already holds objects; pass overwrite=True (--overwrite)")
     if local.is_dir():

@@ -176,14 +176,33 @@ def test_a_mistyped_endpoint_or_bucket_fails_within_seconds_naming_it(s3_server,
     with pytest.raises(ValueError, match=r"s3://no-such-bucket-x/p: the S3 endpoint .* has no bucket "
                                          r"'no-such-bucket-x'; create it first"):
         Folder("s3://no-such-bucket-x/p")
+    with pytest.raises(ValueError, match=r"has no bucket 'no-such-bucket-y'"):  # --overwrite skips the ls
+        s3mod.upload(__file__, "s3://no-such-bucket-y/p", overwrite=True, progress=False)
     refused = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", refused)
     for attempt in (lambda: Folder(f"s3://{BUCKET}/p"), lambda: s3mod.ls(f"s3://{BUCKET}/p")):
         start = time.perf_counter()
-        with pytest.raises(ValueError, match=rf"s3://{BUCKET}/p: cannot connect to the S3 endpoint {refused} "
+        with pytest.raises(ValueError, match=rf"s3://{BUCKET}/p: no answer from the S3 endpoint {refused} "
                                              r".*check AWS_ENDPOINT_URL"):
             attempt()
         assert time.perf_counter() - start < 15
+
+
+def test_an_endpoint_that_never_answers_fails_after_the_probe_timeouts(s3_server, monkeypatch):
+    """A port that takes connections but sends nothing (a stuck server) took 240 s to fail."""
+    import socket
+    import time
+
+    monkeypatch.setattr(s3mod, "REACH_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the connections; nothing ever reads or answers
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=rf"no answer from the S3 endpoint {endpoint} \(Read timeout"):
+            Folder(f"s3://{BUCKET}/p")
+        assert time.perf_counter() - start < 3 * 0.5 + 5  # three attempts and their back-off
 
 
 def test_a_genotype_file_on_s3_is_read_where_a_search_left_it(s3_prefix):
