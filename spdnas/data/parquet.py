@@ -47,10 +47,12 @@ from spdnas.data.storage import Folder
 from spdnas.data.validation import (
     DEFAULT_REPAIR_LIMIT,
     DatasetValidationError,
+    check_finite_symmetric,
     check_ids,
     check_labels,
     check_matrices,
     check_matrix_column,
+    check_positive_definite,
     check_schema,
     check_splits,
     default_pd_rtol,
@@ -98,15 +100,21 @@ def default_sizes(num_rows: int, n: int, itemsize: int, encoding: str) -> tuple[
     return row_group, max(1, -(-num_rows // num_files))
 
 
-def _check_in_memory(dataset: SPDDataset) -> None:
-    """Run the read-side checks on an in-memory dataset before anything is written."""
+def _check_in_memory(dataset: SPDDataset, encoding: str) -> None:
+    """Run the read-side checks on an in-memory dataset before anything is written: symmetry on
+    the matrices as given, positive definiteness on the matrices as readers will get them (the
+    ``triu`` encoding keeps the upper triangle and mirrors it; a nearly singular matrix with an
+    asymmetry within the tolerance could pass as given and fail as read)."""
     where = f"<in-memory dataset {dataset.meta.name!r}>"
     ids = dataset.sample_ids
     check_ids(ids, np.zeros(len(ids), dtype=bool), file=where)
     check_labels(dataset.labels.numpy(), dataset.num_classes, ids, file=where)
     check_splits(dataset.splits, ids, file=where)
-    check_matrices(dataset.matrices.detach().cpu().numpy(), ids, file=where, check_symmetry=True,
-                   pd_rtol=default_pd_rtol(dataset.n, dataset.matrices.dtype))
+    given = dataset.matrices.detach().cpu().numpy()
+    check_finite_symmetric(given, ids, file=where, check_symmetry=True)
+    stored = decode_matrices(encode_matrices(given, encoding), encoding)
+    check_positive_definite(check_finite_symmetric(stored, ids, file=where, check_symmetry=False), ids,
+                            file=where, pd_rtol=default_pd_rtol(dataset.n, dataset.matrices.dtype))
 
 
 def _file_bytes(dataset: SPDDataset, rows: np.ndarray, values: np.ndarray, schema: pa.Schema,
@@ -163,6 +171,27 @@ class _ContentHash:
         return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
 
 
+def check_writable(folder: Folder, overwrite: bool) -> dict | None:
+    """Whether a dataset may be written to ``folder``: returns the manifest of the dataset there
+    (None if the folder is empty or missing).
+
+    Raises
+    ------
+    FileExistsError
+        If the folder holds a dataset and ``overwrite`` is false, or holds files but no manifest
+        (a folder that is not an spdnas dataset is never written into).
+    """
+    existing = folder.list_names()
+    previous = folder.read_manifest() if MANIFEST_NAME in existing else None
+    if existing and previous is None:
+        raise FileExistsError(f"write_dataset: {folder.uri} holds files but no {MANIFEST_NAME}; refusing to "
+                              "write into a folder that is not an spdnas dataset")
+    if previous is not None and not overwrite:
+        raise FileExistsError(f"write_dataset: a dataset exists at {folder.uri}; pass overwrite=True "
+                              "(--overwrite)")
+    return previous
+
+
 def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = None,
                   row_group_size: int | None = None, overwrite: bool = False, encoding: str = "triu",
                   progress: bool = False) -> dict:
@@ -200,15 +229,9 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
     dtype_name = {torch.float32: "float32", torch.float64: "float64"}.get(dataset.matrices.dtype)
     if dtype_name is None:
         raise ValueError(f"write_dataset: matrices must be float32 or float64, got {dataset.matrices.dtype}")
-    _check_in_memory(dataset)
+    _check_in_memory(dataset, encoding)
     folder = Folder(uri)
-    existing = folder.list_names()
-    previous = folder.read_manifest() if MANIFEST_NAME in existing else None
-    if existing and previous is None:
-        raise FileExistsError(f"write_dataset: {uri} holds files but no {MANIFEST_NAME}; refusing to write "
-                              f"into a folder that is not an spdnas dataset")
-    if previous is not None and not overwrite:
-        raise FileExistsError(f"write_dataset: a dataset exists at {uri}; pass overwrite=True (--overwrite)")
+    previous = check_writable(folder, overwrite)
     generation = 0 if previous is None else int(previous.get("generation", 0)) + 1
     default_group, default_file = default_sizes(len(dataset), dataset.n,
                                                   dataset.matrices.element_size(), encoding)

@@ -17,7 +17,8 @@ from functools import partial
 
 from spdnas import __version__
 from spdnas.data.dataset import SPDDataset
-from spdnas.data.parquet import write_dataset
+from spdnas.data.parquet import check_writable, write_dataset
+from spdnas.data.storage import Folder
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     out_uri : str or None
         Local folder or ``s3://bucket/prefix``; None builds in memory only.
     overwrite, progress : bool
-        Passed to :func:`~spdnas.data.parquet.write_dataset`.
+        Passed to :func:`~spdnas.data.parquet.write_dataset`; whether ``out_uri`` may be written
+        is checked before the build.
     **params
         The builder's keyword parameters (see its docstring).
 
@@ -157,6 +159,8 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     build = registry[name].build
     params = _strings_where_declared(build, params)
     check_params(name, build, params)
+    if out_uri is not None:  # before the build's compute, and before it writes a raw_dir
+        check_writable(Folder(out_uri), overwrite)
     dataset = build(**params)
     provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(params),
                   "spdnas_version": __version__}

@@ -24,7 +24,7 @@ from spdnas.data.schema import MATRIX_COLUMNS, SPLITS, STORAGE_DTYPES, encoded_w
 
 REPAIR_MARGIN = 10.0
 DEFAULT_REPAIR_LIMIT = 1e-4
-REQUIRED_COLUMNS = {"sample_id": pa.string(), "label": pa.int64(), "split": pa.string()}
+REQUIRED_COLUMNS = {"sample_id": pa.string(), "label": pa.int64(), "split": pa.string(), "group": pa.string()}
 
 
 class DatasetValidationError(ValueError):
@@ -135,7 +135,14 @@ def check_ids(ids: np.ndarray, null_mask: np.ndarray, *, file: str) -> None:
 
 
 def check_labels(labels: np.ndarray, num_classes: int, ids: np.ndarray, *, file: str) -> None:
-    """Labels must lie in ``[0, num_classes)``."""
+    """Labels must be present and lie in ``[0, num_classes)`` (an int64 column with nulls comes
+    out of pyarrow as floats with NaN where a label is missing)."""
+    if labels.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(labels))
+        if len(missing):
+            row = int(missing[0])
+            raise DatasetValidationError("label", "missing label (null)", file=file, sample_id=ids[row],
+                                         row=row)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         row = int(bad[0])

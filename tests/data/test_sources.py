@@ -111,6 +111,29 @@ def test_radar_importer_names_bad_file(tmp_path):
     (tmp_path / "sample_2_1.npy").write_bytes(b"")
     with pytest.raises(ValueError, match=r"sample_2_1\.npy: not a readable NumPy \.npy array"):
         make_dataset("radar-npy", None, src=str(tmp_path))
+    np.save(tmp_path / "sample_2_1.npy", np.ones(25, dtype=complex))  # one window: no covariance
+    with pytest.raises(ValueError, match=r"sample_2_1\.npy: expected a 1-D signal of length ≥ 30 \(two"):
+        make_dataset("radar-npy", None, src=str(tmp_path))
+
+
+def test_the_output_is_checked_before_the_build(tmp_path):
+    """An existing dataset (no --overwrite) was reported after the build, its raw_dir already
+    written, so that the same command with --overwrite was then refused for the raw_dir."""
+    make_dataset("radar-synth", str(tmp_path / "ds"), n_samples=30, length=30)
+    with pytest.raises(FileExistsError, match=r"a dataset exists at .*ds; pass overwrite=True"):
+        make_dataset("radar-synth", str(tmp_path / "ds"), n_samples=30, length=30,
+                     raw_dir=str(tmp_path / "raw"))
+    assert not (tmp_path / "raw").exists()
+    made = make_dataset("radar-synth", str(tmp_path / "ds"), overwrite=True, n_samples=30, length=30,
+                        raw_dir=str(tmp_path / "raw"))
+    assert len(made) == 30 and len(list((tmp_path / "raw").glob("*.npy"))) == 30
+
+
+def test_radar_synth_needs_two_windows():
+    """Lengths 20 to 29 give one window, and failed deep in the covariance, naming nothing."""
+    with pytest.raises(ValueError, match=r"radar-synth: length must be ≥ 30 \(two windows of 20, hop 10"):
+        make_dataset("radar-synth", None, n_samples=30, length=25)
+    assert make_dataset("radar-synth", None, n_samples=30, length=30).matrices.shape == (30, 20, 20)
 
 
 def spd_files(folder, count, n, labels, suffix="", seed=0):

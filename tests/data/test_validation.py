@@ -115,6 +115,29 @@ def test_label_out_of_range(tmp_path):
     assert "[0, 3)" in str(err)
 
 
+def test_missing_label(tmp_path):
+    """A nullable label column with a null passed, and was read back as label -2**63."""
+    folder, _ = written(tmp_path)
+
+    def null_label(table: pa.Table) -> pa.Table:
+        labels = pa.array([None if i == ROW else 0 for i in range(table.num_rows)], pa.int64())
+        index = table.schema.get_field_index("label")
+        return table.set_column(index, pa.field("label", pa.int64(), nullable=True), labels)
+
+    name = rewrite_file(folder, 0, null_label)
+    err = expect_failure(folder, "label", name, sample_id_at(folder, name, ROW))
+    assert "missing label" in str(err)
+    with pytest.raises(DatasetValidationError, match="missing label"):
+        validate_dataset(str(folder))
+
+
+def test_schema_missing_group_column(tmp_path):
+    folder, _ = written(tmp_path)
+    name = rewrite_file(folder, 1, lambda t: t.drop_columns(["group"]))
+    err = expect_failure(folder, "schema", name, None)
+    assert "missing column 'group'" in str(err)
+
+
 def test_unknown_split(tmp_path):
     folder, _ = written(tmp_path)
     name = rewrite_file(folder, 0, lambda t: set_column(
@@ -203,6 +226,20 @@ def test_writer_checks_before_writing(tmp_path):
     with pytest.raises(DatasetValidationError, match="s005") as info:
         write_dataset(dataset, tmp_path / "ds")
     assert info.value.check == "positive-definite"
+    assert not (tmp_path / "ds").exists()
+
+
+def test_writer_checks_the_matrices_readers_will_get(tmp_path):
+    """The ``triu`` encoding stores the upper triangle: an asymmetry within the tolerance made a
+    nearly singular matrix pass as given (its lower triangle) and fail as read."""
+    dataset = toy_dataset(count=8, n=4)
+    m = torch.ones(2, 2, dtype=torch.float64)
+    m[0, 1], m[1, 0] = 1 - 1e-9 + 2e-9, 1 - 1e-9  # lower: PD (1e-9 gap); upper mirrored: singular
+    dataset.matrices[5] = torch.eye(4, dtype=torch.float64)
+    dataset.matrices[5, :2, :2] = m
+    with pytest.raises(DatasetValidationError, match="positive-definite") as info:
+        write_dataset(dataset, tmp_path / "ds")
+    assert info.value.sample_id == dataset.sample_ids[5]
     assert not (tmp_path / "ds").exists()
 
 

@@ -36,6 +36,8 @@ from spdnas.geometry import covariance
 
 WINDOW = 20
 HOP = 10
+MIN_LENGTH = WINDOW + HOP
+"""Two windows: the covariance of a single centred window is zero."""
 PRF_HZ = 1000.0
 WAVELENGTH_M = 0.03
 MAX_SPEED_MS = 6.0
@@ -148,7 +150,7 @@ def synthesize_signals(n_samples: int = 3000, *, snr_db: float = 5.0, snr_jitter
     class_balance : sequence of 3 floats, optional
         Relative class weights (drone, bird, clutter); equal by default.
     length : int
-        Samples per signal (≥ 20; the paper's setting needs ≥ 210 for ≥ 20 windows).
+        Samples per signal (≥ 30, two windows; the paper's setting needs ≥ 210 for ≥ 20 windows).
     seed : int
 
     Returns
@@ -161,8 +163,9 @@ def synthesize_signals(n_samples: int = 3000, *, snr_db: float = 5.0, snr_jitter
                          f"got {n_samples}")
     if snr_jitter_db < 0:
         raise ValueError(f"radar-synth: snr_jitter_db must be ≥ 0, got {snr_jitter_db}")
-    if length < WINDOW:
-        raise ValueError(f"radar-synth: length must be ≥ {WINDOW}, got {length}")
+    if length < MIN_LENGTH:
+        raise ValueError(f"radar-synth: length must be ≥ {MIN_LENGTH} (two windows of {WINDOW}, hop {HOP}; "
+                         f"one window has no covariance), got {length}")
     rng = np.random.default_rng(seed)
     t = np.arange(length) / PRF_HZ
     counts = _class_counts(n_samples, class_balance)
@@ -233,7 +236,7 @@ def import_radar_npy(src: str, split_seed: int = 0, fractions=None,
                      shrinkage: float | str = "ledoit-wolf") -> SPDDataset:
     """Import RADAR signals: ``src/*.npy``, one complex 1-D signal each, label = last ``_`` token.
 
-    Signals may differ in length (each ≥ 20). The split is drawn as in ``radar-synth``.
+    Signals may differ in length (each ≥ 30: two windows). The split is drawn as in ``radar-synth``.
 
     Parameters
     ----------
@@ -249,8 +252,9 @@ def import_radar_npy(src: str, split_seed: int = 0, fractions=None,
         signal = load_npy(f)
         if not np.issubdtype(signal.dtype, np.number):
             raise ValueError(f"{f}: expected a numeric signal, got dtype {signal.dtype}")
-        if signal.ndim != 1 or len(signal) < WINDOW:
-            raise ValueError(f"{f}: expected a 1-D signal of length ≥ {WINDOW}, got shape {signal.shape}")
+        if signal.ndim != 1 or len(signal) < MIN_LENGTH:
+            raise ValueError(f"{f}: expected a 1-D signal of length ≥ {MIN_LENGTH} (two windows of {WINDOW}, "
+                             f"hop {HOP}), got shape {signal.shape}")
         matrices.append(radar_covariances(torch.from_numpy(signal.astype(np.complex128))[None], shrinkage))
     meta = _meta("radar", f"RADAR .npy files imported from {src}", "as licensed by the data owner",
                  shrinkage, {})
