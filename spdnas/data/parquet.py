@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -171,19 +172,30 @@ class _ContentHash:
         return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
 
 
+PART_FILE = re.compile(r"\.?g\d+-part-\d{5}\.parquet(\.tmp)?")
+"""A data file of :func:`write_dataset` (or its temporary name while written locally)."""
+
+
 def check_writable(folder: Folder, overwrite: bool) -> dict | None:
     """Whether a dataset may be written to ``folder``: returns the manifest of the dataset there
-    (None if the folder is empty or missing).
+    (None if the folder is empty or missing, or, with ``overwrite``, holds only the data files of
+    a first write that was interrupted before its manifest).
 
     Raises
     ------
     FileExistsError
-        If the folder holds a dataset and ``overwrite`` is false, or holds files but no manifest
-        (a folder that is not an spdnas dataset is never written into).
+        If the folder holds a dataset or an interrupted write's files and ``overwrite`` is false,
+        or holds other files but no manifest (a folder that is not an spdnas dataset is never
+        written into).
     """
     existing = folder.list_names()
     previous = folder.read_manifest() if MANIFEST_NAME in existing else None
-    if existing and previous is None:
+    interrupted = bool(existing) and all(PART_FILE.fullmatch(name) for name in existing)
+    if existing and previous is None and not (interrupted and overwrite):
+        if interrupted:
+            raise FileExistsError(f"write_dataset: {folder.uri} holds the data files of an interrupted "
+                                  f"write and no {MANIFEST_NAME}; pass overwrite=True (--overwrite) to "
+                                  "replace them")
         raise FileExistsError(f"write_dataset: {folder.uri} holds files but no {MANIFEST_NAME}; refusing to "
                               "write into a folder that is not an spdnas dataset")
     if previous is not None and not overwrite:
@@ -232,6 +244,8 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
     _check_in_memory(dataset, encoding)
     folder = Folder(uri)
     previous = check_writable(folder, overwrite)
+    if previous is None:  # empty, or an interrupted first write's files (overwrite=True): replaced
+        folder.clear()
     generation = 0 if previous is None else int(previous.get("generation", 0)) + 1
     default_group, default_file = default_sizes(len(dataset), dataset.n,
                                                   dataset.matrices.element_size(), encoding)

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from spdnas.data.schema import MANIFEST_NAME
+from spdnas.data.schema import MANIFEST_NAME, check_file_paths
 from spdnas.progress import Progress
 
 MAX_ATTEMPTS = 10
@@ -236,7 +236,9 @@ def verify_against_manifest(folder: Path) -> int:
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         return 0
-    files = json.loads(manifest_path.read_text())["files"]
+    manifest = json.loads(manifest_path.read_text())
+    check_file_paths(manifest, str(manifest_path))
+    files = manifest["files"]
     for entry in files:
         path = folder / entry["path"]
         if not path.is_file():
@@ -247,11 +249,16 @@ def verify_against_manifest(folder: Path) -> int:
 
 
 def _local_files(local: Path) -> list[tuple[Path, str]]:
-    """(path, relative key) of every file to upload; the manifest goes last."""
+    """(path, relative key) of every file to upload: of a dataset folder, the files its manifest
+    lists and then the manifest (not temporary files or an earlier generation's); of any other
+    folder, every file."""
     if local.is_file():
         return [(local, local.name)]
-    files = sorted((p, p.relative_to(local).as_posix()) for p in local.rglob("*") if p.is_file())
-    return sorted(files, key=lambda item: item[1] == MANIFEST_NAME)
+    manifest = local / MANIFEST_NAME
+    if manifest.is_file():
+        names = [entry["path"] for entry in json.loads(manifest.read_text())["files"]]
+        return [(local / name, name) for name in names] + [(manifest, MANIFEST_NAME)]
+    return sorted((p, p.relative_to(local).as_posix()) for p in local.rglob("*") if p.is_file())
 
 
 def upload(local: str | Path, uri: str, *, overwrite: bool = False,
@@ -319,6 +326,9 @@ def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: 
     objects = ls(uri)
     if not objects:
         raise FileNotFoundError(f"download: no objects under {uri}")
+    for obj in objects:
+        if obj.key.startswith("/") or ".." in obj.key.split("/"):
+            raise ValueError(f"download: the object key {prefix}/{obj.key} would be written outside {local}")
     s3 = client()
     meter = Progress(f"download {uri}", sum(o.size for o in objects), "B", enabled=progress)
     staging = local / ".spdnas-download"

@@ -170,3 +170,18 @@ def arrow_schema(n: int, dtype: str, encoding: str, file_metadata: dict[bytes, b
 def file_metadata(meta_dict: dict) -> dict[bytes, bytes]:
     """Parquet key-value metadata for a file of the dataset described by ``meta_dict``."""
     return {VERSION_KEY: str(SCHEMA_VERSION).encode(), META_KEY: json.dumps(meta_dict).encode()}
+
+
+def check_file_paths(manifest: dict, where: str) -> None:
+    """Refuse a manifest whose ``files`` name a path outside the dataset folder (absolute, or
+    with a ``..`` part), which readers, ``upload`` and ``download`` would follow.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` (the manifest) and the path.
+    """
+    for entry in manifest.get("files", []):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
+            raise ValueError(f"{where}: file path {path!r} is not a name inside the dataset folder")

@@ -8,7 +8,7 @@ import json
 import pyarrow.fs as pafs
 
 from spdnas.data.s3 import pyarrow_filesystem, require_reachable
-from spdnas.data.schema import FORMAT_NAME, MANIFEST_NAME, SCHEMA_VERSION
+from spdnas.data.schema import FORMAT_NAME, MANIFEST_NAME, SCHEMA_VERSION, check_file_paths
 
 
 class Folder:
@@ -88,7 +88,8 @@ class Folder:
         FileNotFoundError
             If the folder holds no manifest.
         ValueError
-            If the manifest is of another format or schema version.
+            If the manifest is of another format or schema version, or names a file outside the
+            folder.
         """
         if not self.exists(MANIFEST_NAME):
             raise FileNotFoundError(f"{self.display(MANIFEST_NAME)}: not found — {self.uri} is not an "
@@ -103,6 +104,7 @@ class Folder:
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{self.display(MANIFEST_NAME)}: schema version {manifest.get('schema_version')}"
                              f", this spdnas reads version {SCHEMA_VERSION}")
+        check_file_paths(manifest, self.display(MANIFEST_NAME))
         return manifest
 
 

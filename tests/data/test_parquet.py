@@ -109,6 +109,21 @@ def test_never_writes_into_a_folder_that_is_not_a_dataset(tmp_path):
     assert (tmp_path / "ds" / "notes.txt").read_text() == "mine"
 
 
+def test_an_interrupted_first_write_is_replaced_with_overwrite(tmp_path):
+    """A write killed before its manifest left part files, and every later write was refused as
+    "not an spdnas dataset", with --overwrite too."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for name in ("g0-part-00000.parquet", "g0-part-00007.parquet", ".g0-part-00008.parquet.tmp"):
+        (folder / name).write_bytes(b"cut short")
+    with pytest.raises(FileExistsError, match=r"the data files of an interrupted write .* overwrite=True"):
+        write_dataset(toy_dataset(count=12), folder)
+    manifest = write_dataset(toy_dataset(count=12), folder, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["dataset.json",
+                                                               *(f["path"] for f in manifest["files"])])
+    assert len(read_dataset(str(folder))) == 12
+
+
 def test_manifest_records_metadata_and_counts(tmp_path):
     dataset = toy_dataset(count=24)
     manifest = write_dataset(dataset, tmp_path / "ds")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
@@ -120,6 +122,33 @@ def test_download_detects_a_modified_object(tmp_path, s3_prefix):
     with pytest.raises(ValueError, match="SHA-256"):
         s3mod.download(s3_prefix, tmp_path / "back", progress=False)
     assert not (tmp_path / "back" / part).exists()
+
+
+def test_a_dataset_folder_uploads_only_what_its_manifest_lists(tmp_path, s3_prefix):
+    """Temporary files and an earlier generation's files went up too."""
+    manifest = write_dataset(toy_dataset(count=12), tmp_path / "ds")
+    (tmp_path / "ds" / ".g1-part-00000.parquet.tmp").write_bytes(b"half")
+    (tmp_path / "ds" / "g7-part-00000.parquet").write_bytes(b"old")
+    s3mod.upload(tmp_path / "ds", s3_prefix, progress=False)
+    listed = sorted(["dataset.json", *(f["path"] for f in manifest["files"])])
+    assert [o.key for o in s3mod.ls(s3_prefix)] == listed
+
+
+def test_paths_outside_the_dataset_folder_are_refused(tmp_path, s3_prefix):
+    """A key or manifest path with ``..`` would be written or read outside the folder."""
+    bucket, prefix = s3mod.split_s3_uri(s3_prefix)
+    s3mod.client().put_object(Bucket=bucket, Key=f"{prefix}/sub/../../evil.txt", Body=b"x")
+    with pytest.raises(ValueError, match=r"sub/\.\./\.\./evil\.txt would be written outside"):
+        s3mod.download(s3_prefix, tmp_path / "back", progress=False)
+    assert not (tmp_path / "evil.txt").exists()
+    write_dataset(toy_dataset(count=12), tmp_path / "ds")
+    manifest = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    manifest["files"][0]["path"] = "../elsewhere.parquet"
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps(manifest))
+    for attempt in (lambda: read_dataset(str(tmp_path / "ds")),
+                    lambda: s3mod.upload(tmp_path / "ds", f"{s3_prefix}-up", progress=False)):
+        with pytest.raises(ValueError, match=r"file path '\.\./elsewhere\.parquet' is not a name inside"):
+            attempt()
 
 
 def test_upload_refuses_a_corrupt_local_dataset(tmp_path, s3_prefix):
