@@ -204,7 +204,9 @@ class BaselineConfig:
     0.6 n]`` rounded, e.g. ``[20, 16, 12]`` for RADAR). ``darts_*`` shape the Euclidean NAS
     baselines on log-mapped inputs: feature width, number of cells and intermediate nodes per
     cell. FairDARTS adds ``fairdarts_zero_one_weight`` times its zero-one loss to the
-    architecture objective and keeps an operation when ``sigmoid(α) > fairdarts_threshold``.
+    architecture objective, keeps an operation when ``sigmoid(α) > fairdarts_threshold`` and
+    updates α with Adam at ``fairdarts_arch_lr``, betas ``fairdarts_arch_betas`` (its reference
+    code's ``op_threshold``, ``arch_learning_rate`` and betas; the rest of the search is ours).
     ``logistic_max_iter`` bounds the solver of tangent space + logistic regression.
     """
 
@@ -213,7 +215,9 @@ class BaselineConfig:
     darts_cells: int = 2
     darts_steps: int = 2
     fairdarts_zero_one_weight: float = 10.0
-    fairdarts_threshold: float = 0.5
+    fairdarts_threshold: float = 0.85
+    fairdarts_arch_lr: float = 3e-3
+    fairdarts_arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     logistic_max_iter: int = 5000
 
 
@@ -567,4 +571,9 @@ def _baseline_problems(b: BaselineConfig) -> list[str]:
                         f"got {b.fairdarts_zero_one_weight}")
     if not 0 < b.fairdarts_threshold < 1:
         problems.append(f"baselines.fairdarts_threshold must be in (0, 1), got {b.fairdarts_threshold}")
+    if not b.fairdarts_arch_lr >= 0:
+        problems.append(f"baselines.fairdarts_arch_lr must be >= 0, got {b.fairdarts_arch_lr}")
+    if len(b.fairdarts_arch_betas) != 2 or not all(0 <= x < 1 for x in b.fairdarts_arch_betas):
+        problems.append("baselines.fairdarts_arch_betas needs two values in [0, 1) (Adam's β1, β2), "
+                        f"got {b.fairdarts_arch_betas}")
     return problems

@@ -50,10 +50,17 @@ def fit_classical(method: str, estimator: Any, parameters: Callable[[Any], int |
 
 @register("mdm")
 def mdm(config: ExperimentConfig, data: ExperimentData, seed: int, out: Path | None) -> MethodResult:
-    """Minimum distance to the Riemannian (AIRM) class means; deterministic, no parameters counted."""
+    """Minimum distance to the Riemannian (AIRM) class means; deterministic.
+
+    Parameters: the class means' distinct entries, ``K · n(n+1)/2``.
+    """
     from pyriemann.classification import MDM
 
-    return fit_classical("mdm", MDM(metric="riemann"), lambda _: None, data, seed, out)
+    def parameters(fitted) -> int:
+        classes, n, _ = fitted.covmeans_.shape
+        return int(classes * n * (n + 1) // 2)
+
+    return fit_classical("mdm", MDM(metric="riemann"), parameters, data, seed, out)
 
 
 @register("ts-lr")
@@ -61,7 +68,8 @@ def tangent_space_lr(config: ExperimentConfig, data: ExperimentData, seed: int,
                      out: Path | None) -> MethodResult:
     """Tangent space at the Riemannian mean of train, then logistic regression (seeded).
 
-    Parameters: the logistic regression's coefficients and intercepts.
+    Parameters: the reference point's distinct entries, ``n(n+1)/2``, and the logistic
+    regression's coefficients and intercepts.
     """
     from pyriemann.tangentspace import TangentSpace
     from sklearn.linear_model import LogisticRegression
@@ -71,6 +79,7 @@ def tangent_space_lr(config: ExperimentConfig, data: ExperimentData, seed: int,
     pipeline = make_pipeline(TangentSpace(metric="riemann"), regression)
 
     def parameters(fitted) -> int:
-        return int(fitted[-1].coef_.size + fitted[-1].intercept_.size)
+        n = fitted[0].reference_.shape[-1]
+        return int(n * (n + 1) // 2 + fitted[-1].coef_.size + fitted[-1].intercept_.size)
 
     return fit_classical("ts-lr", pipeline, parameters, data, seed, out)

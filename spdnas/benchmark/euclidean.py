@@ -24,7 +24,7 @@ from spdnas.engine.batches import TensorData
 from spdnas.engine.loops import evaluate, search_epoch
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.splits import ExperimentData
-from spdnas.models.euclidean_genotype import EuclideanGenotype
+from spdnas.models.euclidean_genotype import EuclideanGenotype, fairdarts_fallbacks
 from spdnas.models.euclidean_nas import EuclideanNetwork, log_vectorise
 from spdnas.models.euclidean_search import EuclideanSearcher
 from spdnas.report.outputs import write_history
@@ -93,6 +93,11 @@ def _euclidean_nas(variant: str, config: ExperimentConfig, data: ExperimentData,
     architecture = {"network": variant, "genotype": genotype.to_dict(), "in_features": in_features,
                     "width": b.darts_width, "cells": b.darts_cells}
     details = {"search_val_accuracy": history[-1]["search_val_accuracy"] if history else None}
+    if variant == "fairdarts" and history:  # how much of the genotype the threshold decided
+        weights = torch.tensor(history[-1]["weights"])
+        details.update(sigmoid_min=float(weights.min()), sigmoid_max=float(weights.max()),
+                       nodes_below_threshold=fairdarts_fallbacks(weights, tuple(history[-1]["ops"]),
+                                                                 b.darts_steps, b.fairdarts_threshold))
     return train_network(variant, config, data, seed, out, build, architecture,
                          splits=(features["train"], features["val"], features["test"]),
                          search_seconds=search_seconds, details=details)

@@ -165,6 +165,16 @@ def derive_fairdarts(weights: Tensor, ops: tuple[str, ...], steps: int,
     _check_weights(weights, ops, steps)
     kept = []
     for ranked in _ranked_inputs(weights, ops, steps):
-        passing = [edge for edge in ranked[:2] if edge[0] > threshold]
-        kept.extend(passing or ranked[:1])
+        kept.extend(_passing(ranked, threshold) or ranked[:1])
     return EuclideanGenotype(tuple((op, i, node) for _, op, i, node in kept), steps)
+
+
+def _passing(ranked: Ranked, threshold: float) -> Ranked:
+    return [edge for edge in ranked[:2] if edge[0] > threshold]
+
+
+def fairdarts_fallbacks(weights: Tensor, ops: tuple[str, ...], steps: int, threshold: float) -> int:
+    """How many nodes :func:`derive_fairdarts` gives their strongest edge only because none of
+    their edges passes the threshold (every node, while ``σ(α)`` stays near ½ early in a search)."""
+    _check_weights(weights, ops, steps)
+    return sum(not _passing(ranked, threshold) for ranked in _ranked_inputs(weights, ops, steps))

@@ -1,7 +1,9 @@
 """Bi-level search of the Euclidean NAS baselines: DARTS and FairDARTS on log-mapped inputs.
 
 Both use our bi-level stepper (:class:`spdnas.search.searcher.BilevelSearcher`: the same
-architecture step, Adam settings, weight optimizer and first/second order as SPDNetNAS).
+architecture step, weight optimizer and first/second order as SPDNetNAS); DARTS also uses its
+Adam settings, FairDARTS the learning rate and betas of its reference code
+(``baselines.fairdarts_arch_lr``, ``baselines.fairdarts_arch_betas``).
 
 - **DARTS** (Liu et al. 2019): edge weights ``softmax(α_edge)`` over :data:`OPS`,
   discretised by :func:`derive_darts`.
@@ -12,6 +14,8 @@ architecture step, Adam settings, weight optimizer and first/second order as SPD
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +76,9 @@ class EuclideanSearcher(BilevelSearcher):
                                      num_classes, self.ops, dtype=dtype, device=device)
         alphas = EdgeAlphas(supernet.num_edges, len(self.ops), dtype=dtype, device=device)
         arch_loss = F.cross_entropy if variant == "darts" else self.fairdarts_loss
+        if variant == "fairdarts":  # its own architecture optimizer settings
+            search_cfg = replace(search_cfg, arch_lr=cfg.fairdarts_arch_lr,
+                                 arch_betas=list(cfg.fairdarts_arch_betas))
         super().__init__(supernet, alphas, search_cfg, arch_loss=arch_loss)
 
     def fairdarts_loss(self, logits: Tensor, labels: Tensor) -> Tensor:

@@ -93,7 +93,9 @@ class BatchNormSPD(nn.Module):
 
 @contextmanager
 def frozen_running_stats(model: nn.Module) -> Iterator[None]:
-    """Keep every :class:`BatchNormSPD` in ``model`` from updating its running mean.
+    """Keep every batch norm in ``model`` from updating its running statistics: the running
+    mean of each :class:`BatchNormSPD`, and the buffers of torch's own batch norms (those of the
+    Euclidean NAS baselines), which are put back as they were on leaving.
 
     Batch statistics are still used in training mode; this is for the extra forward passes
     of the architecture step (validation batch, virtual step, finite differences), which must
@@ -101,6 +103,8 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
     """
     layers = [m for m in model.modules() if isinstance(m, BatchNormSPD)]
     previous = [m.update_running_stats for m in layers]
+    euclidean = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in euclidean]
     for m in layers:
         m.update_running_stats = False
     try:
@@ -108,3 +112,7 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in zip(layers, previous, strict=True):
             m.update_running_stats = flag
+        with torch.no_grad():
+            for m, buffers in zip(euclidean, saved, strict=True):
+                for name, value in buffers.items():
+                    getattr(m, name).copy_(value)

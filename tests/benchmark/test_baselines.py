@@ -53,7 +53,13 @@ def test_baseline_reports_results_and_files_and_beats_chance(method, data, tmp_p
     assert 0.7 <= result.val_accuracy <= 1
     assert result.train_seconds > 0
     assert (result.search_seconds > 0) == (method in ("darts", "fairdarts"))
-    assert result.parameters is None if method == "mdm" else result.parameters > 0
+    n, classes = data.n, data.num_classes
+    fitted = {"mdm": classes * n * (n + 1) // 2,  # the class means
+              "ts-lr": n * (n + 1) // 2 + classes * (n * (n + 1) // 2) + classes}  # reference point + LR
+    assert result.parameters == fitted[method] if method in fitted else result.parameters > 0
+    if method == "fairdarts":  # how much of its genotype the threshold decided
+        assert 0 < result.details["sigmoid_min"] <= result.details["sigmoid_max"] < 1
+        assert 0 <= result.details["nodes_below_threshold"] <= load_config(None, FAST).baselines.darts_steps
     saved = json.loads((tmp_path / "train" / "result.json").read_text())
     assert saved["test_accuracy"] == result.test_accuracy
     assert (tmp_path / "train" / "metrics.csv").exists()
