@@ -75,8 +75,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from spdnas.benchmark.run import BenchmarkInterrupted, run_benchmark
+    from spdnas.config import ConfigError
     from spdnas.data.storage import Folder
 
+    data_keys = [k for k in _override_keys(args.overrides) if k == "data" or k.startswith("data.")]
+    if data_keys:
+        raise ConfigError(f"{', '.join(data_keys)}: a benchmark runs on benchmark.datasets, each with its "
+                          "own data section; the top-level data.* would be ignored "
+                          "(set benchmark.datasets=...)")
     try:
         outcome = run_benchmark(_config(args), resume=not args.no_resume)
     except BenchmarkInterrupted as exc:
@@ -92,18 +98,37 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _override_keys(overrides: list[str]) -> list[str]:
+    return [item.split("=", 1)[0].strip() for item in overrides]
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from spdnas.config import config_from_dict, load_config
+    from dataclasses import replace
+
+    from spdnas.config import ConfigError, config_from_dict, load_config
+    from spdnas.data.schema import MANIFEST_NAME
+    from spdnas.data.storage import Folder
     from spdnas.engine.loops import evaluate
+    from spdnas.engine.runtime import setup_runtime
     from spdnas.pipeline import check_model_data, confusion_matrix, load_experiment_data, load_model
 
+    keys = _override_keys(args.overrides)
+    ignored = [k for k in keys if k.startswith("model.") or k in ("runtime.dtype", "runtime.device")]
+    if ignored:
+        raise ConfigError(f"evaluate runs the saved model as it was trained (its model.* and runtime.dtype), "
+                          f"on the CPU: {', '.join(ignored)} would change nothing")
     model, saved = load_model(args.model)
     if args.config:
         config = load_config(args.config, args.overrides)
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
+    setup_runtime(replace(config.runtime, device="cpu"))  # the thread settings
+    uri_given = "data.uri" in keys
+    if uri_given and not Folder(config.data.uri).exists(MANIFEST_NAME):  # a typo must not make a dataset
+        raise FileNotFoundError(f"no dataset at {config.data.uri}: evaluate scores data that exists "
+                                "(it makes a dataset only at the model's own data.uri, checked against "
+                                "its digest)")
     data = load_experiment_data(config)
-    uri_given = any(item.split("=", 1)[0].strip() == "data.uri" for item in args.overrides)
     check_model_data(args.model, saved, config, data.data_sha256, uri_given)
     if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
         raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "

@@ -8,6 +8,7 @@ whose values are parsed as YAML scalars/lists. Unknown keys are errors, not sile
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import math
 import re
@@ -286,13 +287,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is str and isinstance(value, str):
         return value
+    if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # name=2024
     raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(str(k) for k in set(values) - names)
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
@@ -321,6 +324,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or exc
             raise ConfigError(f"override {pair!r}: not valid YAML ({problem})") from None
+        plain = raw.strip().lstrip("+").replace("_", "")
+        if isinstance(value, datetime.date) or (isinstance(value, int) and not isinstance(value, bool)
+                                                and str(value) != plain):
+            value = raw  # YAML 1.1 reads 010 as 8, 0x10 as 16 and 2024-06-01 as a date: keep the text
         _set_dotted(tree, key.strip(), value)
     return tree
 
@@ -452,6 +459,12 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"model.mixture must be sparsemax, softmax or sigmoid, got {m.mixture!r}")
     if m.karcher_iterations < 1:
         problems.append(f"model.karcher_iterations must be >= 1, got {m.karcher_iterations}")
+    for key, value in (("model.pool_kernel", m.pool_kernel), ("model.pool_stride", m.pool_stride)):
+        if value is not None and value < 1:
+            problems.append(f"{key} must be >= 1 (or null: derived from the sizes), got {value}")
+    for key, value in (("data.uri", config.data.uri), ("runtime.output_dir", r.output_dir)):
+        if not str(value).strip():
+            problems.append(f"{key} is empty (an unset variable?): name a folder or an s3:// URI")
     if m.karcher_tol is not None and not m.karcher_tol > 0:
         problems.append(f"model.karcher_tol must be > 0 (or null: always karcher_iterations steps), "
                         f"got {m.karcher_tol}")

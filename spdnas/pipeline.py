@@ -25,7 +25,7 @@ from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder, content_digest
 from spdnas.data.validation import default_pd_rtol
 from spdnas.engine.search_job import SearchJob
-from spdnas.engine.splits import ExperimentData, split_experiment_data
+from spdnas.engine.splits import ExperimentData, require_full_batches, split_experiment_data
 from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, load_torch_file, newest_state, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.models.network import GenotypeNetwork
@@ -264,6 +264,12 @@ def _local_folder(config: ExperimentConfig, step: str) -> Path:
     return Path(run_folder(config, step))
 
 
+def _require_full_batches(config: ExperimentConfig, data: ExperimentData, **batch: int) -> None:
+    """The Ray backend's check before its workers start, here before ``--no-resume`` deletes the
+    earlier run (the job would otherwise fail on its first epoch, the old run gone)."""
+    require_full_batches(data.dataset.counts(), config.data.search_val_fraction, **batch)
+
+
 def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
     checkpoint = folder / LOCAL_CHECKPOINT_DIR
     if not resume:
@@ -279,11 +285,14 @@ def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> Non
 
 
 def _check_devices(config: ExperimentConfig) -> None:
-    """Refuse ``distributed.use_gpu`` where it would be ignored (the Ray side: the runner)."""
+    """Refuse ``distributed.*`` settings the local backend would ignore (the Ray side: the runner)."""
     d = config.distributed
     if d.backend == "local" and d.use_gpu:
         raise ValueError("distributed.use_gpu=true needs distributed.backend=ray; the local backend "
                          "runs on runtime.device (e.g. runtime.device=cuda)")
+    if d.backend == "local" and (d.num_workers > 1 or d.data == "shard"):
+        raise ValueError(f"distributed.num_workers={d.num_workers}, distributed.data={d.data} need "
+                         "distributed.backend=ray; the local backend runs one process on all the data")
 
 
 def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
@@ -295,6 +304,7 @@ def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
         return run_search(config, resume)
     folder = _local_folder(config, "search")
     data = load_experiment_data(config)
+    _require_full_batches(config, data, search_batch_size=config.search.batch_size)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
     _run_local(job, folder, config, resume)
     genotype = job.genotype()
@@ -311,6 +321,7 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
         return run_retrain(config, genotype, resume)
     folder = _local_folder(config, "train")
     data = load_experiment_data(config)
+    _require_full_batches(config, data, train_batch_size=config.train.batch_size)
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
     _run_local(job, folder, config, resume)
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
@@ -355,7 +366,7 @@ def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (spdnas train writes <run>/train/model.pt)")
-    saved = load_torch_file(path, "not a model saved by spdnas train, or damaged")
+    saved = load_torch_file(path, "not a model saved by spdnas train, or damaged", weights_only=True)
     keys = set(saved) if isinstance(saved, dict) else set()
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
     if missing:

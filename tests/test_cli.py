@@ -121,6 +121,36 @@ def test_no_resume_starts_over_on_the_local_backend(experiment_args, tmp_path):
     assert (tmp_path / "runs" / "cli" / "search" / "genotype.json").exists()
 
 
+def test_no_resume_keeps_the_earlier_run_when_no_full_batch_fits(experiment_args, tmp_path, capsys):
+    """The local backend deleted the earlier run, then failed on its first epoch."""
+    assert main(["search", *experiment_args]) == 0
+    genotype = tmp_path / "runs" / "cli" / "search" / "genotype.json"
+    assert main(["search", "--no-resume", *experiment_args, "search.batch_size=1000"]) == 1
+    assert "no full batch of 1000" in capsys.readouterr().err
+    assert genotype.exists()
+
+
+def test_evaluate_refuses_what_it_would_ignore_and_makes_no_dataset(experiment_args, tmp_path, capsys):
+    """model.* and runtime.dtype/device overrides changed nothing; a mistyped data.uri= made a
+    new dataset there (from the model's builder settings) and scored the model on it."""
+    assert main(["train", "--genotype", "radar", *experiment_args]) == 0
+    model = tmp_path / "runs" / "cli" / "train" / "model.pt"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "model.steps=3", "runtime.device=cuda"]) == 2
+    assert "model.steps, runtime.device would change nothing" in capsys.readouterr().err
+    typo = tmp_path / "tinny"
+    assert main(["evaluate", "--model", str(model), f"data.uri={typo}", "data.builder=radar-synth"]) == 1
+    assert f"no dataset at {typo}: evaluate scores data that exists" in capsys.readouterr().err
+    assert not typo.exists()
+
+
+def test_a_benchmarks_top_level_data_overrides_are_refused(capsys):
+    """`spdnas quickstart data.uri=/my/data` ran on the synthetic set: benchmark.datasets decide."""
+    for command in ("benchmark", "quickstart"):
+        assert main([command, "data.uri=/my/data"]) == 2
+        assert "data.uri: a benchmark runs on benchmark.datasets" in capsys.readouterr().err
+
+
 def test_job_entrypoint_passes_no_resume(experiment_args, tmp_path, monkeypatch):
     from jobs.common import parser, run
 
@@ -186,6 +216,9 @@ def test_device_settings_that_would_misplace_work_are_refused(experiment_args, m
 
     assert main(["search", *experiment_args, "distributed.use_gpu=true"]) == 1
     assert "distributed.use_gpu=true needs distributed.backend=ray" in capsys.readouterr().err
+    for setting in ("distributed.num_workers=2", "distributed.data=shard"):  # ran as one process
+        assert main(["search", *experiment_args, setting]) == 1
+        assert "need distributed.backend=ray; the local backend runs one process" in capsys.readouterr().err
     on_ray = load_config(None, ["runtime.device=cuda", "distributed.backend=ray"])
     with pytest.raises(ValueError, match=r"runtime\.device=cuda on Ray: set distributed\.use_gpu=true"):
         _trainer(None, on_ray, "search", {}, resume=True)  # refused before Ray is asked for anything

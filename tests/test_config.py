@@ -78,6 +78,12 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["name=a/b"], "name names a folder"),
     (["name=''"], "name names a folder"),
     (["benchmark.datasets=[{name: ..}]"], r"benchmark.datasets\[0\].name names a folder"),
+    (["runtime.seed=010"], r"runtime.seed: expected int, got '010'"),
+    (["runtime.seed=0x10"], r"runtime.seed: expected int, got '0x10'"),
+    (["model.pool_kernel=0"], r"model.pool_kernel must be >= 1 \(or null"),
+    (["model.pool_stride=-2"], r"model.pool_stride must be >= 1 \(or null"),
+    (["data.uri="], r"data.uri is empty \(an unset variable\?\)"),
+    (["runtime.output_dir=' '"], r"runtime.output_dir is empty"),
 ])
 def test_bad_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -98,6 +104,24 @@ def test_sweep_bounds_written_without_a_dot_are_numbers(tmp_path):
 
 def test_parse_overrides_types():
     assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=text"]) == {"a": {"b": 3, "c": [1, 2]}, "d": "text"}
+    assert parse_overrides(["a=-5", "b=+7", "c=1_000", "d=true"]) == {"a": -5, "b": 7, "c": 1000, "d": True}
+
+
+def test_overrides_keep_text_that_yaml_would_turn_into_other_values():
+    """YAML 1.1 read name=0123 as 83 (octal) and name=2024-06-01 as a date, which then failed."""
+    kept = {"a": "010", "b": "0x10", "c": "2024-06-01"}
+    assert parse_overrides([f"{k}={v}" for k, v in kept.items()]) == kept
+    assert load_config(None, ["name=0123"]).name == "0123"
+    assert load_config(None, ["name=2024-06-01"]).name == "2024-06-01"
+    assert load_config(None, ["name=2024"]).name == "2024"
+
+
+def test_unknown_keys_of_mixed_types_are_named(tmp_path):
+    """sorted() of {1, 'a'} raised TypeError instead of naming the keys."""
+    path = tmp_path / "c.yaml"
+    path.write_text("search:\n  1: a\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"search: unknown key\(s\) \['1', 'epochz'\]"):
+        load_config(path)
 
 
 def test_shipped_configs_load():

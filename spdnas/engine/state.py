@@ -84,16 +84,21 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def load_torch_file(path: str | Path, what: str, hint: str = "",
-                    map_location: str | torch.device = "cpu") -> Any:
+                    map_location: str | torch.device = "cpu", weights_only: bool = False) -> Any:
     """``torch.load`` of a file spdnas wrote; an empty, truncated or foreign file is a
-    ``ValueError`` ``"{path}: {what} ({error}){hint}"`` (a missing one stays ``FileNotFoundError``)."""
+    ``ValueError`` ``"{path}: {what} ({error}){hint}"`` (a missing one stays ``FileNotFoundError``).
+
+    ``weights_only`` loads only tensors and plain containers (no code runs), for files that may
+    come from elsewhere, like a shared ``model.pt``; a run's own checkpoints hold RNG states,
+    which need the full unpickler."""
     import pickle
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
     except FileNotFoundError:
         raise
-    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+        # the weights-only unpickler raises KeyError on an unknown opcode (a text file)
         detail = str(exc).splitlines()[0] if str(exc) else "no detail"
         raise ValueError(f"{path}: {what} ({type(exc).__name__}: {detail}){hint}") from None
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
+import torch
 
 from spdnas.config import load_config
 from spdnas.data import write_dataset
@@ -94,6 +96,28 @@ def test_a_damaged_model_file_is_named(data):
         handle.truncate(os.path.getsize(model) // 2)
     with pytest.raises(ValueError, match="not a model saved by spdnas train, or damaged"):
         load_model(model)
+
+
+def test_a_model_file_runs_no_code_when_loaded(data, tmp_path):
+    """``spdnas evaluate --model`` unpickled anything: a shared model.pt could run code."""
+    outcome = retrain(experiment(data), published_genotype("radar"))
+    saved = torch.load(outcome.paths["model.pt"], weights_only=True)  # what spdnas writes loads so
+    marker = tmp_path / "ran"
+    saved["config"] = Planted(str(marker))
+    torch.save(saved, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"not a model saved by spdnas train, or damaged .*Weights only"):
+        load_model(tmp_path / "model.pt")
+    assert not marker.exists()
+
+
+class Planted:
+    """Unpickling it writes a file (as a malicious payload would run code)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "code ran"))
 
 
 def test_a_run_of_the_ray_backend_continues_on_the_local_one(data):
