@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -13,11 +15,33 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def available_cpus() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on: its affinity, capped by a cgroup CPU quota (a container's
+    ``--cpus`` or a Kubernetes CPU limit, which the affinity does not show)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(Path("/sys/fs/cgroup"))
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of time the cgroup at ``root`` may use (cgroup v2 ``cpu.max``, or v1
+    ``cpu/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``); None where there is no limit or no
+    readable cgroup."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = float(quota), float(period)
+    except ValueError:  # "max": no limit
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None  # v1 writes -1 for none
 
 
 def setup_runtime(runtime: RuntimeConfig) -> tuple[torch.dtype, torch.device]:

@@ -168,15 +168,18 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_SEARCH_SPLIT = ("data.search_val_fraction", "data.split_seed")
+
+
 def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any], step: str,
                     saved_epoch: int) -> None:
     """Refuse to continue a checkpoint made with other settings than ``config``'s.
 
     The settings that decide what a ``step`` ("search" or "train") run computes must match:
-    ``data``, ``model``, the step's own section (its ``epochs`` may grow: raising it extends the
-    run) and ``runtime.seed``/``runtime.dtype``. Where and how fast it runs (device, threads,
-    workers, output folder, progress) may change. Checkpoints written before the configuration
-    was saved in them are not checked.
+    ``data`` (for "train" less the search's division of train), ``model``, the step's own section
+    (its ``epochs`` may grow: raising it extends the run) and ``runtime.seed``/``runtime.dtype``.
+    Where and how fast it runs (device, threads, workers, output folder, progress) may change.
+    Checkpoints written before the configuration was saved in them are not checked.
 
     Raises
     ------
@@ -190,10 +193,13 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
     if saved_config is None:
         return
     decisive = ("data", "model", step)
+    # a retraining works on the dataset's own train/val splits: how the search divided train
+    # does not change it (the architecture it retrains is checked on its own)
+    ignored = {f"{step}.epochs", *(_SEARCH_SPLIT if step == "train" else ())}
     mine, theirs = _flatten(config), _flatten(saved_config)
     # keys only one side knows (settings added or removed by another version) are not judged
     keys = sorted(k for k in set(mine) & set(theirs)
-                  if (k.split(".")[0] in decisive and k != f"{step}.epochs")
+                  if (k.split(".")[0] in decisive and k not in ignored)
                   or k in ("runtime.seed", "runtime.dtype"))
     changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
     if changed:

@@ -20,6 +20,7 @@ defined for every square matrix and agree with finite differences over all n² e
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,12 +133,36 @@ def set_eigh_threads(threads: int) -> None:
         return
     if _eigh_pool is not None:
         _eigh_pool.shutdown()
-    # Each worker thread must keep LAPACK single-threaded: a fresh thread starts with OpenMP's
-    # default team size, and nested teams oversubscribe the cores (seen: 100x slower for n >= 26).
-    _eigh_pool = (ThreadPoolExecutor(threads - 1, thread_name_prefix="eigh",
-                                     initializer=torch.set_num_threads, initargs=(1,))
-                  if threads > 1 else None)
+    _eigh_pool = _start_single_threaded_pool(threads - 1) if threads > 1 else None
     _eigh_threads = threads
+
+
+def _start_single_threaded_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool whose threads run LAPACK single-threaded, started now, with torch's process-wide
+    thread count left as it was.
+
+    A fresh thread starts with OpenMP's default team size, and nested teams oversubscribe the
+    cores (seen: 100x slower for n >= 26), so each worker sets its own OpenMP and MKL thread
+    counts to 1. ``torch.set_num_threads`` also sets the process-wide count that decides whether
+    any thread's ops run in parallel at all; set lazily by the first decomposition it silently
+    made every later step single-threaded. The workers are therefore started here, all of them
+    (each waits for the others), and the count is restored once they hold their own settings.
+    """
+    previous = torch.get_num_threads()
+    started = threading.Barrier(workers)
+
+    def single_threaded() -> None:
+        torch.set_num_threads(1)
+        # torch applies the process-wide count to a thread at its first parallel loop; a small
+        # batched product runs one now, while that count is 1, so it stays 1 in this thread.
+        torch.bmm(torch.ones(2, 2, 2), torch.ones(2, 2, 2))
+        started.wait()
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="eigh", initializer=single_threaded)
+    for future in [pool.submit(int) for _ in range(workers)]:
+        future.result()
+    torch.set_num_threads(previous)
+    return pool
 
 
 def _eigh(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -232,6 +232,13 @@ def test_resume_refuses_other_settings_but_allows_more_epochs_and_other_hardware
     retrain = TrainJob(load_config(None, [*FAST, "train.lr=0.1"]), published_genotype("radar"), train, val, 3)
     with pytest.raises(ValueError, match=r"train\.lr \(0\.2 -> 0\.1\)"):
         retrain.load_state_dict(trained.state_dict())
+    # the search's division of train does not change a retraining (it was refused)
+    TrainJob(load_config(None, [*FAST, "data.search_val_fraction=0.3", "data.split_seed=7"]),
+             published_genotype("radar"), train, val, 3).load_state_dict(trained.state_dict())
+    divided = SearchJob(load_config(None, [*FAST, "search.epochs=2", "data.split_seed=7"]),
+                        search_train, search_val, 3)
+    with pytest.raises(ValueError, match=r"data\.split_seed \(None -> 7\)"):
+        divided.load_state_dict(state)
 
 
 def test_rng_state_holds_the_run_device_only(monkeypatch):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -12,6 +15,7 @@ from spdnas.geometry import (
     INVSQRT,
     LOG,
     SQRT,
+    spectral,
     spectral_apply,
     sym_exp,
     sym_invsqrt,
@@ -176,6 +180,35 @@ def test_leading_batch_dimensions():
     out = sym_log(x)
     assert out.shape == (2, 3, 4, 5, 5)
     torch.testing.assert_close(out[1, 2, 3], sym_log(x[1, 2, 3]))
+
+
+def _thread_counts() -> tuple[int, int, int]:
+    """(torch's process-wide count, this thread's OpenMP and MKL team sizes)."""
+    text = torch.__config__.parallel_info()
+    return tuple(int(re.search(rf"{name}\(\) : (\d+)", text).group(1))
+                 for name in ("at::get_num_threads", "omp_get_max_threads", "mkl_get_max_threads"))
+
+
+def test_the_eigh_pool_keeps_torch_threads_and_runs_lapack_single_threaded():
+    """The pool's workers set torch's process-wide thread count to 1 when they started (at the
+    first large decomposition): every thread that started torch work after that ran
+    single-threaded (the main thread too, where it had not yet run a parallel loop)."""
+    threads_before, pool_before = torch.get_num_threads(), spectral._eigh_threads
+    try:
+        torch.set_num_threads(2)
+        spectral.set_eigh_threads(2)
+        x = random_spd(4 * spectral._EIGH_MIN_CHUNK, n=6)
+        values, vectors = spectral._eigh(x)
+        torch.testing.assert_close(vectors @ torch.diag_embed(values) @ vectors.mT, x)
+        assert torch.get_num_threads() == 2
+        worker = spectral._eigh_pool.submit(lambda: (torch.randn(10**6).sum(), _thread_counts())[1])
+        assert worker.result()[1:] == (1, 1)  # its own teams: no nested oversubscription
+        assert torch.get_num_threads() == 2
+        with ThreadPoolExecutor(1) as later:  # a thread that starts torch work after the pool
+            assert later.submit(_thread_counts).result() == (2, 2, 2)
+    finally:
+        spectral.set_eigh_threads(pool_before)
+        torch.set_num_threads(threads_before)
 
 
 class TestBadInput:
