@@ -30,8 +30,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def cli_arguments(args: argparse.Namespace) -> list[str]:
-    """``spdnas`` arguments: config, storage and data folder as overrides, then the user's."""
+def cli_arguments(args: argparse.Namespace, command: str) -> list[str]:
+    """``spdnas <command>`` arguments: config, storage and data folder as overrides, then the
+    user's. A benchmark gets only its ``benchmark.datasets`` moved (it refuses ``data.*``)."""
     from spdnas.config import load_config
 
     extra = []
@@ -43,7 +44,8 @@ def cli_arguments(args: argparse.Namespace) -> list[str]:
         def moved(uri: str) -> str:
             return f"{args.data.rstrip('/')}/{uri.rstrip('/').rsplit('/', 1)[-1]}"
 
-        extra.append(f"data.uri={moved(config.data.uri)}")
+        if command != "benchmark":
+            extra.append(f"data.uri={moved(config.data.uri)}")
         datasets = [dataclasses.asdict(d) for d in config.benchmark.datasets]
         for entry in datasets:
             entry["data"]["uri"] = moved(entry["data"]["uri"])
@@ -58,7 +60,7 @@ def run(command: str, args: argparse.Namespace, *options: str) -> int:
 
     sys.stdout.reconfigure(line_buffering=True)
     try:
-        arguments = cli_arguments(args)
+        arguments = cli_arguments(args, command)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -60,7 +60,8 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{len(outcome.trials)} trials; configurations by mean {metric} over seeds:")
     for row in outcome.summary:
         std = "n/a" if row["metric_std"] is None else f"{row['metric_std']:.4f}"
-        left = f", {row['excluded']} left out (not finished or metric not finite)" if row["excluded"] else ""
+        left = (f", {row['excluded']} left out (not finished, metric not finite or seed repeated)"
+                if row["excluded"] else "")
         print(f"  {row['metric_mean']:.4f} ± {std} (seeds {row['seeds']}{left}) {row['config']}")
     if not outcome.summary:
         print("  none: no trial finished with a finite metric")

@@ -38,9 +38,11 @@ from spdnas.search.genotype import Genotype
 TRIAL_INDEX = "__trial_index__"
 EXPERIMENT_FILE = EXPERIMENT_FILES["sweep"]
 OWN_FOLDERS = ("tune", "sweep")
-# settings that may change between a sweep and its resumption: they change no result
+# settings that may change between a sweep and its resumption: they change no result. Not
+# sweep.max_concurrent_trials: Tuner.restore keeps the concurrency the sweep started with, and
+# the CPU shares of a changed value would fit the trials that Tune does not run side by side.
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
-            "distributed", "sweep.max_concurrent_trials", "benchmark", "baselines")
+            "distributed", "benchmark", "baselines")
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
 STOPPED = "STOPPED"
@@ -118,16 +120,21 @@ def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Configurations by mean ± std of the metric over their finished seeds, best first.
 
     Only ``TERMINATED`` trials with a finite metric count: an errored trial may have reported the
-    metric of an unfinished retraining, and a NaN loss has no place in a mean or an order. Each
-    row's ``excluded`` says how many of the configuration's trials were left out for either
-    reason; a configuration without a counted trial has no row.
+    metric of an unfinished retraining, and a NaN loss has no place in a mean or an order. A
+    configuration that TPE proposed again repeats its seeds: each seed counts once (the same
+    run twice would shrink the std). Each row's ``excluded`` says how many of the
+    configuration's trials were left out for these reasons; a configuration without a counted
+    trial has no row.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     excluded: dict[str, int] = {}
+    counted: set[tuple[str, Any]] = set()
     for t in trials:
         key = json.dumps(t["config"], sort_keys=True)
-        if t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"]):
+        if (t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"])
+                and (key, t["seed"]) not in counted):
             groups.setdefault(key, []).append(t)
+            counted.add((key, t["seed"]))
         else:
             excluded[key] = excluded.get(key, 0) + 1
     rows = []
@@ -182,9 +189,11 @@ def asha_scheduler(config: ExperimentConfig) -> tune.schedulers.ASHAScheduler:
     """ASHA on the retraining's epochs: rungs from ``sweep.grace_period`` up to ``train.epochs``
     (Ray's default ``max_t`` of 100 would stop every longer retraining at 100). It counts the
     reported ``epoch``, not Tune's count of reports: a retraining resumed after a lost worker
-    reports the epochs since its last checkpoint again."""
+    reports the epochs since its last checkpoint again. A trial that reaches ``max_t`` is not
+    stopped (Ray's ``stop_last_trials``): its last report is the final epoch, and a stop there
+    ended the trial before the retraining wrote ``model.pt``, ``result.json`` and its metrics."""
     return tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=config.train.epochs,
-                                         grace_period=config.sweep.grace_period)
+                                         grace_period=config.sweep.grace_period, stop_last_trials=False)
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:

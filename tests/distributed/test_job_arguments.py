@@ -23,7 +23,7 @@ def no_folder_environment(monkeypatch):
 def test_storage_and_data_folders_become_overrides():
     args = parser("x").parse_args(["--config", BENCHMARK, "--storage", "s3://b/experiments",
                                    "--data", "s3://b/datasets/", "train.epochs=3"])
-    argv = cli_arguments(args)
+    argv = cli_arguments(args, "search")
     assert argv[:2] == ["--config", BENCHMARK] and argv[-1] == "train.epochs=3"
     config = load_config(BENCHMARK, argv[2:])
     assert config.runtime.output_dir == "s3://b/experiments"
@@ -38,7 +38,7 @@ def test_storage_and_data_folders_become_overrides():
 
 def test_without_folders_the_config_decides():
     args = parser("x").parse_args(["--config", BENCHMARK])
-    assert cli_arguments(args) == ["--config", BENCHMARK]
+    assert cli_arguments(args, "search") == ["--config", BENCHMARK]
 
 
 def test_dataset_parameters_keep_their_types(tmp_path):
@@ -46,7 +46,7 @@ def test_dataset_parameters_keep_their_types(tmp_path):
     config_file.write_text("benchmark:\n  datasets:\n    - name: jv\n      data: {uri: data/jv, builder: "
                            "japanese-vowels, builder_params: {shrinkage: 0.00001, val_fraction: 0.1}}\n")
     args = parser("x").parse_args(["--config", str(config_file), "--data", "/mnt/datasets"])
-    config = load_config(str(config_file), cli_arguments(args)[2:])
+    config = load_config(str(config_file), cli_arguments(args, "benchmark")[2:])
     (entry,) = config.benchmark.datasets
     assert entry.data.builder_params == {"shrinkage": 1e-05, "val_fraction": 0.1}
     assert entry.data.uri == "/mnt/datasets/jv"
@@ -54,7 +54,20 @@ def test_dataset_parameters_keep_their_types(tmp_path):
 
 def test_explicit_overrides_win():
     args = parser("x").parse_args(["--config", BENCHMARK, "--data", "/mnt/datasets", "data.uri=/elsewhere/x"])
-    assert load_config(BENCHMARK, cli_arguments(args)[2:]).data.uri == "/elsewhere/x"
+    assert load_config(BENCHMARK, cli_arguments(args, "search")[2:]).data.uri == "/elsewhere/x"
+
+
+def test_a_benchmark_job_gets_no_top_level_data_override(monkeypatch):
+    """With $SPDNAS_DATA set (as on every node of the cluster files) the job added data.uri=...,
+    which `spdnas benchmark` refuses: python -m jobs.benchmark always exited 2."""
+    from spdnas.cli import _override_keys
+
+    monkeypatch.setenv("SPDNAS_DATA", "s3://b/datasets")
+    argv = cli_arguments(parser("x").parse_args(["--config", BENCHMARK]), "benchmark")
+    assert [k for k in _override_keys(argv[2:]) if k.split(".")[0] == "data"] == []
+    config = load_config(BENCHMARK, argv[2:])
+    assert {d.data.uri for d in config.benchmark.datasets} == {"s3://b/datasets/radar-synth",
+                                                               "s3://b/datasets/japanese-vowels"}
 
 
 def test_runtime_env_uploads_the_code_and_nothing_else(tmp_path):

@@ -6,9 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from spdnas.config import load_config
-from spdnas.distributed.sweep import _share_cpus, _summarise, asha_scheduler, fixed_genotype, trial_record
-from spdnas.pipeline import with_absolute_paths
+from spdnas.config import ConfigError, load_config
+from spdnas.data.storage import Folder
+from spdnas.distributed.sweep import (
+    RUN_ONLY,
+    _share_cpus,
+    _summarise,
+    asha_scheduler,
+    fixed_genotype,
+    trial_record,
+)
+from spdnas.pipeline import check_same_experiment, with_absolute_paths
 from spdnas.search.genotype import Genotype, GenotypeError, published_genotype
 
 
@@ -44,8 +52,9 @@ def test_a_single_seed_has_no_standard_deviation():
     assert rows[0]["metric_std"] == pytest.approx(0.1414213562) and rows[1]["metric_std"] is None
 
 
-def test_asha_runs_the_best_trial_to_the_last_retraining_epoch():
-    """Ray's default max_t (100) stopped every retraining longer than 100 epochs at epoch 100."""
+def test_asha_runs_the_best_trial_to_the_end_of_its_retraining():
+    """Ray's default max_t (100) stopped every retraining longer than 100 epochs at epoch 100; and
+    a stop at max_t itself ended the trial before the retraining wrote model.pt and result.json."""
     from ray.tune.experiment import Trial
 
     config = load_config(None, ["train.epochs=150", "sweep.scheduler=asha", "sweep.grace_period=5"])
@@ -61,25 +70,38 @@ def test_asha_runs_the_best_trial_to_the_last_retraining_epoch():
                 result = {"epoch": epoch, config.sweep.metric: 0.9 - 0.1 * i}
                 action = scheduler.on_trial_result(None, t, result)
                 decisions[i] = epoch if action == "STOP" else None
-    assert decisions[0] == 150  # the best trial stops only at its last epoch
+    assert decisions[0] is None  # the best trial is never stopped: its retraining ends by itself
     assert 5 <= decisions[2] < 150  # the worst is stopped early, at a rung
 
 
 def test_asha_counts_epochs_not_reports():
     """A retraining resumed after a lost worker reports the epochs since its checkpoint again;
-    counted as reports, its 20-epoch run was stopped at epoch 18, before its test metrics."""
+    counted as reports, it met the rungs epochs early (a 20-epoch run was stopped at epoch 18)."""
     from ray.tune.experiment import Trial
 
     config = load_config(None, ["train.epochs=20", "sweep.scheduler=asha", "sweep.grace_period=5"])
     scheduler = asha_scheduler(config)
     scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
-    trial = Trial("__fake", stub=True, trial_id="t0")
-    scheduler.on_trial_add(None, trial)
-    epochs = [*range(1, 13), *range(11, 21)]  # a worker lost in epoch 13, checkpoint at 10
-    actions = [scheduler.on_trial_result(None, trial, {"training_iteration": count, "epoch": epoch,
-                                                       config.sweep.metric: 0.5})
+    good, resumed = Trial("__fake", stub=True, trial_id="t0"), Trial("__fake", stub=True, trial_id="t1")
+    for trial in (good, resumed):
+        scheduler.on_trial_add(None, trial)
+    for epoch in range(1, 6):
+        scheduler.on_trial_result(None, good, {"training_iteration": epoch, "epoch": epoch,
+                                               config.sweep.metric: 0.9})
+    epochs = [1, 2, 3, 4, 2, 3, 4, 5]  # a worker lost in epoch 5, checkpoint at 1
+    actions = [scheduler.on_trial_result(None, resumed, {"training_iteration": count, "epoch": epoch,
+                                                         config.sweep.metric: 0.1})
                for count, epoch in enumerate(epochs, 1)]
-    assert actions.index("STOP") == len(epochs) - 1  # at epoch 20, not at the 20th report
+    assert actions.index("STOP") == len(epochs) - 1  # at the rung's epoch 5, not at the 5th report
+
+
+def test_a_configuration_proposed_twice_counts_each_seed_once():
+    """TPE proposed the same configuration twice: its row had seeds [0, 0, 1, 1] and a std over
+    the same runs counted twice (0.115 instead of 0.141)."""
+    trials = [trial(0.1, 0, 0.6), trial(0.1, 1, 0.8), trial(0.1, 0, 0.6), trial(0.1, 1, 0.8)]
+    (row,) = _summarise(trials, "max")
+    assert row["seeds"] == [0, 1] and row["excluded"] == 2
+    assert row["metric_mean"] == pytest.approx(0.7) and row["metric_std"] == pytest.approx(0.1414, abs=1e-4)
 
 
 def test_summary_order_follows_the_mode():
@@ -151,3 +173,15 @@ def test_a_sweep_started_over_deletes_the_earlier_trials(tmp_path):
     with pytest.raises(GenotypeError, match="neither a genotype file"):
         run_sweep(config, resume=False)
     assert [name for name in old if (tmp_path / "sw" / name).exists()] == ["search/genotype.json"]
+
+
+def test_a_resumed_sweep_keeps_its_concurrency(tmp_path):
+    """Tuner.restore keeps the concurrency the sweep started with; a changed value was accepted
+    and only resized each trial's CPU share (half the machine idle after 1 -> 2)."""
+    root = Folder(str(tmp_path))
+    check_same_experiment(load_config(None, []), root, True, "sweep_config.json", RUN_ONLY, "sweep")
+    check_same_experiment(load_config(None, ["runtime.threads=1", "distributed.num_workers=2"]), root,
+                          True, "sweep_config.json", RUN_ONLY, "sweep")
+    with pytest.raises(ConfigError, match=r"other settings \(sweep.max_concurrent_trials\)"):
+        check_same_experiment(load_config(None, ["sweep.max_concurrent_trials=1"]), root, True,
+                              "sweep_config.json", RUN_ONLY, "sweep")
