@@ -108,13 +108,22 @@ def _require(resource: str, needed: float, what: str, fewer: str, elsewhere: str
           f"until {resource} nodes join (an autoscaler adding them). {stuck}", file=sys.stderr, flush=True)
 
 
+def largest_node_cpus() -> float:
+    """CPUs of the largest live node of the Ray: a worker's CPUs must fit on one node."""
+    return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")),
+               default=0.0)
+
+
 def cpus_per_worker(dist: DistributedConfig) -> float:
     """CPUs each Ray Train worker asks for: ``distributed.cpus_per_worker`` where set, else an
-    equal share of the Ray's CPUs (at least 1), or 1 beside a GPU."""
+    equal share of the Ray's CPUs, no more than its largest node has (a share of a cluster's
+    total could fit no node, and the run waited for ever), at least 1; or 1 beside a GPU."""
     if dist.cpus_per_worker > 0:
         return dist.cpus_per_worker
+    if dist.use_gpu:
+        return 1.0
     total = ray.cluster_resources().get("CPU", 1.0)
-    return max(1.0, math.floor(total / dist.num_workers)) if not dist.use_gpu else 1.0
+    return max(1.0, math.floor(min(total / dist.num_workers, largest_node_cpus())))
 
 
 def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool,

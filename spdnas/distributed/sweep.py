@@ -206,12 +206,15 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
     """
     import ray
 
+    from spdnas.distributed.runner import largest_node_cpus
+
     dist = config.distributed
     if dist.cpus_per_worker > 0 or dist.use_gpu:
         return config
     concurrent = config.sweep.max_concurrent_trials
     free = ray.cluster_resources().get("CPU", 1.0) - TRIAL_CPU * concurrent
-    share = max(free / (concurrent * dist.num_workers), 0.1)
+    on_one_node = largest_node_cpus() - TRIAL_CPU * concurrent  # a worker's CPUs fit on one node
+    share = max(min(free / (concurrent * dist.num_workers), on_one_node), 0.1)
     tree = config.to_dict()
     tree["distributed"]["cpus_per_worker"] = round(share - 0.005, 2)
     return config_from_dict(tree)

@@ -140,10 +140,17 @@ def test_a_sweeps_genotype_file_is_read_by_the_driver_where_the_command_runs(tmp
         fixed_genotype(load_config(None, ["sweep.search=false", "sweep.genotype=missing.json"]))
 
 
+def nodes(*cpus: float, dead: float = 0.0) -> list[dict]:
+    """``ray.nodes()`` of live nodes with these CPUs (and a dead one)."""
+    live = [{"Alive": True, "Resources": {"CPU": c}} for c in cpus]
+    return [*live, {"Alive": False, "Resources": {"CPU": dead}}]
+
+
 def test_gpu_workers_ask_for_one_cpu_not_a_share_of_the_cpus_present(monkeypatch):
     import ray
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(8.0))
     cpu = load_config(None, ["sweep.max_concurrent_trials=1"])
     assert _share_cpus(cpu).distributed.cpus_per_worker > 1  # the head's CPUs, shared
     gpu = load_config(None, ["sweep.max_concurrent_trials=1", "distributed.use_gpu=true"])
@@ -185,3 +192,21 @@ def test_a_resumed_sweep_keeps_its_concurrency(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(sweep.max_concurrent_trials\)"):
         check_same_experiment(load_config(None, ["sweep.max_concurrent_trials=1"]), root, True,
                               "sweep_config.json", RUN_ONLY, "sweep")
+
+
+def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):
+    """On 2 nodes of 2 CPUs, one worker asked for 4 CPUs (the total): no node could place it and
+    the run waited for ever, with no warning (the total did fit)."""
+    import ray
+
+    from spdnas.distributed.runner import cpus_per_worker
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(2.0, 2.0, dead=64.0))
+    assert cpus_per_worker(load_config(None, ["distributed.num_workers=1"]).distributed) == 2.0
+    assert cpus_per_worker(load_config(None, ["distributed.num_workers=3"]).distributed) == 1.0
+    share = _share_cpus(load_config(None, ["sweep.max_concurrent_trials=1", "distributed.num_workers=1"]))
+    assert 1.9 <= share.distributed.cpus_per_worker <= 2.0
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(4.0))  # one node: the whole share
+    share = _share_cpus(load_config(None, ["sweep.max_concurrent_trials=1", "distributed.num_workers=1"]))
+    assert share.distributed.cpus_per_worker > 3.9
