@@ -66,6 +66,11 @@ def _sweep(args: argparse.Namespace) -> int:
     if not outcome.summary:
         print("  none: no trial finished with a finite metric")
     _print_paths(outcome.paths)
+    diverged = [t for t in outcome.trials if t["status"] == "DIVERGED"]
+    if diverged:
+        print(f"{len(diverged)} of {len(outcome.trials)} trials diverged (Optuna was given the worst value; "
+              f"left out of the summary); first: trial {diverged[0]['trial_id']} {diverged[0]['config']}: "
+              f"{diverged[0]['error']}")
     failed = [t for t in outcome.trials if t["status"] == "ERROR"]
     if failed:
         print(f"error: {len(failed)} of {len(outcome.trials)} trials failed and are left out of the summary; "

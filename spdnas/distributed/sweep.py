@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
 from spdnas.data.storage import Folder
+from spdnas.engine.loops import DivergedError
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -46,6 +47,8 @@ RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "run
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
 STOPPED = "STOPPED"
+DIVERGED = "DIVERGED"
+DIVERGED_KEY = "diverged"  # the trial's last report: the DivergedError's message
 
 
 class SweepInterrupted(RuntimeError):
@@ -112,8 +115,14 @@ def sweep_trial(params: dict[str, Any], base: dict[str, Any], trials_folder: str
     tree["runtime"]["output_dir"] = trials_folder
     tree["name"] = context.get_trial_id()
     config = config_from_dict(tree)
-    found = run_search(config).genotype if genotype is None else Genotype.from_dict(genotype)
-    run_retrain(config, found, callbacks=[TuneReportCallback()])
+    try:
+        found = run_search(config).genotype if genotype is None else Genotype.from_dict(genotype)
+        run_retrain(config, found, callbacks=[TuneReportCallback()])
+    except DivergedError as exc:
+        # a result, not a failure: the trial ends, Optuna learns its configuration is the worst,
+        # and a resumed sweep does not run it again (it would diverge again)
+        tune.report({config.sweep.metric: -math.inf if config.sweep.mode == "max" else math.inf,
+                     DIVERGED_KEY: str(exc)})
 
 
 def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
@@ -166,7 +175,9 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         ``sweep.metric``), ``test_accuracy``, the sweep's ``mode`` (so that readers of the file
         know which end of the metric is best) and ``status``: ``TERMINATED`` (the retraining
         finished and reported its test metrics), ``STOPPED`` (stopped early, e.g. by ASHA, which
-        Tune also reports as terminated) or ``ERROR`` (then ``error`` holds the last line of its message).
+        Tune also reports as terminated), ``DIVERGED`` (its search or retraining diverged: Tune
+        and Optuna saw the worst value, ``metric`` is None and ``error`` says where) or ``ERROR``
+        (then ``error`` holds the last line of its message).
     """
     _, sampled, seed = trial_config(result.config or {}, config.to_dict())
     metrics = result.metrics or {}
@@ -176,6 +187,8 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
               "status": "ERROR" if result.error else FINISHED if "test_accuracy" in metrics else STOPPED}
     if result.error:
         record["error"] = error_summary(result.error)
+    elif DIVERGED_KEY in metrics:
+        record.update(status=DIVERGED, metric=None, error=metrics[DIVERGED_KEY])
     return record
 
 

@@ -20,9 +20,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 MIN_TRIALS = 8
-# Left out: failed trials, and trials stopped early (e.g. by ASHA), whose metric comes from an
-# unfinished retraining — as in the sweep's summary.json.
-LEFT_OUT_STATUSES = {"ERROR", "FAILED", "FAIL", "STOPPED"}
+# Left out: failed or diverged trials, and trials stopped early (e.g. by ASHA), whose metric
+# comes from an unfinished retraining — as in the sweep's summary.json.
+LEFT_OUT_STATUSES = {"ERROR", "FAILED", "FAIL", "STOPPED", "DIVERGED"}
 
 
 @dataclass

@@ -114,3 +114,26 @@ def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
     assert remade.returncode == 1, output[-3000:]  # a user error: one line, no traceback
     assert "sw/sweep/ was run on other data than" in output
 
+
+
+def test_a_diverged_trial_is_a_result_not_an_error(ray_session, tmp_path):
+    """A sampled learning rate that diverges made the trial an ERROR: Optuna never learnt that
+    the region is bad, the sweep exited 1, and every resume ran the trial again (and it diverged
+    again). Now it ends with the worst value, is recorded as DIVERGED and is not run again."""
+    from spdnas.config import load_config
+    from spdnas.distributed.sweep import run_sweep
+
+    config = load_config(sweep_config(tmp_path), [
+        "sweep.num_samples=1", "sweep.seeds=1", "sweep.space={train.lr: {type: choice, values: [1.0e12]}}",
+        "train.grad_clip=null", "train.batch_size=4"])
+    (trial,) = run_sweep(config).trials
+    assert trial["status"] == "DIVERGED" and trial["metric"] is None
+    assert re.match(r"train epoch 1, step \d+: .*the weights have diverged", trial["error"]), trial
+    tune_dir = tmp_path / "runs" / "sw" / "tune"
+    (folder,) = tune_dir.glob("sweep_trial_*")
+    reported = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+    assert reported[-1]["best_val_accuracy"] == float("-inf")  # what Tune and Optuna saw
+    again = run_sweep(config)  # resumed: the trial is finished, not run again
+    assert again.trials == [trial] and again.summary == []
+    assert [d.name for d in tune_dir.glob("sweep_trial_*")] == [folder.name]
+    assert (folder / "result.json").read_text().count("\n") == len(reported)
