@@ -111,15 +111,26 @@ def _override_keys(overrides: list[str]) -> list[str]:
 def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from spdnas.config import ConfigError, config_from_dict, load_config
+    from spdnas.config import ConfigError, config_from_dict, load_config, parse_overrides
     from spdnas.data.schema import MANIFEST_NAME
     from spdnas.data.storage import Folder
     from spdnas.engine.loops import evaluate
     from spdnas.engine.runtime import setup_runtime
-    from spdnas.pipeline import check_model_data, confusion_matrix, load_experiment_data, load_model
+    from spdnas.pipeline import (
+        check_model_data,
+        confusion_matrix,
+        load_experiment_data,
+        load_model,
+        on_model_data,
+    )
 
-    keys = _override_keys(args.overrides)
-    ignored = [k for k in keys if k.startswith("model.") or k in ("runtime.dtype", "runtime.device")]
+    given = parse_overrides(args.overrides)  # by section: model.steps=3 and model={steps: 3} alike
+
+    def section(name: str) -> dict:
+        return given[name] if isinstance(given.get(name), dict) else {}
+
+    ignored = [*(f"model.{k}" for k in section("model")),
+               *(f"runtime.{k}" for k in ("dtype", "device") if k in section("runtime"))]
     if ignored:
         raise ConfigError(f"evaluate runs the saved model as it was trained (its model.* and runtime.dtype), "
                           f"on the CPU: {', '.join(ignored)} would change nothing")
@@ -129,8 +140,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
     setup_runtime(replace(config.runtime, device="cpu"))  # the thread settings
-    uri_given = "data.uri" in keys
-    if uri_given and not Folder(config.data.uri).exists(MANIFEST_NAME):  # a typo must not make a dataset
+    uri_given = "uri" in section("data")
+    if not on_model_data(config, saved) and not Folder(config.data.uri).exists(MANIFEST_NAME):
+        # a mistyped data.uri (or another config file's) must not make a dataset there
         raise FileNotFoundError(f"no dataset at {config.data.uri}: evaluate scores data that exists "
                                 "(it makes a dataset only at the model's own data.uri, checked against "
                                 "its digest)")

@@ -8,7 +8,6 @@ whose values are parsed as YAML scalars/lists. Unknown keys are errors, not sile
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import itertools
 import math
 import re
@@ -241,6 +240,31 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe YAML 1.1, less the readings that change what was written: an integer is
+    one written plainly (``0``, ``42``, ``-7``), a float has a dot or an exponent (``1e-5``
+    too, which YAML 1.1 leaves as text), and dates stay text. ``010`` (octal 8 in YAML 1.1),
+    ``0x10``, ``1_000``, ``+1`` and ``2024-06-01`` stay the text they are, at any depth, so
+    that a text setting keeps them as written and a number setting refuses them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (
+        "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:0|-?[1-9][0-9]*)$"),
+                              list("-0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9]+[eE][-+]?[0-9]+)$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 class ConfigError(ValueError):
     """A configuration value or key is invalid."""
 
@@ -287,8 +311,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is str and isinstance(value, str):
         return value
-    if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # name=2024
+    if annotation is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # name=2024 (the loader reads only plainly written integers)
     raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
 
 
@@ -320,14 +344,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"override {pair!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = _load_yaml(raw) if raw else ""
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or exc
             raise ConfigError(f"override {pair!r}: not valid YAML ({problem})") from None
-        plain = raw.strip().lstrip("+").replace("_", "")
-        if isinstance(value, datetime.date) or (isinstance(value, int) and not isinstance(value, bool)
-                                                and str(value) != plain):
-            value = raw  # YAML 1.1 reads 010 as 8, 0x10 as 16 and 2024-06-01 as a date: keep the text
         _set_dotted(tree, key.strip(), value)
     return tree
 
@@ -353,7 +373,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            loaded = _load_yaml(Path(path).read_text()) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:

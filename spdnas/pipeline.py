@@ -216,6 +216,12 @@ def _location(uri: str) -> str:
     return uri.rstrip("/") if is_s3_uri(uri) else str(Path(uri).expanduser().absolute()).rstrip("/")
 
 
+def on_model_data(config: ExperimentConfig, saved: dict[str, Any]) -> bool:
+    """Whether ``config.data.uri`` names the folder the saved model (``model.pt``'s contents)
+    was trained on."""
+    return _location(config.data.uri) == _location(saved["config"]["data"]["uri"])
+
+
 def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig, data_sha256: str | None,
                      uri_given: bool) -> None:
     """Refuse to evaluate model ``path`` on its own dataset made again with other contents.
@@ -235,8 +241,7 @@ def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig,
     ValueError
     """
     recorded = saved.get("data_sha256")
-    elsewhere = _location(config.data.uri) != _location(saved["config"]["data"]["uri"])
-    if recorded is None or uri_given or elsewhere:
+    if recorded is None or uri_given or not on_model_data(config, saved):
         return
     if data_sha256 != recorded:
         raise ValueError(f"{path} was trained on other data than {config.data.uri} holds now (the dataset "
@@ -292,7 +297,8 @@ def _check_devices(config: ExperimentConfig) -> None:
                          "runs on runtime.device (e.g. runtime.device=cuda)")
     if d.backend == "local" and (d.num_workers > 1 or d.data == "shard"):
         raise ValueError(f"distributed.num_workers={d.num_workers}, distributed.data={d.data} need "
-                         "distributed.backend=ray; the local backend runs one process on all the data")
+                         "distributed.backend=ray; the local backend runs one process on all the data "
+                         "(for it, set distributed.num_workers=1 distributed.data=replicate)")
 
 
 def search(config: ExperimentConfig, resume: bool = True) -> Outcome:

@@ -138,10 +138,16 @@ def test_evaluate_refuses_what_it_would_ignore_and_makes_no_dataset(experiment_a
     capsys.readouterr()
     assert main(["evaluate", "--model", str(model), "model.steps=3", "runtime.device=cuda"]) == 2
     assert "model.steps, runtime.device would change nothing" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(model), "model={steps: 3}", "runtime={dtype: float32}"]) == 2
+    assert "model.steps, runtime.dtype would change nothing" in capsys.readouterr().err
     typo = tmp_path / "tinny"
-    assert main(["evaluate", "--model", str(model), f"data.uri={typo}", "data.builder=radar-synth"]) == 1
-    assert f"no dataset at {typo}: evaluate scores data that exists" in capsys.readouterr().err
-    assert not typo.exists()
+    config = tmp_path / "other.yaml"
+    config.write_text(f"data: {{uri: {typo}, builder: radar-synth}}\n")
+    for given in ([f"data.uri={typo}", "data.builder=radar-synth"],
+                  [f"data={{uri: {typo}, builder: radar-synth}}"], ["--config", str(config)]):
+        assert main(["evaluate", "--model", str(model), *given]) == 1
+        assert f"no dataset at {typo}: evaluate scores data that exists" in capsys.readouterr().err
+        assert not typo.exists()
 
 
 def test_a_benchmarks_top_level_data_overrides_are_refused(capsys):

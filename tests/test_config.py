@@ -104,16 +104,29 @@ def test_sweep_bounds_written_without_a_dot_are_numbers(tmp_path):
 
 def test_parse_overrides_types():
     assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=text"]) == {"a": {"b": 3, "c": [1, 2]}, "d": "text"}
-    assert parse_overrides(["a=-5", "b=+7", "c=1_000", "d=true"]) == {"a": -5, "b": 7, "c": 1000, "d": True}
+    numbers = {"a": -5, "b": 0, "c": 1e-5, "d": True, "e": 0.5}
+    assert parse_overrides(["a=-5", "b=0", "c=1e-5", "d=true", "e=.5"]) == numbers
 
 
-def test_overrides_keep_text_that_yaml_would_turn_into_other_values():
-    """YAML 1.1 read name=0123 as 83 (octal) and name=2024-06-01 as a date, which then failed."""
-    kept = {"a": "010", "b": "0x10", "c": "2024-06-01"}
+def test_text_that_yaml_1_1_would_turn_into_other_values_stays_text(tmp_path):
+    """YAML 1.1 read name=0123 as 83 (octal) and name=2024-06-01 as a date, in files, overrides
+    and lists alike; benchmark.seeds=[010, 1] became [8, 1]."""
+    kept = {"a": "010", "b": "0x10", "c": "2024-06-01", "d": "1_000", "e": "+1", "f": "-0"}
     assert parse_overrides([f"{k}={v}" for k, v in kept.items()]) == kept
+    assert parse_overrides(["x=[010, 1]"]) == {"x": ["010", 1]}
     assert load_config(None, ["name=0123"]).name == "0123"
     assert load_config(None, ["name=2024-06-01"]).name == "2024-06-01"
     assert load_config(None, ["name=2024"]).name == "2024"
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 0123\ndata:\n  builder_params: {day: 2024-06-01}\n")
+    config = load_config(path)
+    assert config.name == "0123" and config.data.builder_params == {"day": "2024-06-01"}
+    for bad, message in ((["benchmark.seeds=[010, 1]"], r"benchmark.seeds\[0\]: expected int, got '010'"),
+                         (["name=1.10"], "name: expected str, got 1.1"),  # quote it: name='1.10'
+                         (["data.uri=2024.10"], "data.uri: expected str, got 2024.1")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, bad)
+    assert load_config(None, ["name='1.10'"]).name == "1.10"
 
 
 def test_unknown_keys_of_mixed_types_are_named(tmp_path):

@@ -108,22 +108,36 @@ def _require(resource: str, needed: float, what: str, fewer: str, elsewhere: str
           f"until {resource} nodes join (an autoscaler adding them). {stuck}", file=sys.stderr, flush=True)
 
 
-def largest_node_cpus() -> float:
-    """CPUs of the largest live node of the Ray: a worker's CPUs must fit on one node."""
-    return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")),
-               default=0.0)
+def live_node_cpus() -> list[float]:
+    """CPUs of each live node of the Ray."""
+    return [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+
+
+def fitting_share(node_cpus: list[float], workers: int, upper: float) -> float:
+    """The largest CPU count per worker, at most ``upper``, at which ``workers`` workers fit on
+    these nodes together, each on one node (0 where none does).
+
+    The number that fit, ``Σ floor(cpus_i / share)``, only changes at ``share = cpus_i / k``:
+    those (and ``upper``) are the candidates.
+    """
+    candidates = {upper, *(cpus / k for cpus in node_cpus for k in range(1, workers + 1))}
+    for share in sorted((c for c in candidates if 0 < c <= upper), reverse=True):
+        if sum(math.floor(cpus / share + 1e-9) for cpus in node_cpus) >= workers:
+            return share
+    return 0.0
 
 
 def cpus_per_worker(dist: DistributedConfig) -> float:
     """CPUs each Ray Train worker asks for: ``distributed.cpus_per_worker`` where set, else an
-    equal share of the Ray's CPUs, no more than its largest node has (a share of a cluster's
-    total could fit no node, and the run waited for ever), at least 1; or 1 beside a GPU."""
+    equal share of the Ray's CPUs at which all the workers fit on its nodes (a share of a
+    cluster's total could fit no node, and the run waited for ever), at least 1; or 1 beside a
+    GPU."""
     if dist.cpus_per_worker > 0:
         return dist.cpus_per_worker
     if dist.use_gpu:
         return 1.0
-    total = ray.cluster_resources().get("CPU", 1.0)
-    return max(1.0, math.floor(min(total / dist.num_workers, largest_node_cpus())))
+    share = ray.cluster_resources().get("CPU", 1.0) / dist.num_workers
+    return max(1.0, math.floor(fitting_share(live_node_cpus(), dist.num_workers, share)))
 
 
 def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool,

@@ -198,15 +198,27 @@ def error_summary(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+class _RetrainingASHA(tune.schedulers.ASHAScheduler):
+    """ASHA that never stops a trial at its last epoch: that report is the retraining's final
+    one, and a stop there ended the trial before it wrote ``model.pt``, ``result.json`` and its
+    metrics. (Ray's ``stop_last_trials=False`` is not enough: when ``max_t`` is a rung, e.g. 20
+    epochs with a grace period of 5, ASHA still stops the trials below that rung's cutoff.)"""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # records the rung value
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return tune.schedulers.TrialScheduler.CONTINUE
+        return action
+
+
 def asha_scheduler(config: ExperimentConfig) -> tune.schedulers.ASHAScheduler:
     """ASHA on the retraining's epochs: rungs from ``sweep.grace_period`` up to ``train.epochs``
     (Ray's default ``max_t`` of 100 would stop every longer retraining at 100). It counts the
     reported ``epoch``, not Tune's count of reports: a retraining resumed after a lost worker
-    reports the epochs since its last checkpoint again. A trial that reaches ``max_t`` is not
-    stopped (Ray's ``stop_last_trials``): its last report is the final epoch, and a stop there
-    ended the trial before the retraining wrote ``model.pt``, ``result.json`` and its metrics."""
-    return tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=config.train.epochs,
-                                         grace_period=config.sweep.grace_period, stop_last_trials=False)
+    reports the epochs since its last checkpoint again. A trial that reaches its last epoch
+    finishes (:class:`_RetrainingASHA`)."""
+    return _RetrainingASHA(time_attr="epoch", max_t=config.train.epochs,
+                           grace_period=config.sweep.grace_period, stop_last_trials=False)
 
 
 def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
@@ -219,15 +231,16 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
     """
     import ray
 
-    from spdnas.distributed.runner import largest_node_cpus
+    from spdnas.distributed.runner import fitting_share, live_node_cpus
 
     dist = config.distributed
     if dist.cpus_per_worker > 0 or dist.use_gpu:
         return config
     concurrent = config.sweep.max_concurrent_trials
     free = ray.cluster_resources().get("CPU", 1.0) - TRIAL_CPU * concurrent
-    on_one_node = largest_node_cpus() - TRIAL_CPU * concurrent  # a worker's CPUs fit on one node
-    share = max(min(free / (concurrent * dist.num_workers), on_one_node), 0.1)
+    workers = concurrent * dist.num_workers
+    nodes = [cpus - TRIAL_CPU * concurrent for cpus in live_node_cpus()]  # the trials may sit anywhere
+    share = max(fitting_share(nodes, workers, free / workers), 0.1)  # all workers, each on one node
     tree = config.to_dict()
     tree["distributed"]["cpus_per_worker"] = round(share - 0.005, 2)
     return config_from_dict(tree)

@@ -41,7 +41,8 @@ def cgroup_cpu_quota(root: Path) -> float | None:
         quota_us, period_us = float(quota), float(period)
     except ValueError:  # "max": no limit
         return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None  # v1 writes -1 for none
+    cpus = quota_us / period_us if quota_us > 0 and period_us > 0 else None  # v1 writes -1 for none
+    return cpus if cpus is not None and math.isfinite(cpus) else None
 
 
 def setup_runtime(runtime: RuntimeConfig) -> tuple[torch.dtype, torch.device]:

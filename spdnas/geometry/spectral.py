@@ -156,7 +156,7 @@ def _start_single_threaded_pool(workers: int) -> ThreadPoolExecutor:
         # torch applies the process-wide count to a thread at its first parallel loop; a small
         # batched product runs one now, while that count is 1, so it stays 1 in this thread.
         torch.bmm(torch.ones(2, 2, 2), torch.ones(2, 2, 2))
-        started.wait()
+        started.wait(timeout=60)  # a worker that never starts: BrokenBarrierError, not a hang
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="eigh", initializer=single_threaded)
     for future in [pool.submit(int) for _ in range(workers)]:

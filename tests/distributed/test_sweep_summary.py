@@ -74,6 +74,26 @@ def test_asha_runs_the_best_trial_to_the_end_of_its_retraining():
     assert 5 <= decisions[2] < 150  # the worst is stopped early, at a rung
 
 
+def test_asha_does_not_stop_a_trial_at_a_rung_on_its_last_epoch():
+    """With train.epochs=20 and grace 5, the rungs are 5 and 20: a trial that passed rung 5 but
+    fell below the cutoff at 20 was stopped at its last epoch, losing model.pt and its test."""
+    from ray.tune.experiment import Trial
+
+    config = load_config(None, ["train.epochs=20", "sweep.scheduler=asha", "sweep.grace_period=5"])
+    scheduler = asha_scheduler(config)
+    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
+    best, late = Trial("__fake", stub=True, trial_id="t0"), Trial("__fake", stub=True, trial_id="t1")
+    for trial in (best, late):
+        scheduler.on_trial_add(None, trial)
+    metric = config.sweep.metric
+    actions = {t.trial_id: [] for t in (best, late)}
+    for epoch in range(1, 21):
+        for trial, value in ((best, 0.9), (late, 0.95 if epoch <= 5 else 0.5)):
+            action = scheduler.on_trial_result(None, trial, {"epoch": epoch, metric: value})
+            actions[trial.trial_id].append(action)
+    assert set(actions["t1"]) == {"CONTINUE"} and set(actions["t0"]) == {"CONTINUE"}
+
+
 def test_asha_counts_epochs_not_reports():
     """A retraining resumed after a lost worker reports the epochs since its checkpoint again;
     counted as reports, it met the rungs epochs early (a 20-epoch run was stopped at epoch 18)."""
@@ -196,17 +216,31 @@ def test_a_resumed_sweep_keeps_its_concurrency(tmp_path):
 
 def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):
     """On 2 nodes of 2 CPUs, one worker asked for 4 CPUs (the total): no node could place it and
-    the run waited for ever, with no warning (the total did fit)."""
+    the run waited for ever, with no warning (the total did fit). On nodes of 6 and 2 CPUs, two
+    workers capped at the largest node's 6 asked for 4 each: only one fit."""
     import ray
 
-    from spdnas.distributed.runner import cpus_per_worker
+    from spdnas.distributed.runner import cpus_per_worker, fitting_share
+
+    def workers(n: int) -> float:
+        return cpus_per_worker(load_config(None, [f"distributed.num_workers={n}"]).distributed)
+
+    def sweep_share(concurrent: int, n: int) -> float:
+        return _share_cpus(load_config(None, [f"sweep.max_concurrent_trials={concurrent}",
+                                              f"distributed.num_workers={n}"])).distributed.cpus_per_worker
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
     monkeypatch.setattr(ray, "nodes", lambda: nodes(2.0, 2.0, dead=64.0))
-    assert cpus_per_worker(load_config(None, ["distributed.num_workers=1"]).distributed) == 2.0
-    assert cpus_per_worker(load_config(None, ["distributed.num_workers=3"]).distributed) == 1.0
-    share = _share_cpus(load_config(None, ["sweep.max_concurrent_trials=1", "distributed.num_workers=1"]))
-    assert 1.9 <= share.distributed.cpus_per_worker <= 2.0
-    monkeypatch.setattr(ray, "nodes", lambda: nodes(4.0))  # one node: the whole share
-    share = _share_cpus(load_config(None, ["sweep.max_concurrent_trials=1", "distributed.num_workers=1"]))
-    assert share.distributed.cpus_per_worker > 3.9
+    assert workers(1) == 2.0 and workers(3) == 1.0
+    assert 1.9 <= sweep_share(1, 1) <= 2.0
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(6.0, 2.0))
+    assert workers(2) == 3.0  # both on the 6-CPU node
+    assert 2.9 <= sweep_share(1, 2) <= 3.0 and 1.9 <= sweep_share(2, 2) <= 2.0  # 3 on the 6, 1 on the 2
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(8.0))  # one node: the whole share
+    assert workers(1) == 8.0 and sweep_share(1, 1) > 7.9
+    for node_cpus, count, upper in (([6.0, 2.0], 2, 4.0), ([2.0, 2.0, 2.0], 4, 1.5), ([3.0, 5.0], 3, 8 / 3)):
+        share = fitting_share(node_cpus, count, upper)
+        assert 0 < share <= upper and sum(int(c // share) for c in node_cpus) >= count
+        assert sum(int(c // (share * 1.01)) for c in node_cpus) < count or share == upper  # the largest
+    assert fitting_share([0.5], 1, 2.0) == 0.5 and fitting_share([], 1, 2.0) == 0.0

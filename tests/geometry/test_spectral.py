@@ -182,11 +182,13 @@ def test_leading_batch_dimensions():
     torch.testing.assert_close(out[1, 2, 3], sym_log(x[1, 2, 3]))
 
 
-def _thread_counts() -> tuple[int, int, int]:
-    """(torch's process-wide count, this thread's OpenMP and MKL team sizes)."""
+def _thread_counts() -> tuple[int, ...]:
+    """(torch's process-wide count, this thread's OpenMP and MKL team sizes), of those this torch
+    build reports (one without MKL has no MKL line, one without OpenMP none of them)."""
     text = torch.__config__.parallel_info()
-    return tuple(int(re.search(rf"{name}\(\) : (\d+)", text).group(1))
-                 for name in ("at::get_num_threads", "omp_get_max_threads", "mkl_get_max_threads"))
+    found = (re.search(rf"{name}\(\) : (\d+)", text)
+             for name in ("at::get_num_threads", "omp_get_max_threads", "mkl_get_max_threads"))
+    return tuple(int(match.group(1)) for match in found if match)
 
 
 def test_the_eigh_pool_keeps_torch_threads_and_runs_lapack_single_threaded():
@@ -202,10 +204,10 @@ def test_the_eigh_pool_keeps_torch_threads_and_runs_lapack_single_threaded():
         torch.testing.assert_close(vectors @ torch.diag_embed(values) @ vectors.mT, x)
         assert torch.get_num_threads() == 2
         worker = spectral._eigh_pool.submit(lambda: (torch.randn(10**6).sum(), _thread_counts())[1])
-        assert worker.result()[1:] == (1, 1)  # its own teams: no nested oversubscription
+        assert set(worker.result()[1:]) <= {1}  # its own teams: no nested oversubscription
         assert torch.get_num_threads() == 2
         with ThreadPoolExecutor(1) as later:  # a thread that starts torch work after the pool
-            assert later.submit(_thread_counts).result() == (2, 2, 2)
+            assert set(later.submit(_thread_counts).result()) == {2}
     finally:
         spectral.set_eigh_threads(pool_before)
         torch.set_num_threads(threads_before)
