@@ -34,6 +34,7 @@ from spdnas.pipeline import (
     run_folder,
     with_absolute_paths,
 )
+from spdnas.report.trials import by_configuration
 from spdnas.search.genotype import Genotype
 
 TRIAL_INDEX = "__trial_index__"
@@ -135,17 +136,16 @@ def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     configuration's trials were left out for these reasons; a configuration without a counted
     trial has no row.
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
-    excluded: dict[str, int] = {}
-    counted: set[tuple[str, Any]] = set()
+    left_out: dict[str, int] = {}
+    counted = []
     for t in trials:
-        key = json.dumps(t["config"], sort_keys=True)
-        if (t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"])
-                and (key, t["seed"]) not in counted):
-            groups.setdefault(key, []).append(t)
-            counted.add((key, t["seed"]))
+        if t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"]):
+            counted.append(t)
         else:
-            excluded[key] = excluded.get(key, 0) + 1
+            key = json.dumps(t["config"], sort_keys=True, default=str)
+            left_out[key] = left_out.get(key, 0) + 1
+    groups, repeats = by_configuration(counted)
+    excluded = {key: left_out.get(key, 0) + repeats.get(key, 0) for key in {*left_out, *repeats}}
     rows = []
     for key, members in groups.items():
         values = [m["metric"] for m in members]

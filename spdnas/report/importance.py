@@ -19,6 +19,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from spdnas.report.trials import by_configuration
+
 MIN_TRIALS = 8
 # Left out: failed or diverged trials, and trials stopped early (e.g. by ASHA), whose metric
 # comes from an unfinished retraining — as in the sweep's summary.json.
@@ -161,9 +163,7 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used), mode=mode or "max",
                          mode_recorded=mode is not None)
     if used:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for t in used:
-            groups.setdefault(json.dumps(t["config"], sort_keys=True, default=str), []).append(t)
+        groups, _ = by_configuration(used)  # each seed once
         means = {key: math.fsum(t["metric"] for t in members) / len(members)
                  for key, members in groups.items()}
         key = (min if outcome.mode == "min" else max)(means, key=means.__getitem__)

@@ -108,6 +108,17 @@ def test_best_is_the_configuration_with_the_best_mean_over_its_seeds_and_stopped
     assert minimum["config"] == {"train.lr": 0.2} and minimum["metric"] == pytest.approx(0.79)
 
 
+def test_the_best_configuration_counts_each_seed_once():
+    """TPE proposed a configuration again: its repeated seeds were counted twice in the best mean."""
+    def trial(index, lr, seed, metric):
+        return {"trial_id": index, "config": {"train.lr": lr}, "seed": seed, "metric": metric,
+                "status": "TERMINATED"}
+
+    trials = [trial(0, 0.05, 0, 0.9), trial(1, 0.05, 1, 0.7), trial(2, 0.05, 0, 0.9), trial(3, 0.1, 0, 0.82)]
+    assert param_importances(trials).best == {"config": {"train.lr": 0.1}, "metric": 0.82, "trials": 1,
+                                              "trial_ids": [3]}  # lr 0.05: (0.9 + 0.7) / 2 = 0.8, not 0.833
+
+
 def test_conflicting_modes_are_refused():
     trials = synthetic_trials(10)
     trials[0]["mode"], trials[1]["mode"] = "min", "max"
