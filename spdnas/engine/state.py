@@ -169,6 +169,24 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 _SEARCH_SPLIT = ("data.search_val_fraction", "data.split_seed")
+_LAYOUT_KEYS = ("num_workers", "data", "sync_batchnorm")
+
+
+def _worker_layout(config: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The distributed settings that change a run's numbers; None where N workers compute what
+    one does (one worker, the local backend, or every worker on all rows with synchronised batch
+    norm). Otherwise each worker's batch norm sees its own slice, or its own shard of the data."""
+    d = config.get("distributed") or {}
+    if (d.get("backend") == "local" or d.get("num_workers", 1) == 1
+            or (d.get("sync_batchnorm", True) and d.get("data", "replicate") == "replicate")):
+        return None
+    return tuple(d.get(k) for k in _LAYOUT_KEYS)
+
+
+def _describe_layout(layout: tuple[Any, ...] | None) -> str:
+    if layout is None:
+        return "as one worker"
+    return ", ".join(f"{k}={v!r}" for k, v in zip(_LAYOUT_KEYS, layout, strict=True))
 
 
 def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any], step: str,
@@ -177,8 +195,10 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
 
     The settings that decide what a ``step`` ("search" or "train") run computes must match:
     ``data`` (for "train" less the search's division of train), ``model``, the step's own section
-    (its ``epochs`` may grow: raising it extends the run) and ``runtime.seed``/``runtime.dtype``.
-    Where and how fast it runs (device, threads, workers, output folder, progress) may change.
+    (its ``epochs`` may grow: raising it extends the run), ``runtime.seed``/``runtime.dtype`` and
+    the workers' layout where it changes the numbers (:func:`_worker_layout`: unsynchronised
+    batch norm or sharded data over several workers). Where and how fast it runs (device,
+    threads, the number of exact workers, output folder, progress) may change.
     Checkpoints written before the configuration was saved in them are not checked.
 
     Raises
@@ -202,6 +222,9 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
                   if (k.split(".")[0] in decisive and k not in ignored)
                   or k in ("runtime.seed", "runtime.dtype"))
     changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
+    if _worker_layout(saved_config) != _worker_layout(config):
+        changed.append(f"distributed ({_describe_layout(_worker_layout(saved_config))} -> "
+                       f"{_describe_layout(_worker_layout(config))})")
     if changed:
         raise ValueError(f"the {step} checkpoint of this run was made with other settings: "
                          f"{'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}. Start over "

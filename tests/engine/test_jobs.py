@@ -235,6 +235,14 @@ def test_resume_refuses_other_settings_but_allows_more_epochs_and_other_hardware
     # the search's division of train does not change a retraining (it was refused)
     TrainJob(load_config(None, [*FAST, "data.search_val_fraction=0.3", "data.split_seed=7"]),
              published_genotype("radar"), train, val, 3).load_state_dict(trained.state_dict())
+    # workers whose batch norms see only their own slice compute other numbers than one worker
+    alone = ["distributed.num_workers=3", "distributed.sync_batchnorm=false"]
+    sliced = TrainJob(load_config(None, [*FAST, *alone]), published_genotype("radar"), train, val, 3)
+    layout = r"distributed \(as one worker -> num_workers=3, data='replicate', sync_batchnorm=False\)"
+    with pytest.raises(ValueError, match=layout):
+        sliced.load_state_dict(trained.state_dict())
+    TrainJob(load_config(None, [*FAST, "distributed.num_workers=3"]), published_genotype("radar"), train, val,
+             3).load_state_dict(trained.state_dict())  # synchronised: exact, any number of workers
     divided = SearchJob(load_config(None, [*FAST, "search.epochs=2", "data.split_seed=7"]),
                         search_train, search_val, 3)
     with pytest.raises(ValueError, match=r"data\.split_seed \(None -> 7\)"):
