@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
-
-import yaml
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -49,8 +48,8 @@ def cli_arguments(args: argparse.Namespace, command: str) -> list[str]:
         datasets = [dataclasses.asdict(d) for d in config.benchmark.datasets]
         for entry in datasets:
             entry["data"]["uri"] = moved(entry["data"]["uri"])
-        flow = yaml.safe_dump(datasets, default_flow_style=True, width=2**31).strip()
-        extra.append(f"benchmark.datasets={flow}")
+        # JSON is YAML that quotes every string: '1e3' or '-.5' as text stays text
+        extra.append(f"benchmark.datasets={json.dumps(datasets)}")
     return ["--config", args.config, *extra, *args.overrides]
 
 

@@ -141,8 +141,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = config_from_dict(saved["config"], args.overrides)
     setup_runtime(replace(config.runtime, device="cpu"))  # the thread settings
     uri_given = "uri" in section("data")
-    if not on_model_data(config, saved) and not Folder(config.data.uri).exists(MANIFEST_NAME):
-        # a mistyped data.uri (or another config file's) must not make a dataset there
+    if (uri_given or not on_model_data(config, saved)) and not Folder(config.data.uri).exists(MANIFEST_NAME):
+        # a mistyped data.uri (or another config file's) must not make a dataset there, nor a
+        # given one remake the model's own, unchecked (its digest is not compared then)
         raise FileNotFoundError(f"no dataset at {config.data.uri}: evaluate scores data that exists "
                                 "(it makes a dataset only at the model's own data.uri, checked against "
                                 "its digest)")

@@ -242,9 +242,9 @@ class ExperimentConfig:
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe YAML 1.1, less the readings that change what was written: an integer is
-    one written plainly (``0``, ``42``, ``-7``), a float has a dot or an exponent (``1e-5``
-    too, which YAML 1.1 leaves as text), and dates stay text. ``010`` (octal 8 in YAML 1.1),
-    ``0x10``, ``1_000``, ``+1`` and ``2024-06-01`` stay the text they are, at any depth, so
+    one written plainly (``0``, ``42``, ``-7``, ``+5``), a float has a dot or an exponent
+    (``1e-5`` too, which YAML 1.1 leaves as text), and dates stay text. ``010`` (octal 8 in
+    YAML 1.1), ``0x10``, ``1_000`` and ``2024-06-01`` stay the text they are, at any depth, so
     that a text setting keeps them as written and a number setting refuses them."""
 
 
@@ -252,8 +252,8 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (
         "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:0|-?[1-9][0-9]*)$"),
-                              list("-0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
+                              list("-+0123456789"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?"

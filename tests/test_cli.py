@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -148,6 +149,10 @@ def test_evaluate_refuses_what_it_would_ignore_and_makes_no_dataset(experiment_a
         assert main(["evaluate", "--model", str(model), *given]) == 1
         assert f"no dataset at {typo}: evaluate scores data that exists" in capsys.readouterr().err
         assert not typo.exists()
+    own = tmp_path / "tiny"  # the model's own folder, gone: named, it was made again, unchecked
+    shutil.rmtree(own)
+    assert main(["evaluate", "--model", str(model), f"data.uri={own}", "data.builder=radar-synth"]) == 1
+    assert f"no dataset at {own}" in capsys.readouterr().err and not own.exists()
 
 
 def test_a_benchmarks_top_level_data_overrides_are_refused(capsys):

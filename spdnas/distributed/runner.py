@@ -120,6 +120,7 @@ def fitting_share(node_cpus: list[float], workers: int, upper: float) -> float:
     The number that fit, ``Σ floor(cpus_i / share)``, only changes at ``share = cpus_i / k``:
     those (and ``upper``) are the candidates.
     """
+    node_cpus = [cpus for cpus in node_cpus if cpus > 0]  # e.g. a head started with num-cpus=0
     candidates = {upper, *(cpus / k for cpus in node_cpus for k in range(1, workers + 1))}
     for share in sorted((c for c in candidates if 0 < c <= upper), reverse=True):
         if sum(math.floor(cpus / share + 1e-9) for cpus in node_cpus) >= workers:

@@ -159,9 +159,11 @@ def _start_single_threaded_pool(workers: int) -> ThreadPoolExecutor:
         started.wait(timeout=60)  # a worker that never starts: BrokenBarrierError, not a hang
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="eigh", initializer=single_threaded)
-    for future in [pool.submit(int) for _ in range(workers)]:
-        future.result()
-    torch.set_num_threads(previous)
+    try:
+        for future in [pool.submit(int) for _ in range(workers)]:
+            future.result()
+    finally:
+        torch.set_num_threads(previous)
     return pool
 
 

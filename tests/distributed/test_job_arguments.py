@@ -52,6 +52,18 @@ def test_dataset_parameters_keep_their_types(tmp_path):
     assert entry.data.uri == "/mnt/datasets/jv"
 
 
+def test_dataset_text_that_looks_like_numbers_stays_text(tmp_path):
+    """The datasets went back as YAML from safe_dump, which leaves '1e3' and '-.5' unquoted (text in
+    YAML 1.1, floats in the config's reading): class names and names came back as numbers."""
+    config_file = tmp_path / "bm.yaml"
+    config_file.write_text("benchmark:\n  datasets:\n    - name: '1e3'\n      data: {uri: data/x, builder: "
+                           "radar-synth, builder_params: {class_names: ['1e3', '-.5', a]}}\n")
+    args = parser("x").parse_args(["--config", str(config_file), "--data", "s3://b/d"])
+    (entry,) = load_config(str(config_file), cli_arguments(args, "benchmark")[2:]).benchmark.datasets
+    assert entry.name == "1e3" and entry.data.builder_params == {"class_names": ["1e3", "-.5", "a"]}
+    assert entry.data.uri == "s3://b/d/x"
+
+
 def test_explicit_overrides_win():
     args = parser("x").parse_args(["--config", BENCHMARK, "--data", "/mnt/datasets", "data.uri=/elsewhere/x"])
     assert load_config(BENCHMARK, cli_arguments(args, "search")[2:]).data.uri == "/elsewhere/x"

@@ -244,3 +244,7 @@ def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):
         assert 0 < share <= upper and sum(int(c // share) for c in node_cpus) >= count
         assert sum(int(c // (share * 1.01)) for c in node_cpus) < count or share == upper  # the largest
     assert fitting_share([0.5], 1, 2.0) == 0.5 and fitting_share([], 1, 2.0) == 0.0
+    assert fitting_share([-0.02, 7.98], 2, 3.99) == 3.99  # a head of 0 CPUs (less the trials') takes no slot
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(0.0, 8.0, 8.0))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    assert sweep_share(2, 1) > 7.9  # one trial's worker on each 8-CPU node
