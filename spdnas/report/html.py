@@ -331,8 +331,8 @@ def _importance_section(experiment: Experiment) -> str:
     if experiment.trials is None:
         return _missing("No sweep/trials.jsonl: this experiment has no sweep.")
     outcome = param_importances(experiment.trials)
-    skipped = (f", {outcome.n_skipped} left out (failed, stopped early or without a finite metric)"
-               if outcome.n_skipped else "")
+    skipped = (f", {outcome.n_skipped} left out (failed, stopped early, without a finite metric "
+               "or a repeated seed)" if outcome.n_skipped else "")
     parts = [f'<p class="note">{outcome.n_trials} usable trials{skipped}.</p>']
     if outcome.best is not None:
         config = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"

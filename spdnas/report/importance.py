@@ -43,7 +43,8 @@ class Importance:
     excluded : dict
         ``{parameter: why it was left out}``.
     n_trials, n_skipped : int
-        Trials used; trials left out (failed, stopped early or without a finite metric).
+        Trials used; trials left out (failed, stopped early, without a finite metric, or a seed
+        TPE repeated).
     mode : str
         ``max`` or ``min``: whether a higher or a lower metric is better.
     mode_recorded : bool
@@ -159,11 +160,11 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
         If the trials record different or unknown modes.
     """
     mode = sweep_mode(trials)
-    used = [t for t in trials if _usable(t)]
+    groups, _ = by_configuration([t for t in trials if _usable(t)])  # a seed TPE repeated counts once
+    used = [t for members in groups.values() for t in members]
     outcome = Importance(n_trials=len(used), n_skipped=len(trials) - len(used), mode=mode or "max",
                          mode_recorded=mode is not None)
     if used:
-        groups, _ = by_configuration(used)  # each seed once
         means = {key: math.fsum(t["metric"] for t in members) / len(members)
                  for key, members in groups.items()}
         key = (min if outcome.mode == "min" else max)(means, key=means.__getitem__)

@@ -115,6 +115,7 @@ def test_the_best_configuration_counts_each_seed_once():
                 "status": "TERMINATED"}
 
     trials = [trial(0, 0.05, 0, 0.9), trial(1, 0.05, 1, 0.7), trial(2, 0.05, 0, 0.9), trial(3, 0.1, 0, 0.82)]
+    assert param_importances(trials).n_trials == 3  # and the fANOVA sees the repeat once
     assert param_importances(trials).best == {"config": {"train.lr": 0.1}, "metric": 0.82, "trials": 1,
                                               "trial_ids": [3]}  # lr 0.05: (0.9 + 0.7) / 2 = 0.8, not 0.833
 
