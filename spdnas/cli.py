@@ -84,7 +84,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from spdnas.config import ConfigError
     from spdnas.data.storage import Folder
 
-    data_keys = [k for k in _override_keys(args.overrides) if k == "data" or k.startswith("data.")]
+    data_keys = [f"data.{k}" for k in _overridden(args.overrides, "data")]
     if data_keys:
         raise ConfigError(f"{', '.join(data_keys)}: a benchmark runs on benchmark.datasets, each with its "
                           "own data section; the top-level data.* would be ignored "
@@ -104,14 +104,19 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-def _override_keys(overrides: list[str]) -> list[str]:
-    return [item.split("=", 1)[0].strip() for item in overrides]
+def _overridden(overrides: list[str], section: str) -> dict:
+    """The settings of ``section`` that ``overrides`` give, however written (``model.steps=3``
+    and ``model={steps: 3}`` alike)."""
+    from spdnas.config import parse_overrides
+
+    given = parse_overrides(overrides).get(section)
+    return given if isinstance(given, dict) else {}
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from spdnas.config import ConfigError, config_from_dict, load_config, parse_overrides
+    from spdnas.config import ConfigError, config_from_dict, load_config
     from spdnas.data.schema import MANIFEST_NAME
     from spdnas.data.storage import Folder
     from spdnas.engine.loops import evaluate
@@ -124,13 +129,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         on_model_data,
     )
 
-    given = parse_overrides(args.overrides)  # by section: model.steps=3 and model={steps: 3} alike
-
-    def section(name: str) -> dict:
-        return given[name] if isinstance(given.get(name), dict) else {}
-
-    ignored = [*(f"model.{k}" for k in section("model")),
-               *(f"runtime.{k}" for k in ("dtype", "device") if k in section("runtime"))]
+    ignored = [*(f"model.{k}" for k in _overridden(args.overrides, "model")),
+               *(f"runtime.{k}" for k in ("dtype", "device") if k in _overridden(args.overrides, "runtime"))]
     if ignored:
         raise ConfigError(f"evaluate runs the saved model as it was trained (its model.* and runtime.dtype), "
                           f"on the CPU: {', '.join(ignored)} would change nothing")
@@ -140,7 +140,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:  # the model's own experiment, with the command line's overrides on top
         config = config_from_dict(saved["config"], args.overrides)
     setup_runtime(replace(config.runtime, device="cpu"))  # the thread settings
-    uri_given = "uri" in section("data")
+    uri_given = "uri" in _overridden(args.overrides, "data")
     if (uri_given or not on_model_data(config, saved)) and not Folder(config.data.uri).exists(MANIFEST_NAME):
         # a mistyped data.uri (or another config file's) must not make a dataset there, nor a
         # given one remake the model's own, unchecked (its digest is not compared then)

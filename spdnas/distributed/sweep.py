@@ -34,7 +34,7 @@ from spdnas.pipeline import (
     run_folder,
     with_absolute_paths,
 )
-from spdnas.report.trials import by_configuration
+from spdnas.report.trials import by_configuration, config_key
 from spdnas.search.genotype import Genotype
 
 TRIAL_INDEX = "__trial_index__"
@@ -142,8 +142,7 @@ def _summarise(trials: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
         if t.get("status") == FINISHED and t["metric"] is not None and math.isfinite(t["metric"]):
             counted.append(t)
         else:
-            key = json.dumps(t["config"], sort_keys=True, default=str)
-            left_out[key] = left_out.get(key, 0) + 1
+            left_out[config_key(t)] = left_out.get(config_key(t), 0) + 1
     groups, repeats = by_configuration(counted)
     excluded = {key: left_out.get(key, 0) + repeats.get(key, 0) for key in {*left_out, *repeats}}
     rows = []

@@ -222,9 +222,9 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
                   if (k.split(".")[0] in decisive and k not in ignored)
                   or k in ("runtime.seed", "runtime.dtype"))
     changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
-    if _worker_layout(saved_config) != _worker_layout(config):
-        changed.append(f"distributed ({_describe_layout(_worker_layout(saved_config))} -> "
-                       f"{_describe_layout(_worker_layout(config))})")
+    before, after = _worker_layout(saved_config), _worker_layout(config)
+    if before != after:
+        changed.append(f"distributed ({_describe_layout(before)} -> {_describe_layout(after)})")
     if changed:
         raise ValueError(f"the {step} checkpoint of this run was made with other settings: "
                          f"{'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}. Start over "

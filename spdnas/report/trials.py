@@ -7,6 +7,11 @@ import json
 from typing import Any
 
 
+def config_key(trial: dict[str, Any]) -> str:
+    """The canonical JSON of a trial's sampled ``config``: equal for equal configurations."""
+    return json.dumps(trial["config"], sort_keys=True, default=str)
+
+
 def by_configuration(trials: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Group sweep trials by their sampled ``config``, each ``seed`` once.
 
@@ -22,15 +27,15 @@ def by_configuration(trials: list[dict[str, Any]]) -> tuple[dict[str, list[dict[
     Returns
     -------
     groups : dict
-        Canonical JSON of a configuration -> its kept trials, in order.
+        :func:`config_key` of a configuration -> its kept trials, in order.
     repeats : dict
-        Canonical JSON of a configuration -> how many of its trials repeated a seed (absent: none).
+        :func:`config_key` of a configuration -> how many of its trials repeated a seed (absent: none).
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     repeats: dict[str, int] = {}
     seen: set[tuple[str, Any]] = set()
     for trial in trials:
-        key = json.dumps(trial["config"], sort_keys=True, default=str)
+        key = config_key(trial)
         seed = trial.get("seed")
         if seed is not None and (key, seed) in seen:
             repeats[key] = repeats.get(key, 0) + 1

@@ -52,22 +52,29 @@ def test_a_single_seed_has_no_standard_deviation():
     assert rows[0]["metric_std"] == pytest.approx(0.1414213562) and rows[1]["metric_std"] is None
 
 
+def asha_with_trials(epochs: int, count: int):
+    """``asha_scheduler`` of a config with ``train.epochs=epochs`` and grace 5, with ``count`` stub
+    trials t0, t1, ... added; returns (scheduler, trials, metric)."""
+    from ray.tune.experiment import Trial
+
+    config = load_config(None, [f"train.epochs={epochs}", "sweep.scheduler=asha", "sweep.grace_period=5"])
+    scheduler = asha_scheduler(config)
+    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
+    trials = [Trial("__fake", stub=True, trial_id=f"t{i}") for i in range(count)]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    return scheduler, trials, config.sweep.metric
+
+
 def test_asha_runs_the_best_trial_to_the_end_of_its_retraining():
     """Ray's default max_t (100) stopped every retraining longer than 100 epochs at epoch 100; and
     a stop at max_t itself ended the trial before the retraining wrote model.pt and result.json."""
-    from ray.tune.experiment import Trial
-
-    config = load_config(None, ["train.epochs=150", "sweep.scheduler=asha", "sweep.grace_period=5"])
-    scheduler = asha_scheduler(config)
-    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
-    trials = [Trial("__fake", stub=True, trial_id=f"t{i}") for i in range(3)]
-    for t in trials:
-        scheduler.on_trial_add(None, t)
+    scheduler, trials, metric = asha_with_trials(150, 3)
     decisions = {}
     for epoch in range(1, 151):
         for i, t in enumerate(trials):
             if decisions.get(i) is None:
-                result = {"epoch": epoch, config.sweep.metric: 0.9 - 0.1 * i}
+                result = {"epoch": epoch, metric: 0.9 - 0.1 * i}
                 action = scheduler.on_trial_result(None, t, result)
                 decisions[i] = epoch if action == "STOP" else None
     assert decisions[0] is None  # the best trial is never stopped: its retraining ends by itself
@@ -77,15 +84,7 @@ def test_asha_runs_the_best_trial_to_the_end_of_its_retraining():
 def test_asha_does_not_stop_a_trial_at_a_rung_on_its_last_epoch():
     """With train.epochs=20 and grace 5, the rungs are 5 and 20: a trial that passed rung 5 but
     fell below the cutoff at 20 was stopped at its last epoch, losing model.pt and its test."""
-    from ray.tune.experiment import Trial
-
-    config = load_config(None, ["train.epochs=20", "sweep.scheduler=asha", "sweep.grace_period=5"])
-    scheduler = asha_scheduler(config)
-    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
-    best, late = Trial("__fake", stub=True, trial_id="t0"), Trial("__fake", stub=True, trial_id="t1")
-    for trial in (best, late):
-        scheduler.on_trial_add(None, trial)
-    metric = config.sweep.metric
+    scheduler, (best, late), metric = asha_with_trials(20, 2)
     actions = {t.trial_id: [] for t in (best, late)}
     for epoch in range(1, 21):
         for trial, value in ((best, 0.9), (late, 0.95 if epoch <= 5 else 0.5)):
@@ -97,20 +96,12 @@ def test_asha_does_not_stop_a_trial_at_a_rung_on_its_last_epoch():
 def test_asha_counts_epochs_not_reports():
     """A retraining resumed after a lost worker reports the epochs since its checkpoint again;
     counted as reports, it met the rungs epochs early (a 20-epoch run was stopped at epoch 18)."""
-    from ray.tune.experiment import Trial
-
-    config = load_config(None, ["train.epochs=20", "sweep.scheduler=asha", "sweep.grace_period=5"])
-    scheduler = asha_scheduler(config)
-    scheduler.set_search_properties(config.sweep.metric, config.sweep.mode)
-    good, resumed = Trial("__fake", stub=True, trial_id="t0"), Trial("__fake", stub=True, trial_id="t1")
-    for trial in (good, resumed):
-        scheduler.on_trial_add(None, trial)
+    scheduler, (good, resumed), metric = asha_with_trials(20, 2)
     for epoch in range(1, 6):
-        scheduler.on_trial_result(None, good, {"training_iteration": epoch, "epoch": epoch,
-                                               config.sweep.metric: 0.9})
+        scheduler.on_trial_result(None, good, {"training_iteration": epoch, "epoch": epoch, metric: 0.9})
     epochs = [1, 2, 3, 4, 2, 3, 4, 5]  # a worker lost in epoch 5, checkpoint at 1
     actions = [scheduler.on_trial_result(None, resumed, {"training_iteration": count, "epoch": epoch,
-                                                         config.sweep.metric: 0.1})
+                                                         metric: 0.1})
                for count, epoch in enumerate(epochs, 1)]
     assert actions.index("STOP") == len(epochs) - 1  # at the rung's epoch 5, not at the 5th report
 
