@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from spdnas.data.cli import add_data_commands, error_text, user_errors
+from spdnas.data.cli import add_data_commands, error_text, show_traceback, user_errors
 
 
 def _config(args: argparse.Namespace):
@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except user_errors(pickle.UnpicklingError, yaml.YAMLError) as exc:
+        if show_traceback():
+            raise
         print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
 

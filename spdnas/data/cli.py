@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -109,6 +110,12 @@ def user_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     return (*expected, BotoCoreError, ClientError, Boto3Error)
 
 
+def show_traceback() -> bool:
+    """Whether ``SPDNAS_DEBUG`` asks for the full traceback instead of the one-line error (set it,
+    e.g. ``SPDNAS_DEBUG=1``, when an error line looks like a bug rather than a mistake of yours)."""
+    return os.environ.get("SPDNAS_DEBUG", "").strip() not in ("", "0")
+
+
 def error_text(err: BaseException) -> str:
     """The message of ``err``; a ``KeyError``'s own text, not its quoted ``repr``."""
     return str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
@@ -123,6 +130,8 @@ def _guarded(command):
         except BrokenPipeError:  # output piped into e.g. `head`: not an error of the command
             raise
         except user_errors(TypeError, ImportError) as err:
+            if show_traceback():
+                raise
             print(f"spdnas data {args.data_command}: error: {error_text(err)}", file=sys.stderr)
             return 1
 

@@ -25,7 +25,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from spdnas.config import DistributedConfig, ExperimentConfig
 from spdnas.data import DatasetMeta
-from spdnas.data.cli import user_errors
+from spdnas.data.cli import show_traceback, user_errors
 from spdnas.data.parquet import validate_dataset
 from spdnas.data.schema import SPLITS
 from spdnas.data.storage import Folder
@@ -280,10 +280,10 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
 
 def _worker_error(error: BaseException) -> BaseException:
     """The workers' own exception where every failed worker raised one a user can fix (bad data or
-    values, a diverged run: one line on the command line), else Ray's ``WorkerGroupError``
-    with the workers' tracebacks."""
+    values, a diverged run: one line on the command line), else (and with ``SPDNAS_DEBUG`` set)
+    Ray's ``WorkerGroupError`` with the workers' tracebacks."""
     failures = getattr(error, "worker_failures", None)
-    if failures and all(isinstance(f, user_errors()) for f in failures.values()):
+    if failures and not show_traceback() and all(isinstance(f, user_errors()) for f in failures.values()):
         return failures[min(failures)]
     return error
 

@@ -115,6 +115,18 @@ def test_key_errors_are_not_quoted(tmp_path, capsys):
                                        "radar-synth\n")
 
 
+def test_spdnas_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    """One error line hides where the error came from; SPDNAS_DEBUG=1 raises it instead."""
+    monkeypatch.setenv("SPDNAS_DEBUG", "0")
+    assert main(["data", "make", "mnist", str(tmp_path / "x")]) == 1
+    monkeypatch.setenv("SPDNAS_DEBUG", "1")
+    with pytest.raises(KeyError, match="unknown dataset 'mnist'"):
+        main(["data", "make", "mnist", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="neither a genotype file"):
+        main(["train", "--genotype", str(tmp_path / "missing.json"), "distributed.backend=local"])
+    assert main(["search", "search.epochs=[1"]) == 2  # a config's problems stay error lines
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('{"format": ', "not valid JSON"), ("[1, 2]", "format 'list', expected"),
     ('{"format": "csv"}', "format 'csv', expected"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from spdnas.distributed.runner import _worker_error
 from spdnas.distributed.worker import recorded_worker_error, worker_errors
 from spdnas.engine.loops import DivergedError
 
@@ -45,3 +46,11 @@ def test_records_cut_short_are_skipped(tmp_path):
     assert recorded_worker_error(run) is None
     record(errors, "rank-1-c.json", 1, "builtins.ValueError", "bad value")
     assert str(recorded_worker_error(run)) == "bad value"
+
+
+def test_spdnas_debug_keeps_rays_error_with_the_workers_tracebacks(monkeypatch):
+    error = RuntimeError("traceback of every worker")
+    error.worker_failures = {1: ValueError("bad value"), 0: ValueError("first")}
+    assert str(_worker_error(error)) == "first"
+    monkeypatch.setenv("SPDNAS_DEBUG", "1")
+    assert _worker_error(error) is error
