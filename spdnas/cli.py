@@ -168,7 +168,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = {**metrics, "confusion_matrix": matrix.tolist(),
               "class_names": list(data.dataset.meta.class_names)}
     if args.output:  # before the printout, which a closed pipe (`| head`) may cut short
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))
     width = max(len(c) for c in report["class_names"])
     print("confusion matrix (rows: true class, columns: predicted)")

@@ -373,7 +373,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = _load_yaml(Path(path).read_text()) or {}
+            loaded = _load_yaml(Path(path).read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:

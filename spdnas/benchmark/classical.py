@@ -44,7 +44,8 @@ def fit_classical(method: str, estimator: Any, parameters: Callable[[Any], int |
         directory = out / "train"
         record = {"val_accuracy": val_accuracy, "test_accuracy": test_accuracy, "seconds": train_seconds}
         write_history([record], directory)
-        (directory / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        (directory / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n",
+                                               encoding="utf-8")
     return result
 
 

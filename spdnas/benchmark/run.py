@@ -143,6 +143,7 @@ class Progress(tune.Callback):
 
 def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
                    root: Folder) -> dict[str, str]:
+    from spdnas.report.experiment import read_by_report
     from spdnas.report.html import write_report
     from spdnas.report.tables import write_tables
 
@@ -150,8 +151,8 @@ def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
     failed_lines = "".join(json.dumps(f) + "\n" for f in failed)
     if root.is_local:
         base = Path(root.base)
-        (base / "results.jsonl").write_text(lines)
-        (base / FAILED_FILE).write_text(failed_lines)
+        (base / "results.jsonl").write_text(lines, encoding="utf-8")
+        (base / FAILED_FILE).write_text(failed_lines, encoding="utf-8")
         tables = write_tables(results, base, failed=failed)
         report, _ = write_report(str(base), str(base / "report.html"))
         failures = {"failed runs": str(base / FAILED_FILE)} if failed else {}
@@ -162,9 +163,9 @@ def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
     root.write_bytes("results.jsonl", lines.encode())
     root.write_bytes(FAILED_FILE, failed_lines.encode())
     with tempfile.TemporaryDirectory() as tmp:
-        s3.download(root.uri, tmp, overwrite=True, progress=False)
+        s3.download(root.uri, tmp, overwrite=True, progress=False, select=read_by_report)
         tables = write_tables(results, tmp, failed=failed)
-        report, _ = write_report(tmp, str(Path(tmp) / "report.html"))
+        report, _ = write_report(tmp, str(Path(tmp) / "report.html"), label=root.uri)
         for path in [*tables.values(), report]:
             root.write_bytes(Path(path).name, Path(path).read_bytes())
     failures = {"failed runs": root.display(FAILED_FILE)} if failed else {}

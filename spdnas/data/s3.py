@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -236,7 +237,7 @@ def verify_against_manifest(folder: Path) -> int:
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         return 0
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     check_file_paths(manifest, str(manifest_path))
     files = manifest["files"]
     for entry in files:
@@ -256,7 +257,7 @@ def _local_files(local: Path) -> list[tuple[Path, str]]:
         return [(local, local.name)]
     manifest = local / MANIFEST_NAME
     if manifest.is_file():
-        names = [entry["path"] for entry in json.loads(manifest.read_text())["files"]]
+        names = [entry["path"] for entry in json.loads(manifest.read_text(encoding="utf-8"))["files"]]
         return [(local / name, name) for name in names] + [(manifest, MANIFEST_NAME)]
     return sorted((p, p.relative_to(local).as_posix()) for p in local.rglob("*") if p.is_file())
 
@@ -302,8 +303,10 @@ def upload(local: str | Path, uri: str, *, overwrite: bool = False,
     return keys
 
 
-def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: bool = True) -> list[Path]:
-    """Download everything under ``s3://bucket/prefix`` into the folder ``local``.
+def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: bool = True,
+             select: Callable[[str], bool] | None = None) -> list[Path]:
+    """Download everything under ``s3://bucket/prefix`` (or the keys, relative to the prefix, that
+    ``select`` accepts) into the folder ``local``.
 
     Responses are checked against their S3 checksums where the object has one; a dataset's
     files are then checked against its manifest's SHA-256 digests. Files are written under
@@ -323,9 +326,9 @@ def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: 
     if local.exists() and any(local.iterdir()) and not overwrite:
         raise FileExistsError(f"download: {local} is not empty; pass overwrite=True (--overwrite)")
     bucket, prefix = split_s3_uri(uri)
-    objects = ls(uri)
+    objects = [obj for obj in ls(uri) if select is None or select(obj.key)]
     if not objects:
-        raise FileNotFoundError(f"download: no objects under {uri}")
+        raise FileNotFoundError(f"download: no objects under {uri}{' to select' if select else ''}")
     for obj in objects:
         if obj.key.startswith("/") or ".." in obj.key.split("/"):
             raise ValueError(f"download: the object key {prefix}/{obj.key} would be written outside {local}")

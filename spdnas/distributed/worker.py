@@ -143,7 +143,7 @@ def _maybe_fail(epoch: int, rank: int) -> None:
     target, marker = os.environ.get(FAULT_ENV), os.environ.get(FAULT_MARKER_ENV)
     world = ray.train.get_context().get_world_size()
     if target and marker and epoch == int(target) and rank == world - 1 and not Path(marker).exists():
-        Path(marker).write_text(f"worker {rank} killed after epoch {epoch}\n")
+        Path(marker).write_text(f"worker {rank} killed after epoch {epoch}\n", encoding="utf-8")
         os._exit(17)
 
 

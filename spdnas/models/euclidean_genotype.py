@@ -78,7 +78,7 @@ class EuclideanGenotype:
         return json.dumps(self.to_dict(), indent=2)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EuclideanGenotype:
@@ -107,7 +107,7 @@ class EuclideanGenotype:
     @classmethod
     def load(cls, path: str | Path) -> EuclideanGenotype:
         try:
-            return cls.from_json(Path(path).read_text())
+            return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except EuclideanGenotypeError as exc:
             raise EuclideanGenotypeError(f"{path}: {exc}") from None
 

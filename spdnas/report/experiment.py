@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 FAILED_FILE = "failed.jsonl"
+READ_FILES = frozenset({"results.jsonl", FAILED_FILE, "trials.jsonl", "metrics.jsonl", "genotype.json",
+                        "result.json", "data.json"})
+
+
+def read_by_report(key: str) -> bool:
+    """Whether the report reads the file at ``key`` (a path inside an experiment folder): what to
+    fetch from S3 to draw it, leaving checkpoints and models behind."""
+    return key.rsplit("/", 1)[-1] in READ_FILES
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -31,7 +39,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         Naming the file and line of the first line that is not a JSON object.
     """
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -46,7 +54,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import spdnas
 from spdnas.models.euclidean_genotype import OPS, SEARCH_SPACE, EuclideanGenotype
@@ -99,13 +99,35 @@ def _title(run: Run) -> str:
     return run.dataset if run.seed is None and run.method == "run" else f"{run.dataset} / {run.method}"
 
 
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
+"""What reading a damaged or partly written file raises (also through the JSON and genotype loaders)."""
+
+
 def _guarded(problems: list[str], what: str, build: Callable[[], str]) -> str:
     """``build()``, or a notice naming the unreadable file (also added to ``problems``)."""
     try:
         return build()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except READ_ERRORS as exc:
         problems.append(f"{what}: {exc}")
         return f'<p class="problem">Could not read {_e(what)}: {_e(exc)}</p>'
+
+
+T = TypeVar("T")
+
+
+def _each(problems: list[str], what: str, runs: list[Run],
+          read: Callable[[Run], T]) -> tuple[list[tuple[Run, T]], str]:
+    """``(run, read(run))`` of the runs whose files read, and a notice naming each that did not
+    (also added to ``problems``): one damaged seed leaves the others' figures standing."""
+    found, notices = [], []
+    for run in runs:
+        try:
+            found.append((run, read(run)))
+        except READ_ERRORS as exc:
+            where = what if run.seed is None else f"{what}, seed {run.seed}"
+            problems.append(f"{where}: {exc}")
+            notices.append(f'<p class="problem">Could not read {_e(where)}: {_e(exc)}</p>')
+    return found, "".join(notices)
 
 
 def _results_section(experiment: Experiment) -> str:
@@ -188,11 +210,14 @@ def _has_weights(record: dict[str, Any]) -> bool:
     return "weights_normal" in record or "weights" in record
 
 
-def _alpha_block(title: str, runs: list[Run]) -> str:
-    found = next(((run, history) for run, history in ((r, read_history(r.search)) for r in runs)
+def _alpha_block(title: str, runs: list[Run], problems: list[str]) -> str:
+    histories, unread = _each(problems, f"{title} search/metrics.jsonl", runs,
+                              lambda r: read_history(r.search))
+    found = next(((run, history) for run, history in histories
                   if history and _has_weights(history[-1])), None)
     if found is None:
-        return _missing(f"{title}: no mixture weights in any search/metrics.jsonl.")
+        return unread + _missing(f"{title}: no mixture weights in any {'readable ' if unread else ''}"
+                                 "search/metrics.jsonl.")
     run, history = found
     last = history[-1]
     if "weights_normal" in last:
@@ -203,7 +228,7 @@ def _alpha_block(title: str, runs: list[Run]) -> str:
                                         _steps(len(last["weights"])), f"{title}: mixture weights")
     caption = (f"{_seed_text(run, runs)}, epoch {last.get('epoch', len(history))} — the last recorded of "
                f"{len(history)}; rows are edges (input → intermediate node), columns candidate operations.")
-    return _figure(data_uri(figure), f"mixture weights of {title}", caption)
+    return unread + _figure(data_uri(figure), f"mixture weights of {title}", caption)
 
 
 AnyGenotype = Genotype | EuclideanGenotype
@@ -219,7 +244,7 @@ def _genotype(run: Run) -> AnyGenotype | None:
     path = run.search / "genotype.json"
     if path.is_file():
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             data = None  # the loader below names the JSON error
         return _genotype_type(data).load(path)
@@ -258,33 +283,40 @@ def _genotype_cells(genotype: AnyGenotype) -> list[str]:
     return [_cell_text(genotype, "normal"), _cell_text(genotype, "reduce")]
 
 
-def _cells_block(title: str, runs: list[Run]) -> str:
-    genotypes = [(run, _genotype(run)) for run in runs]
-    shown = next(((run, g) for run, g in genotypes if g is not None), None)
+def _cells_block(title: str, runs: list[Run], problems: list[str]) -> str:
+    read, unread = _each(problems, f"{title} genotype", runs, _genotype)
+    shown = next(((run, g) for run, g in read if g is not None), None)
     if shown is None:
-        return _missing(f"{title}: no genotype.json (nor a genotype in metrics.jsonl) in any search folder.")
+        return unread + _missing(f"{title}: no {'readable ' if unread else ''}genotype.json (nor a genotype "
+                                 "in metrics.jsonl) in any search folder.")
     run, genotype = shown
-    parts = [_cells_figure(title, run, runs, genotype)]
-    if len(genotypes) > 1:
+    parts = [unread, _cells_figure(title, run, runs, genotype)]
+    if len(runs) > 1:
+        genotypes = dict((r.seed, g) for r, g in read)
         cells = (["cell (node ← op(input))"] if isinstance(genotype, EuclideanGenotype)
                  else ["normal cell (op(input))", "reduction cell"])
         header = ["seed", *cells, "same as drawn"]
-        body = [[str(r.seed), *(["—"] * (len(header) - 1) if g is None else
-                                [*_genotype_cells(g), "yes" if g == genotype else "no"])]
-                for r, g in genotypes]
+        body = [[str(r.seed), *(["unreadable"] * (len(header) - 1) if r.seed not in genotypes else
+                                ["—"] * (len(header) - 1) if genotypes[r.seed] is None else
+                                [*_genotype_cells(genotypes[r.seed]), "yes" if genotypes[r.seed] == genotype
+                                 else "no"])]
+                for r in runs]
         parts.append(_table(header, body, 99))
     return "".join(parts)
 
 
-def _curves_block(title: str, runs: list[Run]) -> str:
+def _curves_block(title: str, runs: list[Run], problems: list[str]) -> str:
     parts = []
     searches = any(r.search is not None for r in runs)
     if not searches:
         parts.append('<p class="note">No search folders: this method does not search.</p>')
     for kind in ("search", "train") if searches else ("train",):
-        found = [(r.seed, h) for r, h in ((r, read_history(getattr(r, kind))) for r in runs) if h]
+        read, unread = _each(problems, f"{title} {kind}/metrics.jsonl", runs,
+                             lambda r, k=kind: read_history(getattr(r, k)))
+        parts.append(unread)
+        found = [(r.seed, h) for r, h in read if h]
         if not found:
-            parts.append(_missing(f"{title}: no {kind}/metrics.jsonl."))
+            parts.append(_missing(f"{title}: no {'readable ' if unread else ''}{kind}/metrics.jsonl."))
             continue
         if not any("epoch" in record for _, history in found for record in history):
             parts.append('<p class="note">A single fit, no epochs: no learning curve.</p>')
@@ -318,12 +350,12 @@ def _without_folders(experiment: Experiment, searching: bool) -> str:
     return _missing(f"In results.jsonl but without {where}: {names}.")
 
 
-def _per_group(problems: list[str], block: Callable[[str, list[Run]], str],
+def _per_group(problems: list[str], block: Callable[[str, list[Run], list[str]], str],
                groups: list[tuple[str, list[Run]]], none_text: str) -> str:
     if not groups:
         return _missing(none_text)
     return "".join(f"<h3>{_e(title)}</h3>" + _guarded(problems, f"{title} ({block.__name__.strip('_')})",
-                                                       lambda b=block, t=title, r=runs: b(t, r))
+                                                       lambda b=block, t=title, r=runs: b(t, r, problems))
                    for title, runs in groups)
 
 
@@ -358,8 +390,12 @@ def _importance_section(experiment: Experiment) -> str:
     return "".join(parts)
 
 
-def render_report(experiment: Experiment) -> tuple[str, list[str]]:
-    """The HTML page for ``experiment`` and the problems met while reading it."""
+def render_report(experiment: Experiment, label: str | None = None) -> tuple[str, list[str]]:
+    """The HTML page for ``experiment`` and the problems met while reading it.
+
+    ``label`` names the experiment on the page and in the problems instead of its folder, e.g.
+    the ``s3://`` URI of an experiment read from a local copy.
+    """
     problems = list(experiment.problems)
     searching = _searching(experiment)
     all_groups = [(_title(runs[0]), runs) for runs in experiment.groups().values()]
@@ -374,9 +410,9 @@ def render_report(experiment: Experiment) -> tuple[str, list[str]]:
         + _per_group(problems, _curves_block, all_groups, "No search or train folders: no learning curves."),
         "importance": _guarded(problems, "sweep/trials.jsonl", lambda: _importance_section(experiment)),
     }
-    name = experiment.path.name
+    name = (label or str(experiment.path)).rstrip("/").rsplit("/", 1)[-1]
     provenance = _key_values([
-        ("experiment", str(experiment.path)),
+        ("experiment", label or str(experiment.path)),
         ("kind", "benchmark (methods × datasets × seeds)" if experiment.is_benchmark else "single run"),
         *([] if experiment.is_benchmark else [("dataset", ", ".join(recorded_datasets(experiment, problems))
                                                or "not recorded in the run folders")]),
@@ -392,11 +428,17 @@ def render_report(experiment: Experiment) -> tuple[str, list[str]]:
             f'<link rel="icon" href="data:,"><title>spdnas report: {_e(name)}</title><style>{STYLE}</style>'
             f"</head><body><h1>spdnas report: {_e(name)}</h1>{provenance}{nav}{problem_list}{sections}"
             "</body></html>\n")
+    if label:
+        local = str(experiment.path)
+        page = page.replace(_e(local), _e(label))
+        problems = [p.replace(local, label) for p in problems]
     return page, problems
 
 
-def write_report(path: str | Path, output: str | Path | None = None) -> tuple[Path, list[str]]:
-    """Write the report of the experiment folder ``path`` (default ``path/report.html``).
+def write_report(path: str | Path, output: str | Path | None = None,
+                 label: str | None = None) -> tuple[Path, list[str]]:
+    """Write the report of the experiment folder ``path`` (default ``path/report.html``), named
+    ``label`` on the page where given (see :func:`render_report`).
 
     Returns
     -------
@@ -404,7 +446,7 @@ def write_report(path: str | Path, output: str | Path | None = None) -> tuple[Pa
         Where the page is, and the problems met (unreadable files), also listed on the page.
     """
     experiment = load_experiment(path)
-    page, problems = render_report(experiment)
+    page, problems = render_report(experiment, label)
     target = Path(output) if output else experiment.path / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")

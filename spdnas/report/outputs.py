@@ -28,11 +28,11 @@ from spdnas.search.genotype import Genotype
 def write_history(history: list[dict[str, Any]], directory: Path) -> None:
     """``metrics.jsonl`` (everything) and ``metrics.csv`` (the scalar columns)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "metrics.jsonl", "w") as handle:
+    with open(directory / "metrics.jsonl", "w", encoding="utf-8") as handle:
         for record in history:
             handle.write(json.dumps(record) + "\n")
     columns = [k for k, v in history[0].items() if isinstance(v, int | float)] if history else []
-    with open(directory / "metrics.csv", "w", newline="") as handle:
+    with open(directory / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
@@ -55,7 +55,7 @@ def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any],
                           directory: Path) -> list[str]:
     """Metrics, ``result.json`` and ``model.pt`` of a retraining; returns the file names."""
     write_history(history, directory)
-    (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     torch.save(model, directory / "model.pt")
     return ["model.pt", "metrics.jsonl", "metrics.csv", "result.json"]
 

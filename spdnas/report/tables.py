@@ -26,7 +26,7 @@ OURS = "spdnetnas"
 ALPHA = 0.05
 WILCOXON_MIN_PAIRS = 6
 TIE_PP = 1e-9
-"""Mean validation accuracies (pp) this close are tied: equal sums over seeds may round apart."""
+"""Mean accuracies (pp) this close are tied: equal sums over seeds may round apart."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,18 @@ def _check(index: int, result: dict[str, Any]) -> None:
     for key in ("method", "dataset", "seed", "test_accuracy"):
         if result.get(key) is None:
             raise ValueError(f"result {index}: field {key!r} is missing")
+    seed = result["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int | float) or seed != int(seed):
+        raise ValueError(f"result {index}: seed {seed!r} is not an integer")
+    where = f"{result['method']}, {result['dataset']}, seed {int(seed)}"
     for key in ("test_accuracy", "val_accuracy"):
         value = result.get(key)
         if value is not None and not 0.0 <= float(value) <= 1.0:
-            where = f"{result['method']}, {result['dataset']}, seed {result['seed']}"
             raise ValueError(f"result {index} ({where}): {key} = {value} is not a fraction in [0, 1]")
+    for key in ("parameters", "search_seconds", "train_seconds"):
+        value = result.get(key)
+        if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
+            raise ValueError(f"result {index} ({where}): {key} = {value} is not a finite number >= 0")
 
 
 def unique_results(results: Iterable[Any]) -> list[dict[str, Any]]:
@@ -324,10 +331,16 @@ def _every_summary(test: dict[str, Any]) -> str:
     if not every:
         return ""
     better = test["significantly_better_than"]
-    named = f" ({', '.join(better)})" if better and len(better) < len(every) else ""
+    testable = [e for e in every if e["computed"] and e["t_test"]["computed"]]
+    if not testable:
+        return (f"Against every baseline (no selection): no paired t-test could be computed for any of "
+                f"the {len(every)} baselines (see the reasons below).")
+    named = f" ({', '.join(better)})" if better and len(better) < len(testable) else ""
+    untested = (f"; {len(every) - len(testable)} other baseline(s) could not be tested (see below)"
+                if len(testable) < len(every) else "")
     return (f"Against every baseline (no selection): {test['ours']} is significantly better (difference "
-            f"> 0, paired t p < {ALPHA:g}) than {len(better)} of {len(every)}{named}. It beats every "
-            "baseline only if it beats each one; that needs no multiplicity correction.")
+            f"> 0, paired t p < {ALPHA:g}) than {len(better)} of {len(testable)}{named}{untested}. "
+            "It beats every baseline only if it beats each one; that needs no multiplicity correction.")
 
 
 def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]],
@@ -352,7 +365,7 @@ def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]]
     errors = (None if test_samples is None else
               {"ours": mine.binomial_se, "baseline": best.binomial_se})
     higher = sorted(((r.method, r.test_accuracy_mean) for r in baselines
-                     if r.test_accuracy_mean > best.test_accuracy_mean), key=lambda h: -h[1])
+                     if r.test_accuracy_mean - best.test_accuracy_mean > TIE_PP), key=lambda h: -h[1])
     head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean, higher_test_mean=higher,
                 baseline_val_mean=best.val_accuracy_mean, tied_on_validation=tied,
                 ours_mean=mine.test_accuracy_mean, baseline_deterministic=best.deterministic,
@@ -542,8 +555,8 @@ def write_tables(results: Iterable[Any], out_dir: str | Path, ours: str = OURS,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json"}
-    paths["md"].write_text(markdown(rows, tests, ours, failed))
-    with open(paths["csv"], "w", newline="") as handle:
+    paths["md"].write_text(markdown(rows, tests, ours, failed), encoding="utf-8")
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -552,5 +565,5 @@ def write_tables(results: Iterable[Any], out_dir: str | Path, ours: str = OURS,
                "duplicates_replaced": duplicate_count(records),
                "units": {"accuracy": "percent", "differences": "percentage points",
                          "seconds": "wall-clock seconds per run", "alpha": ALPHA}}
-    paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
+    paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return paths

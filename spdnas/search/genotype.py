@@ -95,7 +95,7 @@ class Genotype:
         return json.dumps(self.to_dict(), indent=2)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Genotype:
@@ -130,7 +130,7 @@ class Genotype:
     @classmethod
     def load(cls, path: str | Path) -> Genotype:
         try:
-            return cls.from_json(Path(path).read_text())
+            return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except GenotypeError as exc:
             raise GenotypeError(f"{path}: {exc}") from None
 

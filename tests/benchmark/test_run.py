@@ -102,6 +102,8 @@ def test_benchmark_to_s3_from_a_relative_dataset_path(ray_session, dataset_uri, 
     assert {"results.jsonl", "failed.jsonl", "table.md", "table.csv", "table.json", "report.html"} <= names
     assert outcome.paths["report"] == f"{s3_prefix}/bm/report.html"
     assert "failed runs" not in outcome.paths  # none failed: the (empty) file is not pointed at
+    page = Folder(f"{s3_prefix}/bm").read_bytes("report.html").decode()
+    assert f"<th>experiment</th><td>{s3_prefix}/bm</td>" in page and "<h1>spdnas report: bm</h1>" in page
     lines = Folder(f"{s3_prefix}/bm").read_bytes("results.jsonl").decode().splitlines()
     assert [json.loads(line) for line in lines] == outcome.results
     more_seeds = bench_config("datasets/tiny", s3_prefix, "benchmark.methods=[mdm]",

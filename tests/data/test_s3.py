@@ -14,6 +14,7 @@ from spdnas.data import read_dataset, write_dataset
 from spdnas.data import s3 as s3mod
 from spdnas.data.storage import Folder
 from spdnas.pipeline import resolve_genotype
+from spdnas.report.experiment import read_by_report
 from spdnas.search.genotype import GenotypeError, published_genotype
 from tests.conftest import BUCKET
 from tests.data.conftest import toy_dataset
@@ -122,6 +123,21 @@ def test_download_detects_a_modified_object(tmp_path, s3_prefix):
     with pytest.raises(ValueError, match="SHA-256"):
         s3mod.download(s3_prefix, tmp_path / "back", progress=False)
     assert not (tmp_path / "back" / part).exists()
+
+
+def test_download_fetches_only_the_selected_keys(tmp_path, s3_prefix):
+    """What a report reads of an experiment on S3, not its checkpoints and models."""
+    bucket, prefix = s3mod.split_s3_uri(s3_prefix)
+    for key in ("results.jsonl", "runs/toy/spdnetnas/seed0/train/model.pt",
+                "runs/toy/spdnetnas/seed0/train/metrics.jsonl", "tune/state.pkl"):
+        s3mod.client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=b"{}")
+    written = s3mod.download(s3_prefix, tmp_path / "back", progress=False, select=read_by_report)
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in written) == [
+        "results.jsonl", "runs/toy/spdnetnas/seed0/train/metrics.jsonl"]
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in (tmp_path / "back").rglob("*")
+                  if p.is_file()) == ["results.jsonl", "runs/toy/spdnetnas/seed0/train/metrics.jsonl"]
+    with pytest.raises(FileNotFoundError, match=r"no objects under .* to select"):
+        s3mod.download(s3_prefix, tmp_path / "none", progress=False, select=lambda key: False)
 
 
 def test_a_dataset_folder_uploads_only_what_its_manifest_lists(tmp_path, s3_prefix):

@@ -174,6 +174,17 @@ def test_unreadable_files_are_named_not_fatal(run_dir, tmp_path):
     assert f"{100 * accuracy:.2f}" in Page(text).cells  # the run's own result.json stands in
 
 
+def test_a_label_names_the_experiment_instead_of_its_local_copy(experiment_dir, tmp_path):
+    root = tmp_path / "tmpcopy"
+    shutil.copytree(experiment_dir, root)
+    (root / "sweep" / "trials.jsonl").write_text("[1]\n")
+    path, problems = write_report(root, label="s3://bucket/experiments/bm")
+    text = path.read_text()
+    assert "<h1>spdnas report: bm</h1>" in text and "<td>s3://bucket/experiments/bm</td>" in text
+    assert problems == ["s3://bucket/experiments/bm/sweep/trials.jsonl:1: expected a JSON object, got list"]
+    assert str(root) not in text
+
+
 def test_not_an_experiment(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         write_report(tmp_path / "absent")
@@ -243,6 +254,26 @@ def test_run_folders_results_jsonl_does_not_list_are_left_out(experiment_dir, tm
     assert any("left out 1 run folder(s) that results.jsonl does not list" in p and "toy/spdnetnas/seed7" in p
                for p in problems)
     assert "seeds 0, 1." in text and "seed7" not in text.replace("toy/spdnetnas/seed7", "")
+
+
+def test_one_damaged_seed_leaves_the_other_seeds_figures(experiment_dir, tmp_path):
+    root = tmp_path / "experiment"
+    shutil.copytree(experiment_dir, root)
+    runs = root / "runs" / "toy" / "spdnetnas"
+    metrics = runs / "seed0" / "search" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:200])  # cut short, as by a killed writer
+    (runs / "seed1" / "search" / "genotype.json").write_text('{"normal": [["Bogus", 0]]}')
+    _, problems = write_report(root)
+    text = (root / "report.html").read_text()
+    page = Page(text)
+    assert len(page.images) == 6  # as with nothing damaged: each figure from the seeds that read
+    assert "seed 1 (searching seeds: 0, 1)" in text  # α of seed 1
+    assert "seed 0 (searching seeds: 0, 1)" in text  # cells of seed 0
+    assert "final training; seeds 0, 1." in text and "architecture search (supernet); seeds 1." in text
+    assert "unreadable" in page.cells
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "toy / spdnetnas genotype, seed 1", "toy / spdnetnas search/metrics.jsonl, seed 0",
+        "toy / spdnetnas search/metrics.jsonl, seed 0"]  # named by the α and the curves sections
 
 
 def test_failed_runs_are_named_under_their_dataset(experiment_dir, tmp_path):

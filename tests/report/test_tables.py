@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -222,6 +227,46 @@ def test_every_baseline_is_compared_without_selection(tmp_path):
     assert [e["baseline"] for e in payload["significance"]["radar"]["every_baseline"]] == list(every)
 
 
+def test_untestable_baselines_are_not_counted_as_beaten_or_not():
+    """One seed of spdnetnas: no paired test against anyone, and the summary says so (it read
+    "significantly better than 0 of 2"); against a 3-seed run, the untestable one is set apart."""
+    results = [result("spdnetnas", 0, 0.95)]
+    results += [result(m, s, 0.80 + 0.01 * s) for m in ("mdm", "spdnet") for s in range(3)]
+    summary = significance(results)["radar"]["every_baseline_summary"]
+    assert "no paired t-test could be computed for any of the 2 baselines" in summary
+    results = [result("spdnetnas", s, a) for s, a in enumerate([0.91, 0.92, 0.93])]
+    results += [result("spdnet", s, a) for s, a in enumerate([0.80, 0.79, 0.81])] + [result("mdm", 0, 0.5)]
+    summary = significance(results)["radar"]["every_baseline_summary"]
+    assert "than 1 of 1; 1 other baseline(s) could not be tested (see below)" in summary
+
+
+def test_equal_test_means_in_another_order_are_not_higher():
+    """The same accuracies summed in another seed order differ in the last bit; a baseline of the
+    same test mean is no "higher test mean" than the one chosen on validation."""
+    accuracies = [0.8, 0.8066666666666666, 0.8266666666666667]
+    results = [result("spdnetnas", s, 0.99) for s in range(3)]
+    results += [result("base_a", s, a, val=0.95) for s, a in enumerate(accuracies)]
+    results += [result("base_b", s, a, val=0.90) for s, a in enumerate([accuracies[i] for i in (0, 2, 1)])]
+    rows = {r.method: r.test_accuracy_mean for r in aggregate(results)}
+    assert rows["base_a"] != rows["base_b"]  # the premise: float sums in another order
+    test = significance(results)["radar"]
+    assert test["baseline"] == "base_a" and test["higher_test_mean"] == []
+    assert "not the one of highest test mean" not in test["summary"]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("seed", 1.5, "seed 1.5 is not an integer"), ("seed", "1", "seed '1' is not an integer"),
+    ("search_seconds", float("nan"), "search_seconds = nan is not a finite number >= 0"),
+    ("parameters", float("inf"), "parameters = inf is not a finite number >= 0"),
+    ("train_seconds", -1.0, "train_seconds = -1.0 is not a finite number >= 0"),
+])
+def test_records_with_bad_seeds_or_costs_are_refused(field, value, message):
+    results = [result("spdnetnas", s, 0.9) for s in range(2)] + [result("spdnet", 1, 0.8)]
+    results[0][field] = value
+    with pytest.raises(ValueError, match=f"result 0.*{re.escape(message)}"):
+        aggregate(results)
+
+
 def test_deterministic_baseline_is_flagged_with_the_binomial_standard_error():
     """ts-lr scores 80% on every seed of a 400-sample test set: SE √(0.8 · 0.2 / 400) = 2 pp;
     spdnetnas averages 90%: SE √(0.9 · 0.1 / 400) = 1.5 pp."""
@@ -332,3 +377,20 @@ def test_failed_runs_are_named_in_every_table(tmp_path):
            "spdnetnas seed 0: MemoryError." in text
     assert json.loads(paths["json"].read_text())["failed"] == failed
     assert "Failed runs" not in write_tables(results, tmp_path / "ok")["md"].read_text()
+
+
+def test_configs_and_tables_are_utf8_whatever_the_locale(tmp_path):
+    """Under a non-UTF-8 locale (here ASCII) the shipped configs (with '×', '→') still load and
+    the tables ('±', '−', '√') are written: every text file is read and written as UTF-8."""
+    code = ("from spdnas.config import load_config\n"
+            "from spdnas.report.tables import write_tables\n"
+            "from tests.report.conftest import hand_made_results\n"
+            "import locale, sys\n"
+            "assert locale.getpreferredencoding(False).lower() in ('ascii', 'ansi_x3.4-1968')\n"
+            "load_config('configs/hdm05.yaml')\n"
+            "write_tables(hand_made_results(), sys.argv[1])\n")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONIOENCODING": "utf-8"}
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=root, check=True)
+    assert "97.72 ± 0.33" in (tmp_path / "table.md").read_text(encoding="utf-8")

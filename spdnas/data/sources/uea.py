@@ -86,7 +86,7 @@ def read_ts(path: Path) -> TSFile:
     """
     class_names: tuple[str, ...] = ()
     series, labels, in_data = [], [], False
-    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
