@@ -286,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `spdnas ... | head` closed the pipe: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever the step was
+        if show_traceback():
+            raise
+        again = ("; run the same command again to continue from the last checkpoint (--no-resume starts "
+                 "over)" if args.command in ("search", "train") else "")
+        print(f"\ninterrupted{again}", file=sys.stderr)
+        return 130
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

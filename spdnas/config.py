@@ -265,6 +265,11 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed: every generator (torch, numpy, Optuna) takes it, and a per-epoch seed derived
+from it stays within 64 bits."""
+
+
 class ConfigError(ValueError):
     """A configuration value or key is invalid."""
 
@@ -492,8 +497,10 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"search.order must be 'first' or 'second', got {s.order!r}")
     if len(s.arch_betas) != 2 or not all(0 <= b < 1 for b in s.arch_betas):
         problems.append(f"search.arch_betas needs two values in [0, 1) (Adam's β1, β2), got {s.arch_betas}")
-    seeds = [("runtime.seed", r.seed), ("data.split_seed", config.data.split_seed)]
-    problems += [f"{key} must be >= 0, got {seed}" for key, seed in seeds if seed is not None and seed < 0]
+    seeds = [("runtime.seed", r.seed), ("data.split_seed", config.data.split_seed),
+             *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
+    problems += [f"{key} must be in [0, {MAX_SEED}] (2^32 - 1), got {seed}" for key, seed in seeds
+                 if seed is not None and not 0 <= seed <= MAX_SEED]
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads),

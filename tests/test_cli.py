@@ -122,6 +122,26 @@ def test_no_resume_starts_over_on_the_local_backend(experiment_args, tmp_path):
     assert (tmp_path / "runs" / "cli" / "search" / "genotype.json").exists()
 
 
+def test_ctrl_c_is_one_line_and_the_run_resumes(experiment_args, tmp_path, capsys, monkeypatch):
+    import spdnas.pipeline
+
+    saved = spdnas.pipeline.save_checkpoint
+
+    def save_then_interrupt(state, folder):
+        saved(state, folder)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spdnas.pipeline, "save_checkpoint", save_then_interrupt)
+    args = ["search", *experiment_args, "search.epochs=2"]
+    assert main(args) == 130
+    assert capsys.readouterr().err == ("\ninterrupted; run the same command again to continue from the last "
+                                       "checkpoint (--no-resume starts over)\n")
+    monkeypatch.setattr(spdnas.pipeline, "save_checkpoint", saved)
+    assert main(args) == 0
+    history = (tmp_path / "runs" / "cli" / "search" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+
+
 def test_no_resume_keeps_the_earlier_run_when_no_full_batch_fits(experiment_args, tmp_path, capsys):
     """The local backend deleted the earlier run, then failed on its first epoch."""
     assert main(["search", *experiment_args]) == 0

@@ -66,8 +66,10 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["sweep.max_concurrent_trials=0"], "sweep.max_concurrent_trials must be >= 1"),
     (["model.karcher_tol=0"], r"model.karcher_tol must be > 0 \(or null"),
     (["search.arch_betas=[1.5, 0.9]"], r"search.arch_betas needs two values in \[0, 1\)"),
-    (["runtime.seed=-1"], "runtime.seed must be >= 0, got -1"),
-    (["data.split_seed=-3"], "data.split_seed must be >= 0, got -3"),
+    (["runtime.seed=-1"], r"runtime.seed must be in \[0, 4294967295\] \(2\^32 - 1\), got -1"),
+    (["data.split_seed=-3"], r"data.split_seed must be in \[0, 4294967295\] .*, got -3"),
+    (["runtime.seed=35184372088832"], r"runtime.seed must be in \[0, 4294967295\]"),  # overflowed 64 bits
+    (["benchmark.seeds=[0, 4294967296]"], r"benchmark.seeds\[1\] must be in \[0, 4294967295\]"),
     (["train.grad_clip=-5"], r"train.grad_clip must be > 0 \(or null: no clipping\), got -5"),
     (["search.grad_clip=0"], "search.grad_clip must be > 0"),
     (["sweep.seeds=0"], "sweep.seeds must be >= 1"),

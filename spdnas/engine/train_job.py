@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,10 @@ def improves(metrics: dict[str, Any], best: dict[str, Any]) -> bool:
     one, while the loss keeps ranking the epochs on it.
     """
     acc, best_acc = metrics["val_accuracy"], best["val_accuracy"]
-    return acc > best_acc or (acc == best_acc and metrics["val_loss"] < best["val_loss"])
+    loss, best_loss = metrics["val_loss"], best["val_loss"]
+    # a non-finite loss ranks last among equal accuracies (NaN compares False both ways)
+    return acc > best_acc or (acc == best_acc and math.isfinite(loss)
+                              and (loss < best_loss or not math.isfinite(best_loss)))
 
 
 class TrainJob:

@@ -56,6 +56,9 @@ def test_model_selection_breaks_accuracy_ties_by_validation_loss():
     assert not improves({"val_accuracy": 0.9, "val_loss": 0.5}, best)
     assert not improves({"val_accuracy": 0.9, "val_loss": 0.6}, best)
     assert not improves({"val_accuracy": 0.85, "val_loss": 0.1}, best)
+    nan = {"val_accuracy": 0.9, "val_loss": float("nan")}  # ranks last among equal accuracies
+    assert not improves(nan, best) and improves(best, nan)
+    assert improves({"val_accuracy": 0.95, "val_loss": float("nan")}, best)
 
 
 SCRIPTED_VAL = [(0.5, 1.0), (0.8, 0.6), (0.8, 0.4), (0.7, 0.3), (0.8, 0.5), (0.8, 0.35)]
