@@ -8,6 +8,8 @@ write the same files (:mod:`spdnas.report.outputs`) under ``<runtime.output_dir>
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +31,14 @@ from spdnas.engine.splits import ExperimentData, require_full_batches, split_exp
 from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, load_torch_file, newest_state, save_checkpoint
 from spdnas.engine.train_job import TrainJob
 from spdnas.models.network import GenotypeNetwork
-from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
+from spdnas.report.outputs import (
+    model_payload,
+    print_epoch,
+    publish,
+    write_live_metrics,
+    write_retrain_outputs,
+    write_search_outputs,
+)
 from spdnas.search.genotype import Genotype, GenotypeError, published_genotype, published_names
 
 
@@ -275,7 +284,46 @@ def _require_full_batches(config: ExperimentConfig, data: ExperimentData, **batc
     require_full_batches(data.dataset.counts(), config.data.search_val_fraction, **batch)
 
 
-def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> None:
+class RunFolderInUse(ValueError):
+    """Another process runs the same step in the same run folder."""
+
+
+@contextmanager
+def hold_run_folder(config: ExperimentConfig, step: str) -> Iterator[None]:
+    """Hold ``<output_dir>/<name>/<step>`` for this process while the step runs.
+
+    A second ``spdnas search``/``train`` with the same ``name`` and ``runtime.output_dir`` is
+    refused (:class:`RunFolderInUse`) instead of both writing, and deleting, the same checkpoints
+    and outputs. The lock (``flock`` on ``.<step>.lock`` beside the folder, which ``--no-resume``
+    does not delete) goes with the process, however it ends. Local folders on POSIX systems only:
+    an ``s3://`` run folder cannot be locked.
+    """
+    folder = Folder(run_folder(config, step))
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        fcntl = None
+    if not folder.is_local or fcntl is None:
+        yield
+        return
+    path = Path(folder.base).parent / f".{step}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderInUse(f"{folder.base} is in use by {holder}: wait for it to end, or give this run "
+                                 "another name= (or runtime.output_dir=)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"spdnas (pid {os.getpid()} on {socket.gethostname()})\n")
+        handle.flush()
+        yield
+
+
+def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool, step: str, epochs: int) -> None:
     checkpoint = folder / LOCAL_CHECKPOINT_DIR
     if not resume:
         Folder(str(folder)).clear()
@@ -284,7 +332,10 @@ def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool) -> Non
     if state is not None:
         job.load_state_dict(state)
     while not job.finished:
-        job.run_epoch()
+        record = job.run_epoch()
+        write_live_metrics(job.history, str(folder))
+        if config.runtime.progress:
+            print_epoch(step, record, epochs)
         if job.epoch % config.runtime.checkpoint_every == 0 or job.finished:
             save_checkpoint(job.state_dict(), checkpoint)
 
@@ -304,15 +355,20 @@ def _check_devices(config: ExperimentConfig) -> None:
 def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
     """Bi-level search; writes ``genotype.json``, metrics and figures."""
     _check_devices(config)
-    if config.distributed.backend == "ray":
-        from spdnas.distributed.runner import run_search
+    with hold_run_folder(config, "search"):
+        if config.distributed.backend == "ray":
+            from spdnas.distributed.runner import run_search
 
-        return run_search(config, resume)
+            return run_search(config, resume)
+        return _search_local(config, resume)
+
+
+def _search_local(config: ExperimentConfig, resume: bool) -> Outcome:
     folder = _local_folder(config, "search")
     data = load_experiment_data(config)
     _require_full_batches(config, data, search_batch_size=config.search.batch_size)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
-    _run_local(job, folder, config, resume)
+    _run_local(job, folder, config, resume, "search", config.search.epochs)
     genotype = job.genotype()
     paths = publish(lambda d: write_search_outputs(job.history, genotype, config, d), str(folder))
     return Outcome(job.history, genotype, paths=paths)
@@ -321,15 +377,20 @@ def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
 def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -> Outcome:
     """Train ``genotype`` from scratch on train, select on val, evaluate on test."""
     _check_devices(config)
-    if config.distributed.backend == "ray":
-        from spdnas.distributed.runner import run_retrain
+    with hold_run_folder(config, "train"):
+        if config.distributed.backend == "ray":
+            from spdnas.distributed.runner import run_retrain
 
-        return run_retrain(config, genotype, resume)
+            return run_retrain(config, genotype, resume)
+        return _retrain_local(config, genotype, resume)
+
+
+def _retrain_local(config: ExperimentConfig, genotype: Genotype, resume: bool) -> Outcome:
     folder = _local_folder(config, "train")
     data = load_experiment_data(config)
     _require_full_batches(config, data, train_batch_size=config.train.batch_size)
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
-    _run_local(job, folder, config, resume)
+    _run_local(job, folder, config, resume, "train", config.train.epochs)
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
     model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
     paths = publish(lambda d: write_retrain_outputs(job.history, result, model, d), str(folder))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 
 import pytest
 import torch
@@ -136,10 +138,28 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(experiment_args, tmp_path, capsy
     assert main(args) == 130
     assert capsys.readouterr().err == ("\ninterrupted; run the same command again to continue from the last "
                                        "checkpoint (--no-resume starts over)\n")
+    live = tmp_path / "runs" / "cli" / "search" / "live_metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in live.read_text().splitlines()] == [1]  # what it did
     monkeypatch.setattr(spdnas.pipeline, "save_checkpoint", saved)
     assert main(args) == 0
     history = (tmp_path / "runs" / "cli" / "search" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+
+
+def test_a_run_folder_in_use_is_refused_and_epochs_are_printed(experiment_args, tmp_path, capsys):
+    from spdnas.config import load_config
+    from spdnas.pipeline import hold_run_folder
+
+    with hold_run_folder(load_config(None, experiment_args), "train"):  # as another process would
+        assert main(["train", "--genotype", "radar", "--no-resume", *experiment_args]) == 1
+    holder = f"spdnas (pid {os.getpid()} on {socket.gethostname()})"
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'runs' / 'cli' / 'train'} is in use by {holder}: "
+                                       "wait for it to end, or give this run another name= (or "
+                                       "runtime.output_dir=)\n")
+    assert main(["search", *experiment_args]) == 0  # another step of the same run is free
+    assert main(["train", "--genotype", "radar", *experiment_args, "runtime.progress=true"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train epoch 2/2 [")]
+    assert len(lines) == 1 and "val_accuracy=" in lines[0] and "train_loss=" in lines[0]
 
 
 def test_no_resume_keeps_the_earlier_run_when_no_full_batch_fits(experiment_args, tmp_path, capsys):

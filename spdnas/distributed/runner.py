@@ -33,7 +33,6 @@ from spdnas.data.streaming import ray_dataset
 from spdnas.distributed.worker import (
     FAULT_ENV,
     FAULT_MARKER_ENV,
-    LIVE_METRICS,
     configure_ray_data,
     recorded_worker_error,
     retrain_worker,
@@ -51,7 +50,14 @@ from spdnas.pipeline import (
     retrain_result,
     run_folder,
 )
-from spdnas.report.outputs import model_payload, publish, write_retrain_outputs, write_search_outputs
+from spdnas.report.outputs import (
+    LIVE_METRICS,
+    model_payload,
+    print_epoch,
+    publish,
+    write_retrain_outputs,
+    write_search_outputs,
+)
 from spdnas.search.genotype import Genotype
 
 _embedded_ray = False  # whether ray_session started the Ray in use (on this machine, for this run)
@@ -218,14 +224,6 @@ def _local_backend_state(folder: Folder) -> dict[str, Any]:
     return {"handover_state": ray.put((directory / CHECKPOINT_FILE).read_bytes())}
 
 
-def _print_epoch(step: str, record: dict[str, Any], total: int) -> None:
-    shown = {k: record[k] for k in ("train_loss", "train_accuracy", "arch_val_loss", "search_val_accuracy",
-                                    "val_accuracy", "test_accuracy") if k in record}
-    text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
-    print(f"{step} epoch {record['epoch']}/{total} [{record.get('seconds', 0.0):.1f}s] {text}",
-          file=sys.stderr, flush=True)
-
-
 def _live_records(folder: Folder) -> list[str]:
     """The lines of the run's live metrics file, one JSON record per finished epoch."""
     return folder.read_bytes(LIVE_METRICS).decode().splitlines() if folder.exists(LIVE_METRICS) else []
@@ -236,8 +234,7 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
 
     Records already in the file when the fit starts (a resumed run's earlier epochs), or seen
     before (a retry restores the history from a checkpoint), are not printed again; an epoch
-    run again after a failure is, as its record differs. Epochs a run did on the local backend
-    before it was resumed on Ray are printed once more (the file only holds Ray's epochs).
+    run again after a failure is, as its record differs.
 
     A worker's final error (:func:`spdnas.distributed.worker.ends_on_value_errors`) is raised
     here, whether or not Ray restarted the worker group after it.
@@ -259,7 +256,7 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         if enabled:
             for line in _live_records(folder):
                 if line not in shown:
-                    _print_epoch(step, json.loads(line), total)
+                    print_epoch(step, json.loads(line), total)
                     shown.add(line)
         if finished:
             break

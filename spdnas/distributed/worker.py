@@ -42,6 +42,7 @@ from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, require_splits, split_experiment_data
 from spdnas.engine.state import CHECKPOINT_FILE, load_checkpoint, ray_checkpoint_name, save_checkpoint
 from spdnas.engine.train_job import TrainJob
+from spdnas.report.outputs import scalar_metrics, write_live_metrics
 from spdnas.search.genotype import Genotype
 
 FAULT_ENV = "SPDNAS_FAULT_AT_EPOCH"
@@ -114,21 +115,13 @@ def _restore(job, loop_config: dict[str, Any]) -> bool:
     return False
 
 
-def _scalars(record: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-LIVE_METRICS = "live_metrics.jsonl"
-
-
 def _report(job, metrics: dict[str, Any], rank: int, run_uri: str, every: int,
             new_state: bool = True) -> None:
     """Every worker reports; rank 0 rewrites the live metrics file (``live_metrics.jsonl`` in the
     run folder: one JSON line per finished epoch) and, for a ``new_state``, attaches a checkpoint
     every ``every`` epochs and at the last one."""
     if rank == 0:
-        lines = "".join(json.dumps(_scalars(r)) + "\n" for r in job.history)
-        Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
+        write_live_metrics(job.history, run_uri)
     if rank != 0 or not new_state or (job.epoch % every and not job.finished):
         ray.train.report(metrics)
         return
@@ -237,7 +230,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
     handed_over = _restore(job, loop_config)
 
     def metrics_of(record: dict[str, Any]) -> dict[str, Any]:
-        return {**_scalars(record), "genotype": Genotype.from_dict(record["genotype"]).to_json()}
+        return {**scalar_metrics(record), "genotype": Genotype.from_dict(record["genotype"]).to_json()}
 
     if job.finished:  # a finished run, resumed: report its last epoch again
         _report(job, metrics_of(job.history[-1]), rank, loop_config["run_uri"], 1, new_state=handed_over)
@@ -266,9 +259,10 @@ def retrain_worker(loop_config: dict[str, Any]) -> None:
         return {**metrics, **job.test(data.test), "parameters": job.num_parameters}
 
     if job.finished:  # a finished run, resumed: report its result again
-        _report(job, final(_scalars(job.history[-1])), rank, loop_config["run_uri"], 1, new_state=handed_over)
+        _report(job, final(scalar_metrics(job.history[-1])), rank, loop_config["run_uri"], 1,
+                new_state=handed_over)
     while not job.finished:
         record = job.run_epoch()
-        metrics = final(_scalars(record)) if job.finished else _scalars(record)
+        metrics = final(scalar_metrics(record)) if job.finished else scalar_metrics(record)
         _report(job, metrics, rank, loop_config["run_uri"], config.runtime.checkpoint_every)
         _maybe_fail(job.epoch, rank)

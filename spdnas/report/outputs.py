@@ -5,6 +5,7 @@ Search: ``metrics.jsonl`` (every epoch, with genotype and mixture weights), ``me
 Retraining: ``metrics.jsonl``/``metrics.csv``, ``result.json`` (test accuracy, parameter count,
 cost), ``model.pt`` (best-validation weights and what rebuilds the network).
 Written to a local folder, then published to the run's folder (local or ``s3://``).
+While a run goes on, ``live_metrics.jsonl`` holds the scalar metrics of its finished epochs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,29 @@ from spdnas.config import ExperimentConfig
 from spdnas.data.storage import Folder
 from spdnas.report.plots import alpha_figure, cells_figure, save_figure
 from spdnas.search.genotype import Genotype
+
+LIVE_METRICS = "live_metrics.jsonl"
+
+
+def scalar_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an epoch's record (no genotype, no mixture weights)."""
+    return {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def write_live_metrics(history: list[dict[str, Any]], run_uri: str) -> None:
+    """Rewrite ``live_metrics.jsonl`` in the run folder: one JSON line of :func:`scalar_metrics`
+    per finished epoch, so that a run stopped by an error or Ctrl-C still shows its epochs."""
+    lines = "".join(json.dumps(scalar_metrics(r)) + "\n" for r in history)
+    Folder(run_uri).write_bytes(LIVE_METRICS, lines.encode())
+
+
+def print_epoch(step: str, record: dict[str, Any], total: int) -> None:
+    """``search epoch 3/100 [14.2s] train_loss=… val_accuracy=…`` on stderr."""
+    shown = {k: record[k] for k in ("train_loss", "train_accuracy", "arch_val_loss", "search_val_accuracy",
+                                    "val_accuracy", "test_accuracy") if k in record}
+    text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+    print(f"{step} epoch {record['epoch']}/{total} [{record.get('seconds', 0.0):.1f}s] {text}",
+          file=sys.stderr, flush=True)
 
 
 def write_history(history: list[dict[str, Any]], directory: Path) -> None:

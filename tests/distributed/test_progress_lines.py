@@ -7,7 +7,7 @@ import time
 
 from spdnas.data.storage import Folder
 from spdnas.distributed.runner import fit_with_progress
-from spdnas.distributed.worker import LIVE_METRICS
+from spdnas.report.outputs import LIVE_METRICS
 
 
 def _record(epoch: int, seconds: float) -> dict:
