@@ -298,15 +298,15 @@ def hold_run_folder(config: ExperimentConfig, step: str) -> Iterator[None]:
     does not delete) goes with the process, however it ends. Local folders on POSIX systems only:
     an ``s3://`` run folder cannot be locked.
     """
-    folder = Folder(run_folder(config, step))
     try:
         import fcntl
     except ImportError:  # not a POSIX system
         fcntl = None
-    if not folder.is_local or fcntl is None:
+    if is_s3_uri(config.runtime.output_dir) or fcntl is None:
         yield
         return
-    path = Path(folder.base).parent / f".{step}.lock"
+    folder = Path(run_folder(config, step))
+    path = folder.parent / f".{step}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
@@ -314,7 +314,7 @@ def hold_run_folder(config: ExperimentConfig, step: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise RunFolderInUse(f"{folder.base} is in use by {holder}: wait for it to end, or give this run "
+            raise RunFolderInUse(f"{folder} is in use by {holder}: wait for it to end, or give this run "
                                  "another name= (or runtime.output_dir=)") from None
         handle.seek(0)
         handle.truncate()

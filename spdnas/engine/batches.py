@@ -76,7 +76,7 @@ def require_steps(steps: int, batch_size: int, **sizes: int) -> None:
     if steps < 1:
         shown = ", ".join(f"{name.replace('_', '-')} {size}" for name, size in sizes.items())
         raise ValueError(f"no full batch of {batch_size} in this epoch (samples: {shown}; with "
-                         "local shards, per worker): lower the batch size or use more data")
+                         "distributed.data=shard, per worker): lower the batch size or use more data")
 
 
 @dataclass(frozen=True)

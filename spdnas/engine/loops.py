@@ -52,7 +52,7 @@ def _check_finite(where: str, **losses: float) -> None:
 def _diverged(where: str, what: str) -> DivergedError:
     return DivergedError(f"{where}: {what}; the weights have diverged. Start again (--no-resume, or "
                          "another name=...) with a lower learning rate, with gradient clipping (grad_clip), "
-                         "or in float64 (runtime.dtype=float64)")
+                         "or, from float32, in float64 (runtime.dtype=float64)")
 
 
 def _sum_identity(t: Tensor) -> Tensor:
