@@ -280,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from spdnas.config import ConfigError
 
+    for stream in (sys.stdout, sys.stderr):  # '±', '—', '→' on a console that cannot show them: '?'
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     args = parse_args(argv)
     try:
         return args.func(args)
@@ -289,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever the step was
         if show_traceback():
             raise
-        again = ("; run the same command again to continue from the last checkpoint (--no-resume starts "
-                 "over)" if args.command in ("search", "train") else "")
+        again = ""
+        if args.command in ("search", "train"):
+            again = ("; run the same command again to continue from the last checkpoint (--no-resume "
+                     "starts over)")
+            if args.no_resume:
+                again = "; run it again without --no-resume to continue from the last checkpoint"
         print(f"\ninterrupted{again}", file=sys.stderr)
         return 130
     except ConfigError as exc:

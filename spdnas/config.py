@@ -266,8 +266,8 @@ def _load_yaml(text: str) -> Any:
 
 
 MAX_SEED = 2**32 - 1
-"""The largest seed: every generator (torch, numpy, Optuna) takes it, and a per-epoch seed derived
-from it stays within 64 bits."""
+"""The largest seed of a new run: every generator (torch, numpy, Optuna's, scikit-learn's) takes
+it, and the per-epoch seeds derived from it stay within 64 bits."""
 
 
 class ConfigError(ValueError):
@@ -386,7 +386,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
-    return config_from_dict(tree, overrides)
+    config = config_from_dict(tree, overrides)
+    check_new_seeds(config)
+    return config
+
+
+def check_new_seeds(config: ExperimentConfig, sweep_repeats: bool = False) -> None:
+    """Refuse seeds above :data:`MAX_SEED` for a new run (``sweep_repeats``: also the seeds
+    ``runtime.seed + k`` of a sweep's repeats). Saved configurations are not checked: a model
+    trained with a larger seed still loads.
+
+    Raises
+    ------
+    ConfigError
+    """
+    seeds = [("runtime.seed", config.runtime.seed), ("data.split_seed", config.data.split_seed),
+             *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
+    if sweep_repeats:
+        last = f"runtime.seed + sweep.seeds - 1 (the seed of the last of {config.sweep.seeds} repeats)"
+        seeds.append((last, config.runtime.seed + config.sweep.seeds - 1))
+    problems = [f"{key} must be at most {MAX_SEED} (2^32 - 1), got {seed}" for key, seed in seeds
+                if seed is not None and seed > MAX_SEED]
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def config_from_dict(tree: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
@@ -499,8 +521,7 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"search.arch_betas needs two values in [0, 1) (Adam's β1, β2), got {s.arch_betas}")
     seeds = [("runtime.seed", r.seed), ("data.split_seed", config.data.split_seed),
              *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
-    problems += [f"{key} must be in [0, {MAX_SEED}] (2^32 - 1), got {seed}" for key, seed in seeds
-                 if seed is not None and not 0 <= seed <= MAX_SEED]
+    problems += [f"{key} must be >= 0, got {seed}" for key, seed in seeds if seed is not None and seed < 0]
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads),

@@ -307,20 +307,30 @@ def hold_run_folder(config: ExperimentConfig, step: str) -> Iterator[None]:
         return
     folder = Path(run_folder(config, step))
     path = folder.parent / f".{step}.lock"
+    created = not folder.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunFolderInUse(f"{folder} is in use by {holder}: wait for it to end, or give this run "
-                                 "another name= (or runtime.output_dir=)") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"spdnas (pid {os.getpid()} on {socket.gethostname()})\n")
-        handle.flush()
-        yield
+    try:
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunFolderInUse(f"{folder} is in use by {holder}: wait for it to end, or give this run "
+                                     "another name= (or runtime.output_dir=)") from None
+            except OSError as exc:  # e.g. NFS without a lock daemon: run unlocked, as before
+                print(f"warning: cannot lock {path} ({exc.strerror or exc}); another run with the same "
+                      "name would not be stopped", file=sys.stderr, flush=True)
+            else:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"spdnas (pid {os.getpid()} on {socket.gethostname()})\n")
+                handle.flush()
+            yield
+    finally:
+        if created and [p.name for p in folder.parent.iterdir()] == [path.name]:
+            path.unlink()  # the step failed before writing anything (e.g. bad data): leave no folder
+            folder.parent.rmdir()
 
 
 def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool, step: str, epochs: int) -> None:

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -140,6 +142,9 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(experiment_args, tmp_path, capsy
                                        "checkpoint (--no-resume starts over)\n")
     live = tmp_path / "runs" / "cli" / "search" / "live_metrics.jsonl"
     assert [json.loads(line)["epoch"] for line in live.read_text().splitlines()] == [1]  # what it did
+    assert main([*args, "--no-resume"]) == 130  # run again, it would start over again
+    assert capsys.readouterr().err.endswith("; run it again without --no-resume to continue from the last "
+                                            "checkpoint\n")
     monkeypatch.setattr(spdnas.pipeline, "save_checkpoint", saved)
     assert main(args) == 0
     history = (tmp_path / "runs" / "cli" / "search" / "metrics.jsonl").read_text().splitlines()
@@ -160,6 +165,38 @@ def test_a_run_folder_in_use_is_refused_and_epochs_are_printed(experiment_args, 
     assert main(["train", "--genotype", "radar", *experiment_args, "runtime.progress=true"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train epoch 2/2 [")]
     assert len(lines) == 1 and "val_accuracy=" in lines[0] and "train_loss=" in lines[0]
+
+
+def test_the_lock_leaves_no_folder_for_a_run_that_never_started(experiment_args, tmp_path, capsys):
+    assert main(["search", *experiment_args, "name=typo", f"data.uri={tmp_path / 'absent'}"]) == 1
+    assert "absent" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "typo").exists()
+
+
+def test_a_file_system_without_locks_runs_unlocked(experiment_args, capsys, monkeypatch):
+    import errno
+    import fcntl
+
+    from spdnas.config import load_config
+    from spdnas.pipeline import hold_run_folder
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    config = load_config(None, experiment_args)
+    with hold_run_folder(config, "search"), hold_run_folder(config, "search"):  # neither is refused
+        pass
+    err = capsys.readouterr().err
+    assert err.count("warning: cannot lock") == 2 and "(No locks available)" in err
+
+
+def test_text_a_console_cannot_show_is_replaced(tmp_path):
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    out = subprocess.run([sys.executable, "-m", "spdnas", "data", "make", "--help"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, encoding="ascii", errors="strict")
+    assert out.returncode == 0, out.stderr
+    assert "series ? shrunk covariances" in out.stdout  # '→'
 
 
 def test_no_resume_keeps_the_earlier_run_when_no_full_batch_fits(experiment_args, tmp_path, capsys):

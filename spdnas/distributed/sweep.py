@@ -20,7 +20,7 @@ from ray import tune
 from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
 
-from spdnas.config import ExperimentConfig, _merge, _set_dotted, config_from_dict
+from spdnas.config import ExperimentConfig, _merge, _set_dotted, check_new_seeds, config_from_dict
 from spdnas.data.storage import Folder
 from spdnas.engine.loops import DivergedError
 from spdnas.pipeline import (
@@ -254,6 +254,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     sweep = config.sweep
     if not sweep.space:
         raise ValueError("sweep.space is empty: nothing to sweep")
+    check_new_seeds(config, sweep_repeats=True)
     ensure_dataset(config.data, progress=config.runtime.progress)
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))

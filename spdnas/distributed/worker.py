@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -179,7 +180,7 @@ def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[di
         except ValueError as exc:
             rank = ray.train.get_context().get_world_rank()
             record = {"rank": rank, "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                      "message": str(exc) or type(exc).__name__}
+                      "message": str(exc) or type(exc).__name__, "traceback": traceback.format_exc()}
             try:
                 errors.write_bytes(f"rank-{rank}-{uuid.uuid4().hex}.json", json.dumps(record).encode())
             except Exception as failure:  # the run is then retried as before; the error stays the user's
@@ -211,8 +212,12 @@ def recorded_worker_error(run_uri: str) -> ValueError | None:
         cls = getattr(importlib.import_module(module), name)
         error = cls(record["message"])
     except Exception:  # a type that is gone, or whose constructor takes more than a message
-        return ValueError(record["message"])
-    return error if isinstance(error, ValueError) else ValueError(record["message"])
+        error = None
+    if not isinstance(error, ValueError):
+        error = ValueError(record["message"])
+    if record.get("traceback"):  # shown with the driver's traceback (SPDNAS_DEBUG), not in str()
+        error.add_note(f"worker {record['rank']}: {record['traceback'].rstrip()}")
+    return error
 
 
 @ends_on_value_errors

@@ -410,7 +410,7 @@ def render_report(experiment: Experiment, label: str | None = None) -> tuple[str
         + _per_group(problems, _curves_block, all_groups, "No search or train folders: no learning curves."),
         "importance": _guarded(problems, "sweep/trials.jsonl", lambda: _importance_section(experiment)),
     }
-    name = (label or str(experiment.path)).rstrip("/").rsplit("/", 1)[-1]
+    name = label.rstrip("/").rsplit("/", 1)[-1] if label else experiment.path.name
     provenance = _key_values([
         ("experiment", label or str(experiment.path)),
         ("kind", "benchmark (methods × datasets × seeds)" if experiment.is_benchmark else "single run"),

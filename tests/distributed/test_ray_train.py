@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -218,8 +219,11 @@ def test_a_diverged_worker_raises_its_own_error_once(ray_session, dataset_uri, t
 
     config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2", "distributed.max_failures=2",
                         "train.lr=1e12", "train.grad_clip=null", "train.batch_size=4", "train.epochs=3")
-    with pytest.raises(DivergedError, match=r"^train epoch 1, step \d+: .*the weights have diverged"):
+    diverged = r"^train epoch 1, step \d+: .*the weights have diverged"
+    with pytest.raises(DivergedError, match=diverged) as raised:
         retrain(config, published_genotype("radar"))
+    note = raised.value.__notes__[0]  # the worker's own traceback, for SPDNAS_DEBUG=1
+    assert re.match(r"worker \d: Traceback", note) and "in train_epoch" in note and "DivergedError" in note
     errors = worker_errors(run_folder(config, "train"))
     records = [json.loads(errors.read_bytes(name)) for name in errors.list_names()]
     ranks = [r["rank"] for r in records]

@@ -23,6 +23,19 @@ def test_the_lowest_rank_error_comes_back_as_its_own_type(tmp_path):
     record(errors, "rank-0-b.json", 0, "spdnas.engine.loops.DivergedError", "train epoch 2: the loss is nan")
     error = recorded_worker_error(run)
     assert type(error) is DivergedError and str(error) == "train epoch 2: the loss is nan"
+    assert not getattr(error, "__notes__", None)  # records written before tracebacks were kept
+
+
+def test_the_workers_traceback_comes_back_as_a_note(tmp_path):
+    """Shown where the driver's traceback is (SPDNAS_DEBUG=1), not in the one-line message."""
+    run = str(tmp_path / "run")
+    trace = 'Traceback (most recent call last):\n  File "loops.py", line 9\nValueError: bad value\n'
+    worker_errors(run).write_bytes("rank-0-a.json", json.dumps(
+        {"rank": 0, "type": "builtins.ValueError", "message": "bad value", "traceback": trace}).encode())
+    error = recorded_worker_error(run)
+    assert str(error) == "bad value"
+    assert error.__notes__ == ['worker 0: Traceback (most recent call last):\n  File "loops.py", line 9\n'
+                               "ValueError: bad value"]
 
 
 def test_unknown_or_unbuildable_types_become_value_errors(tmp_path):
