@@ -174,6 +174,9 @@ class _ContentHash:
 
 PART_FILE = re.compile(r"\.?g\d+-part-\d{5}\.parquet(\.tmp)?")
 """A data file of :func:`write_dataset` (or its temporary name while written locally)."""
+INTERRUPTED_FILE = re.compile(rf"{PART_FILE.pattern}|\.{re.escape(MANIFEST_NAME)}\.tmp")
+"""What a first write interrupted before its manifest was in place can leave: data files and the
+manifest's temporary file."""
 
 
 def check_writable(folder: Folder, overwrite: bool) -> dict | None:
@@ -190,7 +193,7 @@ def check_writable(folder: Folder, overwrite: bool) -> dict | None:
     """
     existing = folder.list_names()
     previous = folder.read_manifest() if MANIFEST_NAME in existing else None
-    interrupted = bool(existing) and all(PART_FILE.fullmatch(name) for name in existing)
+    interrupted = bool(existing) and all(INTERRUPTED_FILE.fullmatch(name) for name in existing)
     if existing and previous is None and not (interrupted and overwrite):
         if interrupted:
             raise FileExistsError(f"write_dataset: {folder.uri} holds the data files of an interrupted "

@@ -49,7 +49,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri[len("s3://"):].partition("/")
     if not bucket:
         raise ValueError(f"s3 URI without a bucket: {uri!r}")
-    return bucket, key.strip("/")
+    key = key.strip("/")
+    if "//" in key:  # boto3 would write such keys, pyarrow (every reader) refuses them
+        raise ValueError(f"s3 URI with an empty path component ('//'): {uri!r}")
+    return bucket, key
 
 
 def endpoint_url() -> str | None:
@@ -269,7 +272,9 @@ def upload(local: str | Path, uri: str, *, overwrite: bool = False,
     Files above ``multipart_threshold`` go up in parts; every request carries a CRC32
     checksum that S3 verifies. A dataset folder is first checked against its manifest's
     SHA-256 digests, and its manifest is uploaded last, so readers never see a manifest whose
-    files are not all there.
+    files are not all there. Over a dataset (``overwrite``), the old manifest is deleted first
+    (an upload cut short leaves no dataset rather than the old manifest over a mix of files) and
+    the old dataset's data files the new one does not have are deleted last.
 
     Returns
     -------
@@ -284,22 +289,36 @@ def upload(local: str | Path, uri: str, *, overwrite: bool = False,
     local = Path(local)
     if not local.exists():
         raise FileNotFoundError(f"upload: {local} does not exist")
+    from spdnas.data.parquet import PART_FILE
+
     bucket, prefix = split_s3_uri(uri)
     require_reachable(uri)
-    if not overwrite and ls(uri):
+    existing = [obj.key for obj in ls(uri)]
+    if existing and not overwrite:
         raise FileExistsError(f"upload: {uri} already holds objects; pass overwrite=True (--overwrite)")
+    dataset = local.is_dir() and (local / MANIFEST_NAME).is_file()
     if local.is_dir():
         verify_against_manifest(local)
     files = _local_files(local)
     s3, config = client(), _transfer_config(multipart_threshold)
+
+    def key_of(rel: str) -> str:
+        return f"{prefix}/{rel}" if prefix else rel
+
+    if dataset and MANIFEST_NAME in existing:
+        s3.delete_object(Bucket=bucket, Key=key_of(MANIFEST_NAME))
     meter = Progress(f"upload {uri}", sum(p.stat().st_size for p, _ in files), "B", enabled=progress)
     keys = []
     for path, rel in files:
-        key = f"{prefix}/{rel}" if prefix else rel
-        s3.upload_file(str(path), bucket, key, ExtraArgs={"ChecksumAlgorithm": CHECKSUM_ALGORITHM},
+        s3.upload_file(str(path), bucket, key_of(rel), ExtraArgs={"ChecksumAlgorithm": CHECKSUM_ALGORITHM},
                        Config=config, Callback=meter.update)
-        keys.append(key)
+        keys.append(key_of(rel))
     meter.close()
+    if dataset:
+        sent = {rel for _, rel in files}
+        for rel in existing:
+            if rel not in sent and PART_FILE.fullmatch(rel):
+                s3.delete_object(Bucket=bucket, Key=key_of(rel))
     return keys
 
 
@@ -346,9 +365,9 @@ def download(uri: str, local: str | Path, *, overwrite: bool = False, progress: 
     meter.close()
     try:
         verify_against_manifest(staging)
-    except ValueError:
+    except ValueError as exc:
         _remove_tree(staging)
-        raise
+        raise ValueError(str(exc).replace(str(staging), uri)) from None  # the objects, not a deleted copy
     written = []
     for rel in staged:
         final = local / rel

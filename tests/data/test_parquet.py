@@ -114,7 +114,8 @@ def test_an_interrupted_first_write_is_replaced_with_overwrite(tmp_path):
     "not an spdnas dataset", with --overwrite too."""
     folder = tmp_path / "ds"
     folder.mkdir()
-    for name in ("g0-part-00000.parquet", "g0-part-00007.parquet", ".g0-part-00008.parquet.tmp"):
+    for name in ("g0-part-00000.parquet", "g0-part-00007.parquet", ".g0-part-00008.parquet.tmp",
+                 ".dataset.json.tmp"):  # killed while the manifest was written
         (folder / name).write_bytes(b"cut short")
     with pytest.raises(FileExistsError, match=r"the data files of an interrupted write .* overwrite=True"):
         write_dataset(toy_dataset(count=12), folder)

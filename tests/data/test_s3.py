@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -120,9 +121,47 @@ def test_download_detects_a_modified_object(tmp_path, s3_prefix):
     part = next((tmp_path / "ds").glob("*.parquet")).name
     bucket, prefix = s3mod.split_s3_uri(s3_prefix)
     s3mod.client().put_object(Bucket=bucket, Key=f"{prefix}/{part}", Body=b"not the parquet file")
-    with pytest.raises(ValueError, match="SHA-256"):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{s3_prefix}/{part}')}: SHA-256 differs") as raised:
         s3mod.download(s3_prefix, tmp_path / "back", progress=False)
+    assert ".spdnas-download" not in str(raised.value)  # names the object, not a deleted copy
     assert not (tmp_path / "back" / part).exists()
+
+
+def test_an_upload_over_a_dataset_cut_short_leaves_no_mixed_dataset(tmp_path, s3_prefix, monkeypatch):
+    """Both datasets name their files g0-part-*: the old manifest stayed over a mix of files and
+    every reader failed its checksums, naming a deleted staging copy."""
+    write_dataset(toy_dataset(count=40, n=4, seed=1), tmp_path / "a", rows_per_file=10)
+    write_dataset(toy_dataset(count=20, n=4, seed=2), tmp_path / "b", rows_per_file=10)
+    s3mod.upload(tmp_path / "a", s3_prefix, progress=False)
+    real = s3mod.client()
+    sent = []
+
+    class CutShort:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def upload_file(self, *args, **kwargs):
+            if sent:
+                raise OSError("connection lost")
+            sent.append(args)
+            return real.upload_file(*args, **kwargs)
+
+    monkeypatch.setattr(s3mod, "client", lambda: CutShort())
+    with pytest.raises(OSError, match="connection lost"):
+        s3mod.upload(tmp_path / "b", s3_prefix, overwrite=True, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError):  # no dataset there now, rather than a mixed one
+        read_dataset(s3_prefix)
+    s3mod.upload(tmp_path / "b", s3_prefix, overwrite=True, progress=False)
+    assert [o.key for o in s3mod.ls(s3_prefix)] == ["dataset.json", "g0-part-00000.parquet",
+                                                    "g0-part-00001.parquet"]  # a's 00002/00003 gone
+    expected = by_id(toy_dataset(count=20, n=4, seed=2)).matrices
+    assert torch.equal(by_id(read_dataset(s3_prefix)).matrices, expected)
+
+
+def test_a_uri_with_an_empty_path_component_is_refused():
+    with pytest.raises(ValueError, match=r"empty path component \('//'\): 's3://bucket/x//y'"):
+        s3mod.split_s3_uri("s3://bucket/x//y")
 
 
 def test_download_fetches_only_the_selected_keys(tmp_path, s3_prefix):

@@ -372,6 +372,26 @@ def test_own_matrices_refuse_names_whose_last_token_is_no_label(tmp_path):
 
 
 
+def test_own_matrices_named_without_a_label_are_refused(tmp_path):
+    """Files named by sample number (007.npy) gave labels 0–7 of 8 made-up classes."""
+    folder = tmp_path / "numbered"
+    folder.mkdir()
+    for i, m in enumerate(random_spd(8, n=4, generator=torch.Generator().manual_seed(0)).numpy()):
+        np.save(folder / f"{i:03d}.npy", m)
+    with pytest.raises(ValueError, match=r"000\.npy: expected the label .* but the name has no '_'"):
+        make_dataset("matrices", None, src=str(folder), class_names=[f"c{i}" for i in range(8)])
+
+
+def test_read_ts_names_a_series_of_other_channels(tmp_path):
+    path = tmp_path / "Odd_TRAIN.ts"
+    path.write_text(TS_TEXT.replace(":1,0,1,0,1:down", ":down"))
+    with pytest.raises(ValueError, match=r"Odd_TRAIN.ts:7: 2 channels, the first series has 3"):
+        read_ts(path)
+    path.write_text(TS_TEXT.replace(":1,0,1,0,1:down", ":1,0,1,0,1:2,2,2,2,2:down"))
+    with pytest.raises(ValueError, match=r"Odd_TRAIN.ts:7: 4 channels, the first series has 3"):
+        read_ts(path)
+
+
 def test_own_matrices_refuse_one_class_and_label_gaps(tmp_path):
     """One class gave a dataset every network classifies at 100%; labels 0 and 2 only gave an empty
     class-1 (one more network output), both silently."""

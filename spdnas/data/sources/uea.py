@@ -108,6 +108,9 @@ def read_ts(path: Path) -> TSFile:
             raise ValueError(f"{path}:{number}: non-numeric or missing ('?') values") from None
         if len({len(v) for v in values}) != 1 or not all(np.isfinite(v).all() for v in values):
             raise ValueError(f"{path}:{number}: channels differ in length or hold missing values")
+        if series and len(values) != len(series[0]):
+            raise ValueError(f"{path}:{number}: {len(values)} channels, the first series has "
+                             f"{len(series[0])}")
         series.append(np.stack(values))
         labels.append(class_names.index(label))
     if not class_names or not series:
