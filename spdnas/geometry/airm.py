@@ -21,7 +21,7 @@ from spdnas.geometry.spectral import (
     spectral_apply,
     sym,
 )
-from spdnas.geometry.validate import check_spd, check_symmetric, check_weights, trusted
+from spdnas.geometry.validate import check_spd, check_symmetric, check_weights, trusted, validation_enabled
 
 
 def congruence(x: Tensor, m: Tensor) -> Tensor:
@@ -215,13 +215,14 @@ def karcher_mean(
     k = x.shape[-3]
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device)
-    if sum_reduce is not None:
-        pass  # the weights only sum to 1 across processes
+    if sum_reduce is not None or not validation_enabled():
+        pass  # with sum_reduce the weights only sum to 1 across processes
     elif identity_weight is None:
         check_weights(weights, k, "karcher_mean weights")
     else:
-        check_weights(torch.cat((weights.expand(*identity_weight.shape, k),
-                                 identity_weight.unsqueeze(-1)), -1), k + 1, "karcher_mean weights")
+        batch = torch.broadcast_shapes(weights.shape[:-1], identity_weight.shape)
+        check_weights(torch.cat((weights.expand(*batch, k), identity_weight.expand(batch).unsqueeze(-1)), -1),
+                      k + 1, "karcher_mean weights")
     if iterations < 0:
         raise ValueError(f"karcher_mean: iterations must be >= 0, got {iterations}")
     mean = (weights[..., None, None] * x).sum(-3)

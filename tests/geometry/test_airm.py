@@ -205,6 +205,11 @@ def test_identity_weight_equals_stacking_the_identity():
     stacked = karcher_mean(torch.cat((x, eye), dim=2), w, iterations=2)
     implicit = karcher_mean(x, w[..., :4], iterations=2, identity_weight=w[..., 4])
     torch.testing.assert_close(implicit, stacked, rtol=1e-12, atol=1e-12)
+    # batched weights with one identity weight for all (broadcast, as documented): expand failed
+    one = torch.tensor(0.2, dtype=torch.float64)
+    shared = torch.cat((0.8 * torch.softmax(w[..., :4], -1), one.expand(2, 3, 1)), -1)
+    torch.testing.assert_close(karcher_mean(x, shared[..., :4], identity_weight=one),
+                               karcher_mean(torch.cat((x, eye), dim=2), shared), rtol=1e-12, atol=1e-12)
     a = w.clone().requires_grad_()
     with trusted():
         assert torch.autograd.gradcheck(
