@@ -41,6 +41,8 @@ def train_network(method: str, config: ExperimentConfig, data: ExperimentData, s
                    "state_dict": job.best["model"], "best_epoch": job.best["epoch"]}
         write_retrain_outputs(job.history, result, payload, out / "train")
     extras = {"architecture": architecture, "best_epoch": metrics["best_epoch"], **(details or {})}
+    if job.num_parameters_total != job.num_parameters:  # cells no later cell reads (FairDARTS)
+        extras["parameters_total"] = job.num_parameters_total
     return MethodResult(method, data.dataset.meta.name, seed, metrics["test_accuracy"],
                         job.best["val_accuracy"], job.num_parameters, search_seconds, train_seconds, extras)
 

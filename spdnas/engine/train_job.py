@@ -19,7 +19,7 @@ from spdnas.engine.state import capture_rng, check_resumable, restore_rng
 from spdnas.models.network import GenotypeNetwork
 from spdnas.nn.optim import weight_optimizer
 from spdnas.search.bilevel import GradReducer
-from spdnas.search.cells import count_parameters
+from spdnas.search.cells import count_parameters, count_used_parameters
 from spdnas.search.genotype import Genotype
 
 ModelFactory = Callable[[torch.dtype, torch.device], nn.Module]
@@ -84,6 +84,12 @@ class TrainJob:
 
     @property
     def num_parameters(self) -> int:
+        """Parameters the network's output depends on (:func:`count_used_parameters`)."""
+        return count_used_parameters(self.model, self.train.x[:2])
+
+    @property
+    def num_parameters_total(self) -> int:
+        """Every parameter of the network, those of cells no later cell reads included."""
         return count_parameters(self.model)
 
     def run_epoch(self) -> dict[str, Any]:

@@ -199,4 +199,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_used_parameters(model: nn.Module, x: Tensor) -> int:
+    """Number of scalar parameters the output ``model(x)`` depends on: those its autograd graph
+    reaches. A cell whose output no later cell reads (a FairDARTS genotype whose nodes take only
+    the cell's first input) holds parameters that :func:`count_parameters` counts and these leave
+    out. The forward pass runs in evaluation mode (running statistics stay as they are).
+    """
+    training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            out = model(x)
+    finally:
+        model.train(training)
+    reached, stack, seen = set(), [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf, e.g. a parameter
+        if variable is not None:
+            reached.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return sum(p.numel() for p in model.parameters() if id(p) in reached)
+
+
 KINDS = (NORMAL, REDUCE)

@@ -22,6 +22,7 @@ from spdnas.models.euclidean_genotype import (
 from spdnas.models.euclidean_nas import EuclideanNetwork, log_vectorise
 from spdnas.models.euclidean_search import EuclideanSearcher, zero_one_loss
 from spdnas.nn import frozen_running_stats
+from spdnas.search.cells import count_parameters, count_used_parameters
 from tests.helpers import random_spd
 from tests.nn.test_layers import gradcheck_module
 
@@ -102,6 +103,24 @@ def test_euclidean_network_shapes_and_one_edge_per_choice():
     assert [len(cell.edges) for cell in net.cells] == [3, 3]
     with pytest.raises(ValueError, match=r"expected features of shape \(B, 10\)"):
         net(torch.randn(4, 9, dtype=F64))
+
+
+def test_parameters_of_cells_no_later_cell_reads_are_not_counted():
+    """Nodes reading only the cell's first input (FairDARTS's fallback to one edge per node): the
+    last cell never reads the one before it, so that cell (and its own input's preprocessing)
+    cannot change the output; its parameters were counted in the model size."""
+    x = torch.randn(2, 10, dtype=F64)
+    both = EuclideanNetwork(EuclideanGenotype((("linear", 0, 2), ("skip", 1, 2), ("expand", 2, 3)), steps=2),
+                            in_features=10, width=8, cells=2, num_classes=3, dtype=F64)
+    assert count_used_parameters(both, x) == count_parameters(both)
+    first = EuclideanNetwork(EuclideanGenotype((("linear", 0, 2), ("skip", 0, 3)), steps=2),
+                             in_features=10, width=8, cells=2, num_classes=3, dtype=F64)
+    last = first.cells[-1]
+    dead = {id(p) for p in first.cells[0].parameters()} | {id(p) for p in last.pre1.parameters()}
+    expected = sum(p.numel() for p in first.parameters() if id(p) not in dead)
+    assert count_used_parameters(first, x) == expected < count_parameters(first)
+    net = SPDNet([8, 6, 4], num_classes=3, dtype=F64)
+    assert count_used_parameters(net, random_spd(2, n=8)) == count_parameters(net)
 
 
 def searcher_and_batches(variant, overrides=(), seed=0):
