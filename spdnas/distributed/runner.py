@@ -248,13 +248,27 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         except BaseException as exc:  # handed to the calling thread below
             done["error"] = exc
 
-    shown = set(_live_records(folder)) if enabled else set()
+    warned: list[OSError] = []
+
+    def records() -> list[str]:
+        """The live records; none while the storage cannot be read (the run goes on: Ray retries
+        the workers' own writes), with one warning."""
+        try:
+            return _live_records(folder)
+        except OSError as exc:
+            if not warned:
+                print(f"warning: cannot read the run's progress ({exc}); the run goes on", file=sys.stderr,
+                      flush=True)
+            warned.append(exc)
+            return []
+
+    shown = set(records()) if enabled else set()
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
     while True:
         finished = not thread.is_alive()
         if enabled:
-            for line in _live_records(folder):
+            for line in records():
                 if line not in shown:
                     print_epoch(step, json.loads(line), total)
                     shown.add(line)
@@ -263,9 +277,7 @@ def fit_with_progress(trainer, folder: Folder, step: str, total: int, enabled: b
         thread.join(poll)
     try:
         recorded = recorded_worker_error(folder.uri)
-    except OSError as exc:  # storage unreachable now: Ray's own error says more
-        if "error" not in done:
-            raise
+    except OSError as exc:  # storage unreachable now: Ray's own error, or the final state, says more
         print(f"warning: could not read the workers' recorded errors: {exc}", file=sys.stderr, flush=True)
         recorded = None
     if recorded is not None:
@@ -285,11 +297,17 @@ def _worker_error(error: BaseException) -> BaseException:
     return error
 
 
-def _final_state(result) -> dict[str, Any]:
+def _final_state(result, epochs: int) -> dict[str, Any]:
+    """The state of the run's last checkpoint, which must have done all ``epochs`` (workers that
+    found a final error recorded return at once, so a fit can succeed on an unfinished run)."""
     if result.checkpoint is None:
         raise RuntimeError(f"the run left no checkpoint (error: {result.error})")
     with result.checkpoint.as_directory() as directory:
-        return load_checkpoint(directory)
+        state = load_checkpoint(directory)
+    if state["epoch"] < epochs:
+        raise RuntimeError(f"the run stopped after epoch {state['epoch']} of {epochs} without an error "
+                           "it could name; run the same command again to continue from there")
+    return state
 
 
 def run_search(config: ExperimentConfig, resume: bool = True, callbacks: list | None = None) -> Outcome:
@@ -301,7 +319,7 @@ def run_search(config: ExperimentConfig, resume: bool = True, callbacks: list | 
     with ray_session(config.distributed):
         trainer, folder, _, _ = _trainer(search_worker, config, "search", {}, resume, callbacks)
         result = fit_with_progress(trainer, folder, "search", config.search.epochs, config.runtime.progress)
-        state = _final_state(result)
+        state = _final_state(result, config.search.epochs)
     history = state["history"]
     genotype = Genotype.from_dict(history[-1]["genotype"])
     paths = publish(lambda d: write_search_outputs(history, genotype, config, d), folder.uri)
@@ -316,7 +334,7 @@ def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = Tru
         trainer, folder, meta, data_sha256 = _trainer(retrain_worker, config, "train",
                                                       {"genotype": genotype.to_dict()}, resume, callbacks)
         result = fit_with_progress(trainer, folder, "train", config.train.epochs, config.runtime.progress)
-        state = _final_state(result)
+        state = _final_state(result, config.train.epochs)
     history = state["history"]
     summary = retrain_result(result.metrics, result.metrics["parameters"], genotype, history)
     model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"], data_sha256)

@@ -20,9 +20,17 @@ from ray import tune
 from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
 
-from spdnas.config import ExperimentConfig, _merge, _set_dotted, check_new_seeds, config_from_dict
+from spdnas.config import (
+    ConfigError,
+    ExperimentConfig,
+    _merge,
+    _set_dotted,
+    check_new_seeds,
+    config_from_dict,
+)
 from spdnas.data.storage import Folder
 from spdnas.engine.loops import DivergedError
+from spdnas.engine.state import layout_change
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -245,6 +253,24 @@ def _share_cpus(config: ExperimentConfig) -> ExperimentConfig:
     return config_from_dict(tree)
 
 
+def _on_ray(tree: dict[str, Any]) -> dict[str, Any]:
+    """A configuration as its sweep trials run it: on Ray, whatever ``distributed.backend`` says."""
+    return {**tree, "distributed": {**(tree.get("distributed") or {}), "backend": "ray"}}
+
+
+def _check_same_layout(config: ExperimentConfig, storage: Folder, resume: bool) -> None:
+    """Refuse to resume a sweep whose workers' layout changes the numbers (``distributed`` may
+    otherwise change: resources, concurrency, workers that compute what one does): its finished
+    and new trials would be ranked together, and its interrupted trials' checkpoints refused."""
+    if not (resume and storage.exists(EXPERIMENT_FILE)):
+        return
+    stored = json.loads(storage.read_bytes(EXPERIMENT_FILE))
+    change = layout_change(_on_ray(stored), _on_ray(config.to_dict()))
+    if change:
+        raise ConfigError(f"{storage.display('')} holds a sweep with other settings ({change}): run with "
+                          "--no-resume to start it over, or give it another name")
+
+
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
     with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
@@ -261,6 +287,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     check_no_other_experiment(storage, "sweep")
     if not resume:  # old trials would stay beside new ones, in TensorBoard and sweep/trials
         delete_earlier(storage, "sweep", (EXPERIMENT_FILE,), OWN_FOLDERS)
+    _check_same_layout(config, storage, resume)
     check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     genotype = fixed_genotype(config)

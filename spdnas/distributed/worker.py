@@ -159,6 +159,12 @@ def worker_errors(run_uri: str) -> Folder:
     return Folder(f"{run_uri.rstrip('/')}/{WORKER_ERRORS}")
 
 
+def _records(errors: Folder) -> list[str]:
+    """The error records in ``errors``, not the temporary file of a local write (a worker killed
+    while writing leaves one: the driver would find no error, the next workers would stop)."""
+    return [name for name in errors.list_names() if not name.rsplit("/", 1)[-1].startswith(".")]
+
+
 def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
     """A worker loop whose ``ValueError`` ends the run rather than being retried.
 
@@ -173,7 +179,7 @@ def ends_on_value_errors(loop: Callable[[dict[str, Any]], None]) -> Callable[[di
     @functools.wraps(loop)
     def run(loop_config: dict[str, Any]) -> None:
         errors = worker_errors(loop_config["run_uri"])
-        if errors.list_names():  # a worker of an earlier attempt recorded a final error
+        if _records(errors):  # a worker of an earlier attempt recorded a final error
             return
         try:
             loop(loop_config)
@@ -197,9 +203,7 @@ def recorded_worker_error(run_uri: str) -> ValueError | None:
     record cut short (a worker killed while writing it) is skipped."""
     errors = worker_errors(run_uri)
     records = []
-    for name in errors.list_names():
-        if name.rsplit("/", 1)[-1].startswith("."):  # a local write's temporary file
-            continue
+    for name in _records(errors):
         try:
             records.append(json.loads(errors.read_bytes(name)))
         except ValueError:

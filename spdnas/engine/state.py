@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +53,15 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     for stale in directory.glob(".checkpoint-*.tmp"):
         stale.unlink(missing_ok=True)
     target = directory / CHECKPOINT_FILE
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = str(directory / f".checkpoint-{uuid.uuid4().hex}.tmp")
+    # the mode a plain open() gives (the umask applies), without reading the process-wide umask,
+    # whose read-and-restore would give files other threads create meanwhile mode 666
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would (mkstemp makes it private)
         os.replace(tmp, target)
         _fsync_directory(directory)
     finally:
@@ -183,6 +183,15 @@ def _worker_layout(config: dict[str, Any]) -> tuple[Any, ...] | None:
     return tuple(d.get(k) for k in _LAYOUT_KEYS)
 
 
+def layout_change(saved_config: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """``"distributed (before -> after)"`` where the workers' layout changes the numbers
+    (:func:`_worker_layout`) between a saved and a new configuration, else None."""
+    before, after = _worker_layout(saved_config), _worker_layout(config)
+    if before == after:
+        return None
+    return f"distributed ({_describe_layout(before)} -> {_describe_layout(after)})"
+
+
 def _describe_layout(layout: tuple[Any, ...] | None) -> str:
     if layout is None:
         return "as one worker"
@@ -222,9 +231,9 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
                   if (k.split(".")[0] in decisive and k not in ignored)
                   or k in ("runtime.seed", "runtime.dtype"))
     changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
-    before, after = _worker_layout(saved_config), _worker_layout(config)
-    if before != after:
-        changed.append(f"distributed ({_describe_layout(before)} -> {_describe_layout(after)})")
+    layout = layout_change(saved_config, config)
+    if layout:
+        changed.append(layout)
     if changed:
         raise ValueError(f"the {step} checkpoint of this run was made with other settings: "
                          f"{'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}. Start over "

@@ -105,6 +105,25 @@ def test_runtime_env_uploads_the_code_and_nothing_else(tmp_path):
     assert not [f for f in uploaded if f.split("/")[0] in left_out]
 
 
+def test_runtime_env_never_uploads_credentials(tmp_path):
+    import zipfile
+
+    import yaml
+    from ray._private.runtime_env.packaging import create_package
+
+    repo = Path(__file__).resolve().parents[2]
+    excludes = yaml.safe_load((repo / "jobs" / "runtime_env.yaml").read_text())["excludes"]
+    work = tmp_path / "work"
+    secrets = [".env", "deploy/node.pem", "tls/server.key", ".aws/config", "home/.aws/credentials",
+               "credentials"]
+    for name in [*secrets, "spdnas/cli.py", "configs/radar.yaml"]:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text("x")
+    create_package(str(work), tmp_path / "upload.zip", include_gitignore=False, excludes=excludes)
+    assert sorted(zipfile.ZipFile(tmp_path / "upload.zip").namelist()) == ["configs/radar.yaml",
+                                                                           "spdnas/cli.py"]
+
+
 def test_overrides_may_follow_options_as_with_spdnas_itself():
     p = parser("x")
     p.add_argument("--genotype")

@@ -48,3 +48,24 @@ def test_progress_off_prints_nothing(tmp_path, capsys):
     folder = Folder(str(tmp_path))
     fit_with_progress(_Trainer(folder, [[_record(1, 1.0)]]), folder, "search", 1, False, poll=0.05)
     assert capsys.readouterr().err == ""
+
+
+def test_storage_errors_while_polling_do_not_end_the_run(tmp_path, capsys, monkeypatch):
+    """An outage of the run's storage made the progress poll raise, which shut Ray down under a
+    healthy run (and a failed listing of worker errors after it turned success into failure)."""
+    folder = Folder(str(tmp_path))
+    real_exists = Folder.exists
+
+    def flaky(self, name):
+        if time.monotonic() < outage_ends:
+            raise OSError("When getting information for key: AWS Error NETWORK_CONNECTION")
+        return real_exists(self, name)
+
+    outage_ends = time.monotonic() + 0.6
+    monkeypatch.setattr(Folder, "exists", flaky)
+    monkeypatch.setattr(Folder, "list_names", lambda self: (_ for _ in ()).throw(OSError("no listing")))
+    histories = [[_record(1, 1.0)], [_record(1, 1.0), _record(2, 1.0)]]
+    assert fit_with_progress(_Trainer(folder, histories), folder, "train", 2, True, poll=0.05) == "result"
+    err = capsys.readouterr().err
+    assert err.count("warning: cannot read the run's progress") == 1 and "train epoch 2/2" in err
+    assert "warning: could not read the workers' recorded errors: no listing" in err

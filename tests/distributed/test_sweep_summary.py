@@ -9,7 +9,9 @@ import pytest
 from spdnas.config import ConfigError, load_config
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import (
+    EXPERIMENT_FILE,
     RUN_ONLY,
+    _check_same_layout,
     _share_cpus,
     _summarise,
     asha_scheduler,
@@ -203,6 +205,21 @@ def test_a_resumed_sweep_keeps_its_concurrency(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(sweep.max_concurrent_trials\)"):
         check_same_experiment(load_config(None, ["sweep.max_concurrent_trials=1"]), root, True,
                               "sweep_config.json", RUN_ONLY, "sweep")
+
+
+def test_a_resumed_sweep_keeps_a_worker_layout_that_changes_the_numbers(tmp_path):
+    """The whole distributed section may change on resume, but not so that the workers compute
+    something else (unsynchronised batch norm, sharded data): finished and new trials would be
+    ranked together. Trials run on Ray whatever distributed.backend says."""
+    root = Folder(str(tmp_path))
+    started = ["distributed.num_workers=2", "distributed.sync_batchnorm=false", "distributed.backend=local"]
+    check_same_experiment(load_config(None, started), root, True, EXPERIMENT_FILE, RUN_ONLY, "sweep")
+    _check_same_layout(load_config(None, [*started, "distributed.cpus_per_worker=2"]), root, True)
+    for changed in (["distributed.num_workers=1"], [*started[:2], "distributed.data=shard"]):
+        with pytest.raises(ConfigError, match=r"other settings \(distributed \(num_workers=2, "
+                                              r"data='replicate', sync_batchnorm=False -> "):
+            _check_same_layout(load_config(None, changed), root, True)
+    _check_same_layout(load_config(None, ["distributed.num_workers=1"]), root, False)  # --no-resume
 
 
 def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from spdnas.distributed.runner import _worker_error
 from spdnas.distributed.worker import recorded_worker_error, worker_errors
 from spdnas.engine.loops import DivergedError
@@ -67,3 +69,32 @@ def test_spdnas_debug_keeps_rays_error_with_the_workers_tracebacks(monkeypatch):
     assert str(_worker_error(error)) == "first"
     monkeypatch.setenv("SPDNAS_DEBUG", "1")
     assert _worker_error(error) is error
+
+
+def test_a_record_cut_short_stops_no_worker_and_an_unfinished_state_is_not_published(tmp_path):
+    """A worker killed while writing its record left only the write's temporary file: the next
+    workers took it for a final error and returned at once, the driver found none, and the fit
+    'succeeded' with the last checkpoint's unfinished state, which was then published."""
+    from contextlib import contextmanager
+
+    from spdnas.distributed.runner import _final_state
+    from spdnas.distributed.worker import _records
+    from spdnas.engine.state import save_checkpoint
+
+    run = str(tmp_path / "run")
+    errors = worker_errors(run)
+    errors.write_bytes("rank-0-a.json", b"{}")
+    (tmp_path / "run" / "worker_errors" / "rank-0-a.json").rename(tmp_path / "run" / "worker_errors" /
+                                                                  ".rank-0-b.json.tmp")
+    assert errors.list_names() and _records(errors) == []
+    save_checkpoint({"kind": "train", "epoch": 2, "history": []}, tmp_path / "ck")
+
+    class Checkpoint:
+        @contextmanager
+        def as_directory(self):
+            yield str(tmp_path / "ck")
+
+    result = type("Result", (), {"checkpoint": Checkpoint(), "error": None})()
+    assert _final_state(result, 2)["epoch"] == 2
+    with pytest.raises(RuntimeError, match="stopped after epoch 2 of 3 without an error it could name"):
+        _final_state(result, 3)
