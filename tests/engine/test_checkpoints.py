@@ -7,6 +7,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +108,22 @@ def test_a_model_file_runs_no_code_when_loaded(data, tmp_path):
     torch.save(saved, tmp_path / "model.pt")
     with pytest.raises(ValueError, match=r"not a model saved by spdnas train, or damaged .*Weights only"):
         load_model(tmp_path / "model.pt")
+    assert not marker.exists()
+
+
+def test_a_planted_checkpoint_runs_no_code(data, tmp_path):
+    """A run's checkpoints may come from shared storage that cluster nodes write: they loaded
+    with the full unpickler (for NumPy's RNG state), so a planted payload ran on resume."""
+    config = experiment(data)
+    search(config)
+    folder = os.path.join(run_folder(config, "search"), "checkpoint")
+    state = load_checkpoint(folder)  # a real one loads, NumPy's generator state included
+    assert isinstance(state["rng"]["numpy"][1], np.ndarray)
+    marker = tmp_path / "ran"
+    state["history"] = Planted(str(marker))
+    save_checkpoint(state, folder)
+    with pytest.raises(ValueError, match=r"damaged checkpoint .*Weights only load failed"):
+        load_checkpoint(folder)
     assert not marker.exists()
 
 
