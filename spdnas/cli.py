@@ -129,8 +129,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         on_model_data,
     )
 
+    runtime = _overridden(args.overrides, "runtime")
     ignored = [*(f"model.{k}" for k in _overridden(args.overrides, "model")),
-               *(f"runtime.{k}" for k in ("dtype", "device") if k in _overridden(args.overrides, "runtime"))]
+               *(f"runtime.{k}" for k in ("dtype", "device") if k in runtime)]
     if ignored:
         raise ConfigError(f"evaluate runs the saved model as it was trained (its model.* and runtime.dtype), "
                           f"on the CPU: {', '.join(ignored)} would change nothing")

@@ -391,6 +391,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+def _seeds(config: ExperimentConfig) -> list[tuple[str, int | None]]:
+    """(key, value) of every seed a configuration sets."""
+    return [("runtime.seed", config.runtime.seed), ("data.split_seed", config.data.split_seed),
+            *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
+
+
 def check_new_seeds(config: ExperimentConfig, sweep_repeats: bool = False) -> None:
     """Refuse seeds above :data:`MAX_SEED` for a new run (``sweep_repeats``: also the seeds
     ``runtime.seed + k`` of a sweep's repeats). Saved configurations are not checked: a model
@@ -400,8 +406,7 @@ def check_new_seeds(config: ExperimentConfig, sweep_repeats: bool = False) -> No
     ------
     ConfigError
     """
-    seeds = [("runtime.seed", config.runtime.seed), ("data.split_seed", config.data.split_seed),
-             *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
+    seeds = _seeds(config)
     if sweep_repeats:
         last = f"runtime.seed + sweep.seeds - 1 (the seed of the last of {config.sweep.seeds} repeats)"
         seeds.append((last, config.runtime.seed + config.sweep.seeds - 1))
@@ -519,9 +524,8 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"search.order must be 'first' or 'second', got {s.order!r}")
     if len(s.arch_betas) != 2 or not all(0 <= b < 1 for b in s.arch_betas):
         problems.append(f"search.arch_betas needs two values in [0, 1) (Adam's β1, β2), got {s.arch_betas}")
-    seeds = [("runtime.seed", r.seed), ("data.split_seed", config.data.split_seed),
-             *((f"benchmark.seeds[{i}]", seed) for i, seed in enumerate(config.benchmark.seeds))]
-    problems += [f"{key} must be >= 0, got {seed}" for key, seed in seeds if seed is not None and seed < 0]
+    problems += [f"{key} must be >= 0, got {seed}" for key, seed in _seeds(config)
+                 if seed is not None and seed < 0]
     for key, value in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
                        ("search.epochs", s.epochs), ("train.epochs", t.epochs),
                        ("runtime.torch_threads", r.torch_threads),

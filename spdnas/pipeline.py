@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -163,8 +163,11 @@ def delete_earlier(root: Folder, kind: str, files: tuple[str, ...], folders: tup
         Folder(f"{root.uri.rstrip('/')}/{folder}").clear()
 
 
+Judge = Callable[[dict[str, Any], dict[str, Any]], str | None]
+
+
 def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, filename: str,
-                          run_only: tuple[str, ...], kind: str) -> None:
+                          run_only: tuple[str, ...], kind: str, judge: Judge | None = None) -> None:
     """Record the experiment in ``root/filename``; refuse to resume one made with other settings
     (its finished trials would be mixed with new ones).
 
@@ -175,6 +178,9 @@ def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, 
         they change no result (progress display, resources, concurrency).
     kind : str
         What the experiment is ("benchmark", "sweep"), for the message.
+    judge : callable, optional
+        ``judge(recorded, new)`` (configuration dicts): a change within ``run_only`` that does
+        change results (e.g. a sweep's workers' layout), described, or None.
 
     Raises
     ------
@@ -182,8 +188,11 @@ def check_same_experiment(config: ExperimentConfig, root: Folder, resume: bool, 
         Naming the settings that differ.
     """
     if resume and root.exists(filename):
-        stored = _without(json.loads(root.read_bytes(filename)), run_only)
-        changed = sorted(_differences(stored, _without(config.to_dict(), run_only)))
+        recorded = json.loads(root.read_bytes(filename))
+        changed = sorted(_differences(_without(recorded, run_only), _without(config.to_dict(), run_only)))
+        judged = judge(recorded, config.to_dict()) if judge else None
+        if judged:
+            changed.append(judged)
         if changed:
             raise ConfigError(f"{root.display('')} holds a {kind} with other settings "
                               f"({', '.join(changed)}): run with --no-resume to start it over, "
@@ -333,7 +342,7 @@ def hold_run_folder(config: ExperimentConfig, step: str) -> Iterator[None]:
             folder.parent.rmdir()
 
 
-def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool, step: str, epochs: int) -> None:
+def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool, step: str) -> None:
     checkpoint = folder / LOCAL_CHECKPOINT_DIR
     if not resume:
         Folder(str(folder)).clear()
@@ -345,7 +354,7 @@ def _run_local(job, folder: Path, config: ExperimentConfig, resume: bool, step: 
         record = job.run_epoch()
         write_live_metrics(job.history, str(folder))
         if config.runtime.progress:
-            print_epoch(step, record, epochs)
+            print_epoch(step, record, getattr(config, step).epochs)
         if job.epoch % config.runtime.checkpoint_every == 0 or job.finished:
             save_checkpoint(job.state_dict(), checkpoint)
 
@@ -378,7 +387,7 @@ def _search_local(config: ExperimentConfig, resume: bool) -> Outcome:
     data = load_experiment_data(config)
     _require_full_batches(config, data, search_batch_size=config.search.batch_size)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
-    _run_local(job, folder, config, resume, "search", config.search.epochs)
+    _run_local(job, folder, config, resume, "search")
     genotype = job.genotype()
     paths = publish(lambda d: write_search_outputs(job.history, genotype, config, d), str(folder))
     return Outcome(job.history, genotype, paths=paths)
@@ -400,7 +409,7 @@ def _retrain_local(config: ExperimentConfig, genotype: Genotype, resume: bool) -
     data = load_experiment_data(config)
     _require_full_batches(config, data, train_batch_size=config.train.batch_size)
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
-    _run_local(job, folder, config, resume, "train", config.train.epochs)
+    _run_local(job, folder, config, resume, "train")
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
     model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
     paths = publish(lambda d: write_retrain_outputs(job.history, result, model, d), str(folder))
@@ -443,7 +452,7 @@ def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     """Rebuild a trained network from ``model.pt`` (in evaluation mode)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file (spdnas train writes <run>/train/model.pt)")
-    saved = load_torch_file(path, "not a model saved by spdnas train, or damaged", weights_only=True)
+    saved = load_torch_file(path, "not a model saved by spdnas train, or damaged")
     keys = set(saved) if isinstance(saved, dict) else set()
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
     if missing:

@@ -21,7 +21,6 @@ from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
 
 from spdnas.config import (
-    ConfigError,
     ExperimentConfig,
     _merge,
     _set_dotted,
@@ -258,17 +257,11 @@ def _on_ray(tree: dict[str, Any]) -> dict[str, Any]:
     return {**tree, "distributed": {**(tree.get("distributed") or {}), "backend": "ray"}}
 
 
-def _check_same_layout(config: ExperimentConfig, storage: Folder, resume: bool) -> None:
-    """Refuse to resume a sweep whose workers' layout changes the numbers (``distributed`` may
-    otherwise change: resources, concurrency, workers that compute what one does): its finished
-    and new trials would be ranked together, and its interrupted trials' checkpoints refused."""
-    if not (resume and storage.exists(EXPERIMENT_FILE)):
-        return
-    stored = json.loads(storage.read_bytes(EXPERIMENT_FILE))
-    change = layout_change(_on_ray(stored), _on_ray(config.to_dict()))
-    if change:
-        raise ConfigError(f"{storage.display('')} holds a sweep with other settings ({change}): run with "
-                          "--no-resume to start it over, or give it another name")
+def _same_layout(recorded: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """A change of the workers' layout that changes the numbers (``distributed`` may otherwise
+    change: resources, concurrency, workers that compute what one does): finished and new trials
+    would be ranked together, and interrupted trials' checkpoints refused."""
+    return layout_change(_on_ray(recorded), _on_ray(new))
 
 
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
@@ -287,8 +280,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     check_no_other_experiment(storage, "sweep")
     if not resume:  # old trials would stay beside new ones, in TensorBoard and sweep/trials
         delete_earlier(storage, "sweep", (EXPERIMENT_FILE,), OWN_FOLDERS)
-    _check_same_layout(config, storage, resume)
-    check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep")
+    check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep", _same_layout)
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     genotype = fixed_genotype(config)
     trials_folder = run_folder(config, "sweep/trials")

@@ -89,18 +89,17 @@ _NUMPY_ARRAYS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), np.core.multia
 
 
 def load_torch_file(path: str | Path, what: str, hint: str = "",
-                    map_location: str | torch.device = "cpu", weights_only: bool = False) -> Any:
+                    map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` of a file spdnas wrote; an empty, truncated or foreign file is a
     ``ValueError`` ``"{path}: {what} ({error}){hint}"`` (a missing one stays ``FileNotFoundError``).
 
-    ``weights_only`` loads only tensors, NumPy arrays (the RNG states of checkpoints) and plain
-    containers: no code runs, whoever wrote the file (shared storage, a ``model.pt`` from
-    elsewhere)."""
+    Only tensors, NumPy arrays (the RNG states of checkpoints) and plain containers are loaded:
+    no code runs, whoever wrote the file (shared storage, a ``model.pt`` from elsewhere)."""
     import pickle
 
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
-            return torch.load(path, map_location=map_location, weights_only=weights_only)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, KeyError, ValueError) as exc:
@@ -123,7 +122,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     state = load_torch_file(path, "damaged checkpoint", "; start over (--no-resume) or give the run "
-                            "another name (name=...)", map_location, weights_only=True)
+                            "another name (name=...)", map_location)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a checkpoint of spdnas (a {type(state).__name__})")
     return state

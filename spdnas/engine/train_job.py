@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -82,9 +83,10 @@ class TrainJob:
     def finished(self) -> bool:
         return self.epoch >= self.config.train.epochs
 
-    @property
+    @functools.cached_property
     def num_parameters(self) -> int:
-        """Parameters the network's output depends on (:func:`count_used_parameters`)."""
+        """Parameters the network's output depends on (:func:`count_used_parameters`; one forward
+        pass, counted once: training changes no connection)."""
         return count_used_parameters(self.model, self.train.x[:2])
 
     @property

@@ -11,7 +11,7 @@ from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import (
     EXPERIMENT_FILE,
     RUN_ONLY,
-    _check_same_layout,
+    _same_layout,
     _share_cpus,
     _summarise,
     asha_scheduler,
@@ -212,14 +212,19 @@ def test_a_resumed_sweep_keeps_a_worker_layout_that_changes_the_numbers(tmp_path
     something else (unsynchronised batch norm, sharded data): finished and new trials would be
     ranked together. Trials run on Ray whatever distributed.backend says."""
     root = Folder(str(tmp_path))
+
+    def check(overrides, resume=True):
+        check_same_experiment(load_config(None, overrides), root, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep",
+                              _same_layout)
+
     started = ["distributed.num_workers=2", "distributed.sync_batchnorm=false", "distributed.backend=local"]
-    check_same_experiment(load_config(None, started), root, True, EXPERIMENT_FILE, RUN_ONLY, "sweep")
-    _check_same_layout(load_config(None, [*started, "distributed.cpus_per_worker=2"]), root, True)
+    check(started)
+    check([*started, "distributed.cpus_per_worker=2"])
     for changed in (["distributed.num_workers=1"], [*started[:2], "distributed.data=shard"]):
         with pytest.raises(ConfigError, match=r"other settings \(distributed \(num_workers=2, "
                                               r"data='replicate', sync_batchnorm=False -> "):
-            _check_same_layout(load_config(None, changed), root, True)
-    _check_same_layout(load_config(None, ["distributed.num_workers=1"]), root, False)  # --no-resume
+            check(changed)
+    check(["distributed.num_workers=1"], resume=False)  # --no-resume
 
 
 def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):
