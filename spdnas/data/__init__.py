@@ -4,7 +4,7 @@ The streaming helpers live in :mod:`spdnas.data.streaming` (imports Ray) and the
 in :mod:`spdnas.data.s3`; neither is imported here.
 """
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset, stratified_split
+from spdnas.data.dataset import DatasetMeta, SPDDataset, group_split, stratified_split
 from spdnas.data.parquet import iter_files, read_dataset, validate_dataset, write_dataset
 from spdnas.data.registry import builders, make_dataset
 from spdnas.data.schema import SCHEMA_VERSION, SPLITS, decode_matrices, encode_matrices
@@ -19,6 +19,7 @@ __all__ = [
     "builders",
     "decode_matrices",
     "encode_matrices",
+    "group_split",
     "iter_files",
     "make_dataset",
     "read_dataset",

@@ -67,6 +67,11 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{name:<{width}} " + " ".join(f"{c:>7}" for c in [*row, sum(row)]))
     totals = [sum(manifest["counts"][s]) for s in splits]
     print(f"{'total':<{width}} " + " ".join(f"{c:>7}" for c in [*totals, sum(totals)]))
+    groups = manifest.get("groups")
+    if groups:
+        shared = groups["in_several_splits"]
+        print(f"{'groups':<{width}} " + " ".join(f"{groups['per_split'].get(s, 0):>7}" for s in splits)
+              + f"  ({shared} in more than one split{': not a subject-wise split' * bool(shared)})")
     return 0
 
 

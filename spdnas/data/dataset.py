@@ -95,12 +95,7 @@ def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: M
     ndarray of str, shape (N,)
         The split name of every sample.
     """
-    names = list(fractions)
-    weights = np.array([float(fractions[s]) for s in names])
-    if any(s not in SPLITS for s in names):
-        raise ValueError(f"stratified_split: split names must be among {SPLITS}, got {names}")
-    if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-9:
-        raise ValueError(f"stratified_split: fractions must be ≥ 0 and sum to 1, got {dict(fractions)}")
+    names, weights = _split_weights(fractions, "stratified_split")
     labels = np.asarray(labels)
     ids = np.asarray(sample_ids, dtype=str)
     rng = np.random.default_rng(seed)
@@ -113,6 +108,91 @@ def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: M
         for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             out[members[lo:hi]] = name
     return out.astype(str)
+
+
+def normalise_groups(groups) -> np.ndarray | None:
+    """Group ids as strings, a missing one (None, NaN, ``pandas.NA``) as None; None when no
+    sample has a group. Shape (N,), dtype object."""
+    if groups is None:
+        return None
+
+    def one(group):
+        if group is None or (isinstance(group, float | np.floating) and np.isnan(group)):
+            return None
+        if type(group).__name__ in ("NAType", "NaTType"):  # pandas' missing values
+            return None
+        return str(group)
+
+    out = np.array([one(g) for g in np.asarray(groups, dtype=object).ravel()], dtype=object)
+    return None if all(g is None for g in out) else out
+
+
+def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[str | None],
+                fractions: Mapping[str, float], seed: int) -> np.ndarray:
+    """Seeded assignment of whole groups (subjects, sessions) to splits, so that no group has
+    samples in two splits.
+
+    The groups are ordered by id, permuted with a generator seeded by ``seed`` and then stably
+    by size, largest first; each in turn goes to the split furthest below its share of the
+    samples (``fractions[s] · N − assigned``; ties to the split named first). Sample counts thus
+    follow ``fractions`` up to one group's size; classes are not stratified (a split may lack a
+    class whose groups all went elsewhere). A sample without a group (None) is a group of its own.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+        Only checked for its length (the classes of a split follow from its groups).
+    sample_ids : sequence of str, length N
+    groups : sequence of str or None, length N
+    fractions : mapping split name → fraction, as for :func:`stratified_split`
+    seed : int
+
+    Returns
+    -------
+    ndarray of str, shape (N,)
+
+    Raises
+    ------
+    ValueError
+        If a split of positive fraction would get no group (fewer groups than such splits, or
+        one group holding most samples).
+    """
+    names, weights = _split_weights(fractions, "group_split")
+    ids = np.asarray(sample_ids, dtype=str)
+    groups = normalise_groups(groups)
+    if groups is None:
+        groups = np.full(len(ids), None, dtype=object)
+    if not len(labels) == len(ids) == len(groups):
+        raise ValueError(f"group_split: {len(labels)} labels, {len(ids)} ids and {len(groups)} groups")
+    keys = np.array([f"g:{g}" if g is not None else f"s:{i}" for g, i in zip(groups, ids, strict=True)])
+    unique, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    order = order[np.argsort(-sizes[order], kind="stable")]  # largest first: the closest fit
+    targets = weights * len(ids)
+    assigned = np.zeros(len(names))
+    choice = np.empty(len(unique), dtype=int)
+    for group in order:
+        split = int(np.argmax(targets - assigned))
+        choice[group] = split
+        assigned[split] += sizes[group]
+    empty = [name for name, weight, count in zip(names, weights, assigned, strict=True)
+             if weight > 0 and not count]
+    if empty:
+        raise ValueError(f"group_split: {len(unique)} groups of {len(ids)} samples (the largest holds "
+                         f"{sizes.max()}) leave split(s) {', '.join(empty)} without a group; fractions "
+                         f"{dict(fractions)} need more groups")
+    return np.asarray(names, dtype=object)[choice[inverse]].astype(str)
+
+
+def _split_weights(fractions: Mapping[str, float], caller: str) -> tuple[list[str], np.ndarray]:
+    """Split names and fractions, checked: known names, ≥ 0, summing to 1."""
+    names = list(fractions)
+    weights = np.array([float(fractions[s]) for s in names])
+    if any(s not in SPLITS for s in names):
+        raise ValueError(f"{caller}: split names must be among {SPLITS}, got {names}")
+    if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-9:
+        raise ValueError(f"{caller}: fractions must be ≥ 0 and sum to 1, got {dict(fractions)}")
+    return names, weights
 
 
 @dataclass
@@ -131,7 +211,8 @@ class SPDDataset:
         Stable, unique sample identifiers.
     meta : DatasetMeta
     groups : ndarray of str (or None entries), shape (N,), optional
-        Subject/group identifiers.
+        Subject/group identifiers, stored as strings (other values are converted by ``str``); None,
+        NaN or ``pandas.NA`` marks a sample without a group.
     """
 
     matrices: Tensor
@@ -145,8 +226,7 @@ class SPDDataset:
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
         self.splits = np.asarray(self.splits, dtype=str)
         self.sample_ids = np.asarray(self.sample_ids, dtype=str)
-        if self.groups is not None:
-            self.groups = np.asarray(self.groups, dtype=object)
+        self.groups = normalise_groups(self.groups)
         size = self.matrices.shape[0] if self.matrices.dim() == 3 else -1
         if self.matrices.dim() != 3 or self.matrices.shape[1:] != (self.meta.n, self.meta.n):
             raise ValueError(f"SPDDataset: matrices must have shape (N, {self.meta.n}, {self.meta.n}), "
@@ -189,6 +269,30 @@ class SPDDataset:
         """A copy whose splits are re-drawn by :func:`stratified_split`."""
         splits = stratified_split(self.labels.numpy(), self.sample_ids, fractions, seed)
         return replace(self, splits=splits)
+
+    def with_group_split(self, fractions: Mapping[str, float], seed: int) -> SPDDataset:
+        """A copy whose splits are re-drawn by :func:`group_split` (no group in two splits)."""
+        if self.groups is None:
+            raise ValueError(f"{self.meta.name}: no sample has a group; give groups or use "
+                             "with_stratified_split")
+        splits = group_split(self.labels.numpy(), self.sample_ids, self.groups, fractions, seed)
+        return replace(self, splits=splits)
+
+    def group_counts(self) -> dict | None:
+        """Distinct groups per split present and how many groups have samples in more than one
+        split (0 for a subject-wise split): ``{"per_split": {split: int}, "in_several_splits": int}``;
+        None without groups. Samples without a group are not counted."""
+        if self.groups is None:
+            return None
+        has = np.array([g is not None for g in self.groups])
+        per_split = {split: {str(g) for g in self.groups[has & (self.splits == split)]} for split in SPLITS
+                     if (self.splits == split).any()}
+        seen: dict[str, int] = {}
+        for members in per_split.values():
+            for group in members:
+                seen[group] = seen.get(group, 0) + 1
+        return {"per_split": {split: len(members) for split, members in per_split.items()},
+                "in_several_splits": sum(1 for times in seen.values() if times > 1)}
 
     def counts(self) -> dict[str, list[int]]:
         """Samples per class in each split present: ``{split: [count of class 0, ...]}``."""

@@ -276,6 +276,8 @@ def write_dataset(dataset: SPDDataset, uri: str, *, rows_per_file: int | None = 
                 "meta": meta_dict, "dtype": dtype_name, "encoding": encoding, "num_rows": len(dataset),
                 "row_group_size": row_group_size, "counts": dataset.counts(), "files": files,
                 "content_sha256": content.hexdigest(dataset)}
+    if dataset.groups is not None:
+        manifest["groups"] = dataset.group_counts()
     folder.write_bytes(MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     kept = {f["path"] for f in files}
     for old in previous["files"] if previous else []:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from spdnas.cli import main
-from spdnas.data import read_dataset
-from tests.data.conftest import rewrite_file
+from spdnas.data import read_dataset, write_dataset
+from tests.data.conftest import rewrite_file, toy_dataset
 from tests.data.test_validation import set_column
 
 
@@ -139,3 +141,17 @@ def test_damaged_manifest_is_named(tmp_path, capsys, text, message):
     assert main(["data", "info", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"{out / 'dataset.json'}: {message}" in err, err
+
+
+def test_info_counts_groups_per_split(tmp_path, capsys):
+    dataset = toy_dataset(count=24)
+    mixed = replace(dataset, groups=np.array([f"s{i % 3}" for i in range(24)]))  # each subject in all splits
+    write_dataset(mixed, tmp_path / "mixed")
+    write_dataset(mixed.with_group_split({"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}, seed=0),
+                  tmp_path / "by-subject")
+    assert main(["data", "info", str(tmp_path / "mixed")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "groups         3       3       3  (3 in more than one split: not a subject-wise split)")
+    assert main(["data", "info", str(tmp_path / "by-subject")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split() == [
+        "groups", "1", "1", "1", "(0", "in", "more", "than", "one", "split)"]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from spdnas.data import SPDDataset, read_dataset, stratified_split, write_dataset
+from spdnas.data import SPDDataset, group_split, read_dataset, stratified_split, write_dataset
 from spdnas.data.schema import decode_matrices, encode_matrices
 from spdnas.data.storage import Folder, content_digest
 from tests.data.conftest import toy_dataset
@@ -159,6 +159,58 @@ def test_stratified_split_is_deterministic_stratified_and_order_free():
 def test_stratified_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="sum to 1"):
         stratified_split(np.zeros(4), ["a", "b", "c", "d"], {"train": 0.5, "test": 0.3}, 0)
+
+
+def test_group_split_keeps_each_group_in_one_split_and_follows_the_fractions():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(5, 15, size=20)  # 20 subjects of 5–14 samples
+    groups = np.repeat([f"s{k:02d}" for k in range(20)], sizes)
+    labels = rng.integers(0, 3, size=len(groups))
+    ids = np.array([f"id{i:04d}" for i in range(len(groups))])
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    a = group_split(labels, ids, groups, fractions, seed=3)
+    for group in np.unique(groups):
+        assert len(set(a[groups == group])) == 1
+    for split, share in fractions.items():
+        assert abs((a == split).sum() - share * len(ids)) <= sizes.max()
+    assert (a == group_split(labels, ids, groups, fractions, seed=3)).all()
+    assert not (a == group_split(labels, ids, groups, fractions, seed=4)).all()
+    order = rng.permutation(len(ids))
+    assert (group_split(labels[order], ids[order], groups[order], fractions, seed=3) == a[order]).all()
+
+
+def test_group_split_takes_ungrouped_samples_one_by_one_and_refuses_too_few_groups():
+    ids = [f"i{k}" for k in range(8)]
+    groups = ["a", "a", "a", "a", None, None, None, None]
+    out = group_split(np.zeros(8), ids, groups, {"train": 0.5, "test": 0.5}, seed=0)
+    assert len(set(out[:4])) == 1 and (out == "train").sum() == 4
+    with pytest.raises(ValueError, match=r"2 groups of 8 samples .* leave split\(s\) test without a group"):
+        group_split(np.zeros(8), ids, ["a"] * 7 + ["b"], {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
+
+
+def test_missing_groups_are_none_not_the_text_nan(tmp_path):
+    dataset = toy_dataset(count=6)
+    raw = np.array([3, np.nan, "s1", None, 2.0, np.float64("nan")], dtype=object)
+    with_groups = replace(dataset, groups=raw)
+    assert list(with_groups.groups) == ["3", None, "s1", None, "2.0", None]
+    assert replace(dataset, groups=np.array([np.nan] * 6)).groups is None
+    write_dataset(with_groups, tmp_path / "ds")
+    back = read_dataset(str(tmp_path / "ds"))
+    assert dict(zip(back.sample_ids, back.groups, strict=True)) == dict(
+        zip(with_groups.sample_ids, with_groups.groups, strict=True))
+
+
+def test_manifest_counts_groups_per_split(tmp_path):
+    dataset = toy_dataset(count=24)
+    dataset = replace(dataset, groups=np.array([f"subject-{i % 3}" for i in range(24)]))  # each in all splits
+    manifest = write_dataset(dataset, tmp_path / "mixed")
+    assert manifest["groups"] == {"per_split": {"train": 3, "val": 3, "test": 3}, "in_several_splits": 3}
+    by_subject = dataset.with_group_split({"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}, seed=0)
+    manifest = write_dataset(by_subject, tmp_path / "by-subject")
+    assert manifest["groups"] == {"per_split": {"train": 1, "val": 1, "test": 1}, "in_several_splits": 0}
+    assert "groups" not in write_dataset(toy_dataset(count=24), tmp_path / "none")
+    with pytest.raises(ValueError, match="no sample has a group"):
+        toy_dataset(count=24).with_group_split({"train": 1.0}, seed=0)
 
 
 def test_dataset_subset_and_counts():

@@ -155,6 +155,28 @@ def test_hdm05_importer(tmp_path):
     assert len(read_dataset(str(tmp_path / "out"))) == 8
 
 
+def test_own_matrices_split_by_subject_from_the_file_names(tmp_path):
+    folder = tmp_path / "eeg"
+    folder.mkdir()
+    matrices = random_spd(24, n=4, generator=torch.Generator().manual_seed(0)).numpy()
+    for i, m in enumerate(matrices):
+        np.save(folder / f"s{i % 6:02d}_trial{i:02d}_{i % 2}.npy", m)
+    dataset = make_dataset("matrices", str(tmp_path / "out"), src=str(folder), group_pattern=r"^(s\d+)_")
+    assert sorted(set(dataset.groups)) == [f"s{k:02d}" for k in range(6)]
+    for subject in set(dataset.groups):
+        assert len(set(dataset.splits[dataset.groups == subject])) == 1
+    assert read_dataset(str(tmp_path / "out")).meta.provenance["params"]["group_pattern"] == r"^(s\d+)_"
+    mixed = make_dataset("matrices", None, src=str(folder), group_pattern=r"s\d+", split_by_group=False)
+    assert set(mixed.groups) == set(dataset.groups)
+    assert any(len(set(mixed.splits[mixed.groups == s])) > 1 for s in set(mixed.groups))
+    with pytest.warns(UserWarning, match=r"leaves 'test' without class\(es\) class-[01]"):  # group = label
+        make_dataset("matrices", None, src=str(folder), group_pattern=r"_(\d)$", fractions=[0.5, 0.0, 0.5])
+    with pytest.raises(ValueError, match=r"finds no group in 24 of 24 file names, e.g. s00_trial00_0.npy"):
+        make_dataset("matrices", None, src=str(folder), group_pattern=r"^subject(\d+)")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        make_dataset("matrices", None, src=str(folder), group_pattern="(s")
+
+
 def test_own_matrices_with_own_class_names(tmp_path):
     from scipy.io import savemat
 

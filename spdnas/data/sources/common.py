@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset, stratified_split
+from spdnas.data.dataset import DatasetMeta, SPDDataset, group_split, normalise_groups, stratified_split
 
 PAPER_FRACTIONS = {"train": 0.5, "val": 0.25, "test": 0.25}
 
@@ -87,8 +88,10 @@ def parse_fractions(fractions: Mapping[str, float] | Sequence[float] | None) -> 
 
 def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str], meta: DatasetMeta, *,
              splits: Sequence[str] | None = None, fractions=None, seed: int = 0,
-             groups: Sequence[str] | None = None) -> SPDDataset:
-    """Build an :class:`SPDDataset`, drawing a seeded stratified split when ``splits`` is None.
+             groups: Sequence[str | None] | None = None, split_by_group: bool = True) -> SPDDataset:
+    """Build an :class:`SPDDataset`, drawing a seeded split when ``splits`` is None: whole groups
+    to splits (:func:`~spdnas.data.dataset.group_split`) where samples have groups and
+    ``split_by_group``, else stratified by class.
 
     Parameters
     ----------
@@ -100,7 +103,11 @@ def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str],
         Given splits (e.g. an official train/test split).
     fractions : see :func:`parse_fractions`
     seed : int
-    groups : sequence of str, optional
+    groups : sequence of str or None, optional
+        Subject/group id per sample.
+    split_by_group : bool
+        Keep each group in one split (subject-wise evaluation); False draws a stratified split
+        over samples and records the groups only.
 
     Raises
     ------
@@ -113,11 +120,19 @@ def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str],
         found = f"only class {meta.class_names[present[0]]!r}" if present else "no samples"
         raise ValueError(f"{meta.name}: a classification dataset needs samples of at least 2 classes, "
                          f"found {found}")
-    if splits is None:
+    groups = normalise_groups(groups)
+    if splits is None and groups is not None and split_by_group:
+        splits = group_split(labels, sample_ids, groups, parse_fractions(fractions), seed)
+        for split in map(str, np.unique(splits)):
+            absent = [meta.class_names[k] for k in present if not (labels[splits == split] == k).any()]
+            if absent:
+                warnings.warn(f"{meta.name}: the split by group leaves {split!r} without class(es) "
+                              f"{', '.join(map(str, absent[:5]))}{' …' * (len(absent) > 5)}; another "
+                              "split_seed or fractions may give every split every class", stacklevel=2)
+    elif splits is None:
         splits = stratified_split(labels, sample_ids, parse_fractions(fractions), seed)
     return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=np.asarray(splits),
-                      sample_ids=np.asarray(sample_ids), meta=meta,
-                      groups=None if groups is None else np.asarray(groups, dtype=object))
+                      sample_ids=np.asarray(sample_ids), meta=meta, groups=groups)
 
 
 def carve_validation(splits: Sequence[str], labels: Sequence[int], sample_ids: Sequence[str],

@@ -17,6 +17,7 @@ shrinks each towards ``(tr X / n) I`` for sources that are only positive semi-de
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
 
 @register("matrices", "import your own: a folder of .npy/.mat (key Y1) SPD matrices, label = last '_' token")
 def import_matrices(src: str, class_names: list | None = None, dataset_name: str = "matrices",
-                    split_seed: int = 0, fractions=None, shrinkage: float = 0.0) -> SPDDataset:
+                    split_seed: int = 0, fractions=None, shrinkage: float = 0.0,
+                    group_pattern: str | None = None, split_by_group: bool = True) -> SPDDataset:
     """Import SPD matrices of any size from a flat folder, one per file.
 
     Parameters
@@ -145,9 +147,16 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
     shrinkage : float
         Optional shrinkage γ towards the scaled identity, for matrices that are only positive
         semi-definite.
+    group_pattern : str, optional
+        Regular expression found in each file name's stem whose first parenthesised group (else
+        the whole match) is the sample's subject/group, e.g. ``^(s\\d+)_`` for ``s07_trial3_1.npy``.
+    split_by_group : bool
+        With ``group_pattern``: keep each group in one split (subject-wise evaluation); False
+        draws the usual stratified split and records the groups only.
     """
     folder = Path(src).expanduser()
     files = sorted_files(folder, (".npy", ".mat"))
+    groups = groups_from_names(files, group_pattern) if group_pattern is not None else None
     if class_names is not None and (not isinstance(class_names, list) or not class_names
                                     or len({str(c) for c in class_names}) != len(class_names)):
         raise ValueError(f"matrices: class_names must be a non-empty list of distinct names, "
@@ -170,7 +179,34 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
     meta = DatasetMeta(name=dataset_name, n=matrices.shape[-1], class_names=tuple(str(c) for c in names),
                        source=f"matrices imported from {src}", licence="as licensed by the data owner",
                        provenance={"shrinkage": shrinkage})
-    return assemble(matrices, labels, ids, meta, fractions=fractions, seed=split_seed)
+    return assemble(matrices, labels, ids, meta, fractions=fractions, seed=split_seed, groups=groups,
+                    split_by_group=split_by_group)
+
+
+def groups_from_names(files: list[Path], pattern: str) -> list[str]:
+    """The group of every file: the first parenthesised group of ``pattern`` found in its stem
+    (the whole match if the pattern has none).
+
+    Raises
+    ------
+    ValueError
+        If the pattern does not compile, or naming the files it does not match (or matches empty).
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"group_pattern {pattern!r} is not a regular expression: {err}") from None
+    groups, unmatched = [], []
+    for path in files:
+        found = regex.search(path.stem)
+        group = (found.group(1) if regex.groups else found.group(0)) if found else None
+        groups.append(group)
+        if not group:
+            unmatched.append(path.name)
+    if unmatched:
+        raise ValueError(f"group_pattern {pattern!r} finds no group in {len(unmatched)} of {len(files)} file "
+                         f"names, e.g. {', '.join(unmatched[:3])}")
+    return groups
 
 
 def _afew_files(root: Path) -> list[tuple[Path, str, int]]:
