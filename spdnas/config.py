@@ -124,6 +124,10 @@ class DistributedConfig:
     ``data: replicate`` streams the whole dataset to every worker, which then takes its slice
     of each global batch (N workers compute exactly what one would); ``data: shard`` gives each
     worker its own part of the rows (for datasets too large to replicate).
+    ``placement_strategy`` places the workers' bundles on nodes (Ray's placement-group strategies):
+    ``PACK`` prefers few nodes, ``STRICT_PACK`` requires one node (e.g. the 4 GPUs of one
+    machine, where an autoscaler would otherwise start four 1-GPU nodes), ``SPREAD`` /
+    ``STRICT_SPREAD`` prefer / require one node per worker.
     """
 
     backend: str = "ray"
@@ -136,8 +140,10 @@ class DistributedConfig:
     max_failures: int = 2
     keep_checkpoints: int = 2
     dashboard: bool = False
+    placement_strategy: str = "PACK"
 
 
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 SWEEP_METRICS = ("best_val_accuracy", "val_accuracy", "val_loss", "train_accuracy", "train_loss")
 
 
@@ -559,6 +565,9 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"distributed.backend must be 'ray' or 'local', got {d.backend!r}")
     if d.data not in ("replicate", "shard"):
         problems.append(f"distributed.data must be 'replicate' or 'shard', got {d.data!r}")
+    if d.placement_strategy not in PLACEMENT_STRATEGIES:
+        problems.append(f"distributed.placement_strategy must be one of {', '.join(PLACEMENT_STRATEGIES)}, "
+                        f"got {d.placement_strategy!r}")
     if d.num_workers < 1:
         problems.append(f"distributed.num_workers must be >= 1, got {d.num_workers}")
     for key, size in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size)):

@@ -58,6 +58,8 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["runtime.device=tpu"], "runtime.device must be cpu, cuda or cuda:N"),
     (["sweep.num_samples=0"], "sweep.num_samples must be >= 1"),
     (["distributed.max_failures=-3"], r"distributed.max_failures must be >= 0 \(or -1"),
+    (["distributed.placement_strategy=pack"], "distributed.placement_strategy must be one of PACK, SPREAD, "
+                                              "STRICT_PACK, STRICT_SPREAD, got 'pack'"),
     (["sweep.space={train.learning_rate: {type: uniform, low: 0, high: 1}}"],
      "sweep.space.train.learning_rate: not a setting a sweep can vary"),
     (["sweep.space={train: {type: uniform, low: 0, high: 1}}"], "sweep.space.train: not a setting"),

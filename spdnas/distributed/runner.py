@@ -114,6 +114,31 @@ def _require(resource: str, needed: float, what: str, fewer: str, elsewhere: str
           f"until {resource} nodes join (an autoscaler adding them). {stuck}", file=sys.stderr, flush=True)
 
 
+def require_placement(strategy: str, workers: int, per_worker: dict[str, float]) -> None:
+    """Check that a strict placement can be met: ``STRICT_PACK`` needs one node holding every
+    worker's ``per_worker`` resources, ``STRICT_SPREAD`` one node per worker. The embedded Ray
+    (one node) that cannot meet it is an error; a cluster that cannot meet it now gets a warning
+    (an autoscaler may add such nodes; a fixed cluster waits for ever)."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if strategy == "STRICT_PACK":
+        fits = any(all(res.get(k, 0.0) >= workers * v for k, v in per_worker.items() if v) for res in nodes)
+        need = ", ".join(f"{workers * v:g} {k}" for k, v in per_worker.items() if v)
+        problem = f"STRICT_PACK needs one node with {need} for the {workers} workers, and no node has them"
+    elif strategy == "STRICT_SPREAD":
+        fitting = sum(all(res.get(k, 0.0) >= v for k, v in per_worker.items() if v) for res in nodes)
+        fits = fitting >= workers
+        problem = f"STRICT_SPREAD needs {workers} nodes, one per worker, and {fitting} can hold one"
+    else:
+        return
+    if fits:
+        return
+    if _embedded_ray:
+        raise ValueError(f"distributed.placement_strategy={problem} on this machine's Ray: use PACK, or "
+                         "a Ray cluster (distributed.address or RAY_ADDRESS)")
+    print(f"warning: distributed.placement_strategy={problem} now; the run waits until such nodes join "
+          "(an autoscaler adding them)", file=sys.stderr, flush=True)
+
+
 def live_node_cpus() -> list[float]:
     """CPUs of each live node of the Ray."""
     return [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
@@ -159,6 +184,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     cpus = cpus_per_worker(dist)
     require_cpus(cpus * dist.num_workers, f"the {step} ({dist.num_workers} worker(s) of {cpus:g} CPU(s))",
                  "distributed.num_workers, distributed.cpus_per_worker")
+    require_placement(dist.placement_strategy, dist.num_workers, {"CPU": cpus, "GPU": float(dist.use_gpu)})
     folder = Folder(run_folder(config, step))
     manifest = Folder(config.data.uri).read_manifest()
     meta = manifest["meta"]
@@ -188,7 +214,8 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
                            "run_uri": folder.uri, **handover, **extra},
         torch_config=TorchConfig(backend="nccl" if dist.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=dist.num_workers, use_gpu=dist.use_gpu,
-                                               resources_per_worker={"CPU": cpus}),
+                                               resources_per_worker={"CPU": cpus},
+                                               placement_strategy=dist.placement_strategy),
         run_config=ray.train.RunConfig(
             name=step, storage_path=experiment_folder.base.rstrip("/"),
             storage_filesystem=experiment_folder.fs,

@@ -67,6 +67,36 @@ def test_the_message_names_the_way_out(monkeypatch, have, way):
 
 
 
+def nodes(*resources):
+    """``ray.nodes()`` of live nodes with ``resources`` and one dead node of 8 GPUs."""
+    dead = {"Alive": False, "Resources": {"GPU": 8}}
+    return lambda: [{"Alive": True, "Resources": r} for r in resources] + [dead]
+
+
+def test_a_strict_placement_no_node_can_meet_is_refused_on_the_embedded_ray(monkeypatch):
+    from spdnas.distributed import runner
+
+    monkeypatch.setattr(runner, "_embedded_ray", True)
+    monkeypatch.setattr(runner.ray, "nodes", nodes({"CPU": 2.0}))
+    with pytest.raises(ValueError, match=r"STRICT_SPREAD needs 2 nodes, one per worker, and 1 can hold one"):
+        runner.require_placement("STRICT_SPREAD", 2, {"CPU": 1.0, "GPU": 0.0})
+    with pytest.raises(ValueError, match=r"STRICT_PACK needs one node with 3 CPU for the 3 workers"):
+        runner.require_placement("STRICT_PACK", 3, {"CPU": 1.0, "GPU": 0.0})
+    runner.require_placement("STRICT_PACK", 2, {"CPU": 1.0, "GPU": 0.0})
+    runner.require_placement("PACK", 9, {"CPU": 1.0, "GPU": 0.0})  # Ray may use several nodes
+
+
+def test_a_strict_placement_a_cluster_cannot_meet_now_is_a_warning(monkeypatch, capsys):
+    from spdnas.distributed import runner
+
+    monkeypatch.setattr(runner, "_embedded_ray", False)
+    monkeypatch.setattr(runner.ray, "nodes", nodes({"CPU": 8.0}, *[{"CPU": 4.0, "GPU": 1.0}] * 4))
+    runner.require_placement("STRICT_PACK", 4, {"CPU": 1.0, "GPU": 1.0})  # four 1-GPU nodes: not one
+    assert "STRICT_PACK needs one node with 4 CPU, 4 GPU for the 4 workers" in capsys.readouterr().err
+    runner.require_placement("STRICT_SPREAD", 4, {"CPU": 1.0, "GPU": 1.0})
+    assert capsys.readouterr().err == ""
+
+
 def test_more_workers_than_the_embedded_rays_cpus_fail_at_once(uri, tmp_path):
     cpus = available_cpus()
     config = load_config(None, [f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",

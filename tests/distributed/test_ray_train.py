@@ -77,11 +77,11 @@ def assert_same_search_state(state: dict, reference: SearchJob, tol: float) -> N
         torch.testing.assert_close(weights[name], value, rtol=0, atol=tol, msg=name)
 
 
-@pytest.mark.parametrize("order", ["first", "second"])
-def test_two_workers_equal_one_worker(ray_session, dataset_uri, tmp_path, order):
+@pytest.mark.parametrize(("order", "placement"), [("first", "STRICT_PACK"), ("second", "PACK")])
+def test_two_workers_equal_one_worker(ray_session, dataset_uri, tmp_path, order, placement):
     config = experiment(dataset_uri, str(tmp_path), "distributed.num_workers=2",
                         "distributed.cpus_per_worker=1", f"search.order={order}",
-                        "search.weight_momentum=0.9")
+                        "search.weight_momentum=0.9", f"distributed.placement_strategy={placement}")
     outcome = search(config)
     reference = single_process_reference(config)
     assert_same_search_state(last_state(config, "search"), reference, tol=1e-8)
