@@ -70,7 +70,18 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
         return
     if cfg.builder is None:
         raise FileNotFoundError(f"no dataset at {cfg.uri} (and data.builder is not set to make one)")
-    make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
+    try:
+        make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
+    except OSError as exc:
+        if Folder(cfg.uri).is_local:
+            raise
+        # e.g. a cluster node, whose role may only read datasets/ (README, "Running on a cluster")
+        raise OSError(f"no dataset at {cfg.uri}, and making it there with data.builder={cfg.builder} "
+                      f"failed ({exc}). Where this machine may only read that storage, as cluster nodes "
+                      f"may only read datasets/, write it once with your own credentials: `python -m "
+                      f"jobs.prepare_data --dataset {cfg.builder} --out {cfg.uri}` (or `spdnas data make "
+                      f"{cfg.builder} {cfg.uri}`), with the same --param values as data.builder_params"
+                      ) from exc
 
 
 def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ray" in item.keywords:
             item.add_marker(skip)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Stop a process started with ``start_new_session=True`` and its children: SIGTERM to its
+    process group (only that group), SIGKILL if it has not ended after ``timeout`` seconds."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def start_moto_server(**env: str) -> tuple[subprocess.Popen, str]:

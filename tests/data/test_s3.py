@@ -298,3 +298,39 @@ def test_a_genotype_file_on_s3_is_read_where_a_search_left_it(s3_prefix):
     Folder(s3_prefix).write_bytes("bad.json", b"{not json")
     with pytest.raises(GenotypeError, match=r"bad\.json: genotype is not valid JSON"):
         resolve_genotype(f"{s3_prefix}/bad.json")
+
+
+def test_a_missing_dataset_on_read_only_storage_names_the_way_to_make_it(monkeypatch):
+    """A cluster node may only read datasets/: building a missing dataset there failed with an
+    access error that did not say what to do. moto enforces IAM here (after the set-up calls),
+    and the run's keys are a user's that may only read."""
+    from spdnas.config import DataConfig
+    from spdnas.pipeline import ensure_dataset
+    from tests.conftest import start_moto_server, use_s3_endpoint
+
+    server, endpoint = start_moto_server(INITIAL_NO_AUTH_ACTION_COUNT="5")
+    try:
+        use_s3_endpoint(monkeypatch, endpoint)
+        import boto3
+
+        bucket = "spdnas-read-only"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="node")
+        reads = {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Head*"],  # moto's HeadObject
+                 "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}
+        iam.put_user_policy(UserName="node", PolicyName="read", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [reads]}))
+        key = iam.create_access_key(UserName="node")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        uri = f"s3://{bucket}/datasets/radar"
+        config = DataConfig(uri=uri, builder="radar-synth", builder_params={"n_samples": 30})
+        with pytest.raises(OSError, match=re.escape(
+                f"no dataset at {uri}, and making it there with data.builder=radar-synth failed (")) as err:
+            ensure_dataset(config, progress=False)
+        assert "ACCESS_DENIED" in str(err.value)
+        assert f"`python -m jobs.prepare_data --dataset radar-synth --out {uri}`" in str(err.value)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import boto3
 import pytest
+import yaml
 from cfnlint.api import lint
 from moto import mock_aws
 
-from tests.deploy.conftest import REGION, SSH_CIDR, TEMPLATE, deploy_stack, load_template
+from tests.deploy.conftest import AWS_CLUSTER, REGION, SSH_CIDR, TEMPLATE, deploy_stack, load_template
 from tests.deploy.iam_eval import allowed_actions, is_allowed
 
 ACCOUNT = "123456789012"  # moto's account
@@ -95,6 +97,41 @@ def test_ssh_rule_refuses_the_whole_internet():
     assert "0.0.0.0/0" in refused and "" in refused
 
 
+# CloudFormation matches a String parameter's AllowedPattern against the whole value (Java
+# regex); this pattern uses nothing on which Python's re differs. moto does not check it.
+@pytest.mark.parametrize(("cidr", "accepted"), [
+    ("203.0.113.7/32", True), ("10.0.0.0/8", True), ("198.51.100.0/24", True),
+    ("", True),  # the default: no security group (Kubernetes only)
+    ("0.0.0.0/0", False), ("0.0.0.0/1", False), ("128.0.0.0/1", False), ("203.0.113.7/0", False),
+    ("10.0.0.0/7", False), ("203.0.113.7/33", False), ("203.0.113.7", False),
+])
+def test_ssh_cidr_pattern_refuses_prefixes_shorter_than_8(cidr, accepted):
+    parameter = load_template()["Parameters"]["SshIngressCidr"]
+    assert (re.fullmatch(parameter["AllowedPattern"], cidr) is not None) == accepted
+    assert parameter["Default"] == ""
+
+
+def _worker_instance_types_default() -> list[str]:
+    parameter = load_template()["Parameters"]["WorkerInstanceTypes"]
+    assert parameter["Type"] == "CommaDelimitedList"
+    return parameter["Default"].split(",")
+
+
+def test_worker_instance_types_default_equals_cluster_aws_yaml():
+    """The head role may launch exactly the worker types of cluster/aws.yaml: a worker type
+    added there without the stack parameter would fail to launch, a stale one stays launchable."""
+    cluster = yaml.safe_load(AWS_CLUSTER.read_text())
+    workers = {node["node_config"]["InstanceType"]
+               for name, node in cluster["available_node_types"].items()
+               if name != cluster["head_node_type"]}
+    default = _worker_instance_types_default()
+    assert len(default) == len(set(default))
+    assert set(default) == workers
+    pattern = load_template()["Parameters"]["WorkerInstanceTypes"]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, t) for t in default)
+    assert not any(re.fullmatch(pattern, t) for t in ("*", "g5.*", " g5.xlarge", ""))
+
+
 # ---------------------------------------------------------------- deployed into moto
 
 @pytest.fixture(scope="module")
@@ -103,8 +140,11 @@ def stack(aws_credentials):
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        # The template's default, passed explicitly: moto splits a CommaDelimitedList given as
+        # a parameter but keeps its Default as one string (CloudFormation splits both).
         outputs = deploy_stack(boto3.client("cloudformation", region_name=REGION), "spdnas",
-                               {"VpcId": vpc, "SshIngressCidr": SSH_CIDR})
+                               {"VpcId": vpc, "SshIngressCidr": SSH_CIDR,
+                                "WorkerInstanceTypes": ",".join(_worker_instance_types_default())})
         yield {"outputs": outputs, "vpc": vpc}
 
 
@@ -219,8 +259,9 @@ def test_head_role_may_run_this_clusters_workers_only(stack):
     assert is_allowed(policies, "ec2:CreateTags", instance, ours)
     assert not is_allowed(policies, "ec2:CreateTags", instance, theirs)
     assert is_allowed(policies, "ec2:CreateTags", instance, {"ec2:CreateAction": "RunInstances"})
-    # Launch: the instance must carry this cluster's tag; other resources are only used.
-    tagged = {"aws:RequestTag/ray-cluster-name": "spdnas"}
+    # Launch: the instance must carry this cluster's tag (and be a worker type, see below);
+    # other resources are only used.
+    tagged = {"aws:RequestTag/ray-cluster-name": "spdnas", "ec2:InstanceType": "g5.xlarge"}
     assert is_allowed(policies, "ec2:RunInstances", f"{ec2}:instance/*", tagged)
     assert not is_allowed(policies, "ec2:RunInstances", f"{ec2}:instance/*", {})
     assert is_allowed(policies, "ec2:RunInstances", f"{ec2}:subnet/subnet-0abc")
@@ -243,6 +284,21 @@ def test_head_role_may_run_this_clusters_workers_only(stack):
         "ec2:DescribeSecurityGroups", "ec2:DescribeKeyPairs", "ec2:DescribeAvailabilityZones",
         "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "iam:PassRole",
     }
+
+
+def test_head_role_launches_only_the_worker_instance_types(stack):
+    policies = _role_policies(_role_of_profile(stack["outputs"]["HeadInstanceProfileName"])["RoleName"])
+    instance = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*"
+    tag = {"aws:RequestTag/ray-cluster-name": "spdnas"}
+    for instance_type in ("g5.xlarge", "g5.12xlarge"):  # gpu_1x_spot, gpu_4x
+        assert is_allowed(policies, "ec2:RunInstances", instance, {**tag, "ec2:InstanceType": instance_type})
+        other_tag = {"aws:RequestTag/ray-cluster-name": "someone-else", "ec2:InstanceType": instance_type}
+        assert not is_allowed(policies, "ec2:RunInstances", instance, other_tag)
+    # Anything else carrying the cluster tag is refused, the head's own type included.
+    for instance_type in ("p4d.24xlarge", "m5.24xlarge", "g5.48xlarge", "m5.2xlarge"):
+        launch = {**tag, "ec2:InstanceType": instance_type}
+        assert not is_allowed(policies, "ec2:RunInstances", instance, launch)
+    assert not is_allowed(policies, "ec2:RunInstances", instance, tag)  # no type in the request
 
 
 def test_evaluator_catches_an_overbroad_policy(stack):

@@ -24,10 +24,11 @@ from tests.deploy.conftest import DOCKERFILE, KUBERAY, REPO
 # The newest Kubernetes whose schemas the installed kubernetes-validate ships.
 K8S_VERSION = k8s_validate.latest_version()
 JOB_MODULES = {"jobs.search", "jobs.retrain", "jobs.sweep", "jobs.benchmark"}
-# Top-level fields of RayCluster.spec and RayJob.spec in ray.io/v1 (KubeRay 1.1 - 1.4).
+# Top-level fields of RayCluster.spec and RayJob.spec in ray.io/v1 (KubeRay 1.1 - 1.4, and
+# authOptions {mode} from 1.5.1).
 RAYCLUSTER_SPEC_FIELDS = {
     "rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "headGroupSpec", "workerGroupSpecs",
-    "headServiceAnnotations", "suspend", "managedBy", "gcsFaultToleranceOptions",
+    "headServiceAnnotations", "suspend", "managedBy", "gcsFaultToleranceOptions", "authOptions",
 }
 RAYJOB_SPEC_FIELDS = {
     "entrypoint", "rayClusterSpec", "clusterSelector", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished",
@@ -120,6 +121,7 @@ def test_containers_image_env_and_gpu_limits(cluster_spec):
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["SPDNAS_STORAGE"] == "s3://REPLACE_ME_BUCKET/experiments"
         assert env["SPDNAS_DATA"] == "s3://REPLACE_ME_BUCKET/datasets"
+        assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"], "boto3 reads only AWS_DEFAULT_REGION"
         assert not [k for k in env if re.search("SECRET|ACCESS_KEY|TOKEN|PASSWORD", k)]
         assert container["resources"]["requests"] == container["resources"]["limits"]
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -129,6 +131,23 @@ def test_containers_image_env_and_gpu_limits(cluster_spec):
     for group in cluster_spec["workerGroupSpecs"]:
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert int(limits["nvidia.com/gpu"]) >= 1, group["groupName"]
+
+
+def test_ray_token_authentication_is_on(cluster_spec):
+    """Other pods of the Kubernetes cluster reach the Ray ports (ClusterIP, no NetworkPolicy):
+    without a token they could submit jobs as the spdnas service account."""
+    assert cluster_spec["authOptions"] == {"mode": "token"}
+
+
+def test_gpu_worker_pods_fit_the_one_gpu_node_of_the_aws_cluster(cluster_spec):
+    """A pod asking more than a g5.xlarge holds (after the kubelet's share) stays Pending."""
+    aws = yaml.safe_load((REPO / "cluster" / "aws.yaml").read_text())
+    node = next(n for n in aws["available_node_types"].values() if n["resources"].get("GPU") == 1)
+    assert node["node_config"]["InstanceType"] == "g5.xlarge"  # 4 vCPUs, 16 GiB
+    for group in cluster_spec["workerGroupSpecs"]:
+        requests = group["template"]["spec"]["containers"][0]["resources"]["requests"]
+        assert float(requests["cpu"]) <= node["resources"]["CPU"] - 0.5, group["groupName"]
+        assert int(requests["memory"].removesuffix("Gi")) <= 16 - 2, group["groupName"]
 
 
 def test_nothing_is_exposed_outside_the_cluster(manifests, cluster_spec):

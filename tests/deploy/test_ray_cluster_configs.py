@@ -150,6 +150,20 @@ def test_dashboard_listens_on_loopback_only(path):
     assert "0.0.0.0" not in path.read_text()
 
 
+@pytest.mark.parametrize("path", [AWS_CLUSTER, LOCAL_CLUSTER], ids=["aws", "local"])
+def test_ray_token_authentication_is_on_every_node(path):
+    """Without it each node's dashboard agent (port 52365, on the node's address whatever
+    --dashboard-host says) takes job submissions from anyone who reaches it."""
+    config = _prepared(path)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token", "Ray's default token path"
+    if config.get("docker", {}).get("image"):
+        assert "--env RAY_AUTH_MODE=token" in config["docker"]["run_options"]
+    else:
+        for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+            start = next(c for c in commands if "ray start" in c)
+            assert re.search(r"\bexport\b[^;]*\bRAY_AUTH_MODE=token\b[^;]*;", start), start
+
+
 def test_aws_nodes_use_the_stacks_security_group():
     """With SecurityGroupIds on every node type Ray creates no group of its own (its default
     admits SSH from 0.0.0.0/0); the stack's group is checked in test_cloudformation.py."""

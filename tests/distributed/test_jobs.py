@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,23 +15,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import _free_port, stop_process_group
 from tests.distributed.test_ray_train import tiny_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ray_head():
     """``ray start --head --block`` bound to 127.0.0.1; stopped by signalling that process."""
     temp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
-    gcs, dashboard = free_port(), free_port()
+    gcs, dashboard = _free_port(), _free_port()
     ray = Path(sys.executable).with_name("ray")
     # like a user with the environment activated: the jobs' `python` is this environment's
     env = {**os.environ, "PATH": f"{ray.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -57,12 +50,7 @@ def ray_head():
     try:
         yield client
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the head's process group only
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
         shutil.rmtree(temp, ignore_errors=True)
 
 
