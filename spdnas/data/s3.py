@@ -144,7 +144,7 @@ def require_reachable(uri: str) -> None:
     url = endpoint if endpoint is None or "://" in endpoint else f"https://{endpoint}"  # as pyarrow reads it
     config = Config(connect_timeout=REACH_TIMEOUT_S, read_timeout=REACH_TIMEOUT_S,
                     retries={"total_max_attempts": REACH_ATTEMPTS, "mode": "standard"})
-    probe = boto3.session.Session().client("s3", endpoint_url=url, config=config)
+    probe = boto3.session.Session().client("s3", endpoint_url=url, region_name=region(), config=config)
     where = f"the S3 endpoint {probe.meta.endpoint_url}"
     try:
         probe.head_bucket(Bucket=bucket)
@@ -189,11 +189,13 @@ def pyarrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def client():
-    """A boto3 S3 client with standard retries (endpoint/credentials from the AWS chain)."""
+    """A boto3 S3 client with standard retries (endpoint/credentials from the AWS chain; the
+    region of :func:`region`, as pyarrow's: boto3 itself does not read ``AWS_REGION``)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"}))
+    return boto3.client("s3", region_name=region(),
+                        config=Config(retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"}))
 
 
 def _transfer_config(multipart_threshold: int):

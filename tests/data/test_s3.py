@@ -25,6 +25,15 @@ def by_id(dataset):
     return dataset.select(np.argsort(dataset.sample_ids))
 
 
+def test_boto3_clients_take_the_region_pyarrow_takes(s3_server, monkeypatch):
+    """boto3 reads AWS_DEFAULT_REGION only: with AWS_REGION alone (KubeRay pods, many CI
+    systems) its clients went to us-east-1 while pyarrow's went to AWS_REGION."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert s3mod.client().meta.region_name == "eu-central-1"
+    assert s3mod.pyarrow_filesystem("s3://b/p")[0].region == "eu-central-1"
+
+
 def test_pyarrow_filesystem_uses_the_environment(s3_server, monkeypatch):
     fs, path = s3mod.pyarrow_filesystem("s3://my-bucket/some/prefix/")
     assert isinstance(fs, pafs.S3FileSystem) and path == "my-bucket/some/prefix"
