@@ -26,16 +26,22 @@ class Progress:
         Least seconds between redraws on a terminal.
     stream : file, optional
         Default: ``sys.stderr``.
+    live_only : bool
+        Show the line on a terminal only, and erase it at :meth:`close`: for work whose caller
+        prints its own summary line afterwards (an epoch), so that each finished piece of work
+        leaves one line, on a terminal as in a log.
     """
 
     def __init__(self, label: str, total: float, unit: str = "", *, enabled: bool = True,
-                 interval: float = 1.0, stream: TextIO | None = None):
-        self.label, self.total, self.unit, self.enabled, self.interval = label, total, unit, enabled, interval
+                 interval: float = 1.0, stream: TextIO | None = None, live_only: bool = False):
+        self.label, self.total, self.unit, self.interval = label, total, unit, interval
         self.stream = stream or sys.stderr
         self.done = 0.0
         self.start = self._last = time.perf_counter()
         self._last_decile = 0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.live_only = live_only
+        self.enabled = enabled and (self._tty or not live_only)
 
     def _fmt(self, value: float, unit: bool = True) -> str:
         if self.unit == "B":
@@ -58,8 +64,12 @@ class Progress:
             self._write(now, metrics, final=False)
 
     def close(self, **metrics: float) -> None:
-        """Finish the line with the elapsed time (and the final ``metrics``)."""
-        if self.enabled:
+        """Finish the line with the elapsed time (and the final ``metrics``); erase it where
+        ``live_only``."""
+        if self.enabled and self.live_only:
+            self.stream.write("\r" + " " * 150 + "\r")
+            self.stream.flush()
+        elif self.enabled:
             self._write(time.perf_counter(), metrics, final=True)
 
     def _write(self, now: float, metrics: dict[str, float], final: bool) -> None:

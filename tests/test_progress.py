@@ -47,3 +47,21 @@ def test_terminal_redraws_in_place_and_disabled_is_silent():
     off.update()
     off.close()
     assert quiet.getvalue() == ""
+
+
+def test_live_only_shows_on_a_terminal_and_leaves_no_line():
+    """Epoch bars: the caller prints the epoch's summary line; a log got ~11 lines per epoch (a
+    tenth of the work each, then the bar's own last line), a terminal two with the same metrics."""
+    tty = Terminal()
+    bar = Progress("train epoch 1", 3, stream=tty, interval=0, live_only=True)
+    for _ in range(3):
+        bar.update(loss=0.5)
+    bar.close(loss=0.5)
+    assert "train epoch 1: 3/3" in tty.getvalue() and "\n" not in tty.getvalue()
+    assert tty.getvalue().endswith("\r" + " " * 150 + "\r")  # erased
+    log = io.StringIO()
+    quiet = Progress("train epoch 1", 3, stream=log, live_only=True)
+    for _ in range(3):
+        quiet.update()
+    quiet.close()
+    assert log.getvalue() == ""

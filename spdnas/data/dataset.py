@@ -64,6 +64,24 @@ class DatasetMeta:
                    schema_version=int(data.get("schema_version", SCHEMA_VERSION)))
 
 
+PAPER_FRACTIONS = {"train": 0.5, "val": 0.25, "test": 0.25}
+
+
+def parse_fractions(fractions: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
+    """Split fractions as a dict; a sequence means (train, val, test); None → 50/25/25."""
+    if fractions is None:
+        return dict(PAPER_FRACTIONS)
+    try:
+        if isinstance(fractions, Mapping):
+            return {str(k): float(v) for k, v in fractions.items()}
+        if isinstance(fractions, str) or len(fractions) != 3:
+            raise TypeError
+        return dict(zip(("train", "val", "test"), (float(f) for f in fractions), strict=True))
+    except (TypeError, ValueError):
+        raise ValueError(f"fractions must be a mapping split → fraction or three numbers (train, val, "
+                         f"test), e.g. [0.5, 0.25, 0.25], got {fractions!r}") from None
+
+
 def split_sizes(size: int, weights: np.ndarray) -> np.ndarray:
     """How :func:`stratified_split` divides one class of ``size`` samples: ``weights · size``
     rounded down, the rest by largest remainder (ties to the earlier split); shape ``(splits,)``."""
@@ -86,8 +104,9 @@ def stratified_split(labels: np.ndarray, sample_ids: Sequence[str], fractions: M
     ----------
     labels : ndarray of int, shape (N,)
     sample_ids : sequence of str, length N
-    fractions : mapping split name → fraction
-        Non-negative, summing to 1, e.g. ``{"train": 0.5, "val": 0.25, "test": 0.25}``.
+    fractions : mapping split name → fraction, or three numbers (train, val, test)
+        Non-negative, summing to 1, e.g. ``{"train": 0.5, "val": 0.25, "test": 0.25}`` or
+        ``[0.5, 0.25, 0.25]``.
     seed : int
 
     Returns
@@ -184,8 +203,11 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     return np.asarray(names, dtype=object)[choice[inverse]].astype(str)
 
 
-def _split_weights(fractions: Mapping[str, float], caller: str) -> tuple[list[str], np.ndarray]:
-    """Split names and fractions, checked: known names, ≥ 0, summing to 1."""
+def _split_weights(fractions: Mapping[str, float] | Sequence[float],
+                   caller: str) -> tuple[list[str], np.ndarray]:
+    """Split names and fractions (a mapping, or three numbers as :func:`parse_fractions` reads
+    them), checked: known names, ≥ 0, summing to 1."""
+    fractions = parse_fractions(fractions)
     names = list(fractions)
     weights = np.array([float(fractions[s]) for s in names])
     if any(s not in SPLITS for s in names):

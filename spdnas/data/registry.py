@@ -94,17 +94,24 @@ def _strings_where_declared(build: Callable[..., SPDDataset], params: dict) -> d
 
 
 def check_params(name: str, build: Callable[..., SPDDataset], params: dict) -> None:
-    """Refuse parameters the builder does not take, or of another type than it declares.
+    """Refuse parameters the builder does not take, or of another type than it declares, and a
+    missing parameter it requires.
 
     Raises
     ------
     TypeError
-        Naming every unknown parameter (with the accepted ones) or every mistyped one.
+        Naming every unknown parameter (with the accepted ones), every mistyped one, or every
+        required one not given (as ``--param NAME=...``).
     """
     accepted = inspect.signature(build).parameters
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(accepted)}")
+    missing = [key for key, p in accepted.items()
+               if p.default is inspect.Parameter.empty and key not in params]
+    if missing:
+        raise TypeError(f"dataset {name!r} needs {' '.join(f'--param {key}=...' for key in missing)} "
+                        f"(builder_params {missing} in a config)")
     hints = _type_hints(build)
     wrong = [f"{key}={value!r} (expected {_type_name(hints[key])})" for key, value in params.items()
              if key in hints and not _accepts(hints[key], value)]

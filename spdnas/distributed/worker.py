@@ -220,7 +220,9 @@ def recorded_worker_error(run_uri: str) -> ValueError | None:
     if not isinstance(error, ValueError):
         error = ValueError(record["message"])
     if record.get("traceback"):  # shown with the driver's traceback (SPDNAS_DEBUG), not in str()
-        error.add_note(f"worker {record['rank']}: {record['traceback'].rstrip()}")
+        # what BaseException.add_note does, which Python 3.10 lacks (it then shows no note)
+        error.__notes__ = [*getattr(error, "__notes__", ()), f"worker {record['rank']}: "
+                           f"{record['traceback'].rstrip()}"]
     return error
 
 

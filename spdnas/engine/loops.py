@@ -78,7 +78,8 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     steps = min(sharding.steps_per_epoch(len(train), batch_size),
                 sharding.steps_per_epoch(len(val), batch_size))
     require_steps(steps, batch_size, search_train=len(train), search_val=len(val))
-    bar = Progress(f"search epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
+    bar = Progress(f"search epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0,
+                   live_only=True)
     train_iter = sharding.batches(train, batch_size, seed, epoch)
     val_iter = sharding.batches(val, batch_size, seed + 1, epoch)
     totals = torch.zeros(4, dtype=torch.float64)
@@ -107,7 +108,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     model.train()
     steps = sharding.steps_per_epoch(len(data), batch_size)
     require_steps(steps, batch_size, train=len(data))
-    bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0)
+    bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0,
+                   live_only=True)
     totals = torch.zeros(3, dtype=torch.float64)
     for step, (x, y) in zip(range(steps), sharding.batches(data, batch_size, seed, epoch), strict=False):
         optimizer.zero_grad(set_to_none=True)

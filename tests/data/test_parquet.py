@@ -154,6 +154,7 @@ def test_stratified_split_is_deterministic_stratified_and_order_free():
     order = np.random.default_rng(0).permutation(len(labels))
     shuffled = stratified_split(labels[order], ids[order], fractions, seed=7)
     assert (shuffled == a[order]).all()
+    assert (stratified_split(labels, ids, [0.5, 0.25, 0.25], seed=7) == a).all()  # as --param fractions=[…]
 
 
 def test_stratified_split_rejects_bad_fractions():

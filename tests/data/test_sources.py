@@ -31,6 +31,9 @@ def test_unknown_builder_and_parameter_are_clear_errors():
         make_dataset("radar", None)
     with pytest.raises(TypeError, match="snr"):
         make_dataset("radar-synth", None, snr=3)
+    needs_src = r"^dataset 'matrices' needs --param src=\.\.\. \(builder_params \['src'\]"
+    with pytest.raises(TypeError, match=needs_src):  # was: import_matrices() missing 1 ... 'src'
+        make_dataset("matrices", None, class_names=["a", "b"])
 
 
 def test_window_signals_matches_the_paper_layout():
@@ -155,6 +158,13 @@ def test_hdm05_importer(tmp_path):
     assert len(read_dataset(str(tmp_path / "out"))) == 8
 
 
+def test_hdm05_importer_refuses_matrices_of_another_size(tmp_path):
+    spd_files(tmp_path / "small", 4, 5, [0, 1, 0, 1])  # was imported: n = 5 with 117 classes, 115 empty
+    with pytest.raises(ValueError, match=r"HDM05 covariances are 93×93 .*, these are 5×5; import other "
+                                         r"matrices with the `matrices` importer"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "small"))
+
+
 def test_own_matrices_split_by_subject_from_the_file_names(tmp_path):
     folder = tmp_path / "eeg"
     folder.mkdir()
@@ -208,7 +218,11 @@ def test_upper_case_extensions_are_read(tmp_path):
     savemat(folder / "extra_1.MAT", {"Y1": matrices[0]})
     dataset = make_dataset("matrices", None, src=str(folder))
     assert len(dataset) == 5 and torch.equal(dataset.matrices[0], torch.from_numpy(matrices[0]))
-    assert len(make_dataset("hdm05-npy", None, src=str(folder), fractions=[0.5, 0, 0.5])) == 4
+    hdm05 = tmp_path / "hdm05"
+    spd_files(hdm05, 4, 93, [0, 1, 0, 1])
+    for path in sorted(hdm05.iterdir()):
+        path.rename(path.with_suffix(".NPY"))
+    assert len(make_dataset("hdm05-npy", None, src=str(hdm05), fractions=[0.5, 0, 0.5])) == 4
 
 
 def test_float32_files_are_checked_in_their_own_precision(tmp_path):
@@ -222,12 +236,12 @@ def test_float32_files_are_checked_in_their_own_precision(tmp_path):
         np.save(folder / f"s{i}_{i % 2}.npy", matrix)
     assert max(np.abs(m - m.T).max() / np.abs(m).max()
                for m in (np.load(p) for p in folder.iterdir())) > np.finfo(np.float64).eps ** 0.5
-    dataset = make_dataset("hdm05-npy", None, src=str(folder), fractions=[0.5, 0.0, 0.5])
+    dataset = make_dataset("matrices", None, src=str(folder), fractions=[0.5, 0.0, 0.5])
     assert dataset.matrices.dtype == torch.float64 and torch.equal(dataset.matrices, dataset.matrices.mT)
     np.save(folder / "s0_0.npy", np.load(folder / "s0_0.npy").astype(np.float64))  # not float32 any more
     with pytest.raises(DatasetValidationError, match=r"s0_0\.npy: sample_id 's0_0' \(row 0\): failed "
                                                      r"check 'symmetric'"):
-        make_dataset("hdm05-npy", None, src=str(folder))
+        make_dataset("matrices", None, src=str(folder))
 
 
 def test_unreadable_or_odd_files_are_named(tmp_path):

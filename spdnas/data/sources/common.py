@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset, group_split, normalise_groups, stratified_split
-
-PAPER_FRACTIONS = {"train": 0.5, "val": 0.25, "test": 0.25}
+from spdnas.data.dataset import (
+    DatasetMeta,
+    SPDDataset,
+    group_split,
+    normalise_groups,
+    parse_fractions,
+    stratified_split,
+)
 
 
 def label_from_name(path: Path, num_classes: int) -> int:
@@ -69,21 +74,6 @@ def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"{folder}: no {' or '.join(suffixes)} files")
     return files
-
-
-def parse_fractions(fractions: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
-    """Split fractions as a dict; a sequence means (train, val, test); None → 50/25/25."""
-    if fractions is None:
-        return dict(PAPER_FRACTIONS)
-    try:
-        if isinstance(fractions, Mapping):
-            return {str(k): float(v) for k, v in fractions.items()}
-        if isinstance(fractions, str) or len(fractions) != 3:
-            raise TypeError
-        return dict(zip(("train", "val", "test"), (float(f) for f in fractions), strict=True))
-    except (TypeError, ValueError):
-        raise ValueError(f"fractions must be a mapping split → fraction or three numbers (train, val, "
-                         f"test), e.g. [0.5, 0.25, 0.25], got {fractions!r}") from None
 
 
 def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str], meta: DatasetMeta, *,

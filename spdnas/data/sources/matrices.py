@@ -30,6 +30,7 @@ from spdnas.data.sources.common import assemble, carve_validation, label_from_na
 from spdnas.data.validation import check_finite_symmetric, shrink_to_identity
 
 HDM05_CLASSES = 117
+HDM05_N = 93
 AFEW_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 MAT_KEY = "Y1"
 
@@ -118,7 +119,11 @@ def import_hdm05(src: str, split_seed: int = 0, fractions=None, shrinkage: float
     labels = [label_from_name(f, HDM05_CLASSES) for f in files]
     ids = [f.stem for f in files]
     matrices = stack_matrices(files, ids, folder, shrinkage)
-    meta = DatasetMeta(name="hdm05", n=matrices.shape[-1],
+    if matrices.shape[-1] != HDM05_N:
+        raise ValueError(f"{folder}: HDM05 covariances are {HDM05_N}×{HDM05_N} (31 joints × 3 coordinates), "
+                         f"these are {matrices.shape[-1]}×{matrices.shape[-1]}; import other matrices with "
+                         "the `matrices` importer (its class_names set the classes)")
+    meta = DatasetMeta(name="hdm05", n=HDM05_N,
                        class_names=tuple(f"class-{k}" for k in range(HDM05_CLASSES)),
                        source=f"HDM05 .npy covariances imported from {src}",
                        licence="as licensed by the data owner (HDM05: MPI Informatik terms of use)",
