@@ -171,11 +171,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.output:  # before the printout, which a closed pipe (`| head`) may cut short
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))
-    width = max(len(c) for c in report["class_names"])
-    print("confusion matrix (rows: true class, columns: predicted)")
-    for name, row in zip(report["class_names"], matrix, strict=True):
-        print(f"  {name:>{width}s} " + " ".join(f"{v:5d}" for v in row))
+    print("confusion matrix (rows: true class, columns: predicted class)")
+    for line in _matrix_lines(report["class_names"], matrix):
+        print(line)
     return 0
+
+
+def _matrix_lines(names: list[str], matrix) -> list[str]:
+    """A confusion matrix as text: a header of the predicted classes, then one row per true class.
+
+    Parameters
+    ----------
+    names : list of str
+        The class names, in label order.
+    matrix : numpy.ndarray
+        Counts ``[true class, predicted class]``.
+
+    Returns
+    -------
+    list of str
+        The header line and one line per class, each column as wide as its name or its largest count.
+    """
+    width = max(len(name) for name in names)
+    digits = len(str(int(matrix.max())))
+    columns = [max(len(name), digits) for name in names]
+
+    def line(label: str, cells: list[str]) -> str:
+        return f"  {label:>{width}s}  " + "  ".join(f"{c:>{w}s}" for c, w in zip(cells, columns, strict=True))
+
+    rows = [line(name, [str(v) for v in row]) for name, row in zip(names, matrix, strict=True)]
+    return [line("", names), *rows]
 
 
 def _quickstart(args: argparse.Namespace) -> int:
@@ -190,7 +215,7 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         path, problems = write_report(args.path, args.output)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for problem in problems:

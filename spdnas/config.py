@@ -188,13 +188,19 @@ class BenchmarkDataset:
     overrides: list[str] = field(default_factory=list)
 
 
+BENCHMARK_METHODS: dict[str, tuple[str, ...]] = {
+    "spdnetnas": ("search", "train"), "spdnet": ("train",), "spdnetbn": ("train",), "random": ("train",),
+    "darts": ("search", "train"), "fairdarts": ("search", "train"), "mdm": (), "ts-lr": ()}
+"""Every method a benchmark can run (their code: :data:`spdnas.benchmark.methods.METHODS`), with
+the budgets (``search``, ``train``) whose mini-batches it trains on."""
+
+
 @dataclass
 class BenchmarkConfig:
     """Methods × datasets × seeds, each run a Tune trial on ``cpus_per_trial`` CPUs (and, when
     ``runtime.device`` is CUDA, ``gpus_per_trial`` GPUs; a fraction shares one GPU)."""
 
-    methods: list[str] = field(default_factory=lambda: ["spdnetnas", "spdnet", "spdnetbn", "random",
-                                                         "darts", "fairdarts", "mdm", "ts-lr"])
+    methods: list[str] = field(default_factory=lambda: list(BENCHMARK_METHODS))
     datasets: list[BenchmarkDataset] = field(default_factory=lambda: [BenchmarkDataset()])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     max_concurrent_trials: int = 0
@@ -387,8 +393,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = _load_yaml(Path(path).read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); --config "
+                              "takes an experiment YAML file (see configs/)") from None
+        except yaml.YAMLError as exc:  # one line: where, and what, not PyYAML's excerpt of the file
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where} ({problem}); --config takes an experiment "
+                              "YAML file (see configs/)") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
@@ -499,6 +512,68 @@ def _bounds_problems(kind: str, spec: dict[str, Any]) -> list[str]:
     return []
 
 
+def _setting_type(dotted: str) -> Any:
+    """The type annotation of the setting ``dotted`` (``"train.epochs"`` → ``int``)."""
+    cls = ExperimentConfig
+    *sections, name = dotted.split(".")
+    for part in sections:
+        cls = typing.get_type_hints(cls)[part]
+    return typing.get_type_hints(cls)[name]
+
+
+def _takes(annotation: Any, value: Any) -> bool:
+    """Whether a setting of type ``annotation`` takes ``value`` as a config file gives it, except
+    a number as text (``name=2024`` is text typed without quotes; a number drawn for a text
+    setting is a mistake)."""
+    try:
+        taken = _coerce(value, annotation, "")
+    except ConfigError:
+        return False
+    return isinstance(value, str) or not isinstance(taken, str)
+
+
+def _draw_problems(key: str, spec: dict[str, Any], annotation: Any) -> list[str]:
+    """What a trial would refuse of the values that ``spec`` (a well-formed distribution of
+    ``sweep.space``) draws for the setting ``key`` of type ``annotation``: a trial's config is
+    checked as any other, so ``train.epochs`` drawn from a ``uniform`` range (1.77) failed every
+    trial."""
+    kind = spec["type"]
+    plain = isinstance(annotation, type) and typing.get_origin(annotation) is None
+    shown = annotation.__name__ if plain else str(annotation)
+    if kind == "choice":
+        return [f"sweep.space.{key}: values[{i}]={value!r}, but {key} takes {shown}: use {shown} values"
+                for i, value in enumerate(spec["values"]) if not _takes(annotation, value)]
+    draws = (int(spec["low"]), int(spec["high"])) if kind == "int" else (float(spec["low"]),)
+    if all(_takes(annotation, value) for value in draws):
+        return []
+    fix = "type: int, or a choice of its values" if _takes(annotation, 1) else f"a choice of {shown} values"
+    what = "integers" if kind == "int" else "non-integer numbers"
+    return [f"sweep.space.{key}: type {kind} draws {what}, but {key} takes {shown}: use {fix}"]
+
+
+def _space_problems(config: ExperimentConfig) -> list[str]:
+    """What is wrong with ``sweep.space``: keys that name no setting a sweep may vary, malformed
+    distributions, and distributions that draw values their setting does not take."""
+    problems = []
+    for key, spec in config.sweep.space.items():
+        varies = _is_setting(config, key) and not key.startswith("sweep.") and key != "runtime.seed"
+        if not varies:
+            problems.append(f"sweep.space.{key}: not a setting a sweep can vary (a dotted key of the "
+                            f"config such as train.lr; not sweep.* or runtime.seed, the seeds are repeats)")
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in ("loguniform", "uniform", "int", "choice"):
+            shape = [f"type must be loguniform, uniform, int or choice, got {kind!r}"]
+        elif kind == "choice":
+            listed = isinstance(spec.get("values"), list) and spec["values"]
+            shape = [] if listed else ["a choice needs a non-empty 'values' list"]
+        else:
+            shape = _bounds_problems(kind, spec)
+        problems += [f"sweep.space.{key}: {p}" for p in shape]
+        if varies and not shape:
+            problems += _draw_problems(key, spec, _setting_type(key))
+    return problems
+
+
 def check_config(config: ExperimentConfig) -> None:
     """Reject values no run could use, with the offending key in the message."""
     m, s, t, r = config.model, config.search, config.train, config.runtime
@@ -573,19 +648,8 @@ def check_config(config: ExperimentConfig) -> None:
     for key, size in (("search.batch_size", s.batch_size), ("train.batch_size", t.batch_size)):
         if size % d.num_workers:
             problems.append(f"{key}={size} must be divisible by distributed.num_workers={d.num_workers}")
+    problems += _space_problems(config)
     w = config.sweep
-    for key, spec in w.space.items():
-        if not _is_setting(config, key) or key.startswith("sweep.") or key == "runtime.seed":
-            problems.append(f"sweep.space.{key}: not a setting a sweep can vary (a dotted key of the "
-                            f"config such as train.lr; not sweep.* or runtime.seed, the seeds are repeats)")
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in ("loguniform", "uniform", "int", "choice"):
-            problems.append(f"sweep.space.{key}: type must be loguniform, uniform, int or choice, "
-                            f"got {kind!r}")
-        elif kind == "choice" and not spec.get("values"):
-            problems.append(f"sweep.space.{key}: a choice needs a non-empty 'values' list")
-        elif kind != "choice":
-            problems += [f"sweep.space.{key}: {p}" for p in _bounds_problems(kind, spec)]
     if w.scheduler == "asha" and w.grace_period > t.epochs:
         problems.append(f"sweep.grace_period={w.grace_period} exceeds train.epochs={t.epochs}: ASHA would "
                         f"never compare trials")
@@ -612,6 +676,9 @@ def _benchmark_problems(b: BenchmarkConfig) -> list[str]:
     for key, value in (("methods", b.methods), ("seeds", b.seeds), ("datasets", b.datasets)):
         if not value:
             problems.append(f"benchmark.{key} must not be empty")
+    unknown = [m for m in b.methods if m not in BENCHMARK_METHODS]
+    if unknown:
+        problems.append(f"benchmark.methods: unknown {unknown}; known: {', '.join(BENCHMARK_METHODS)}")
     names = [d.name for d in b.datasets]
     if len(set(names)) != len(names):
         problems.append(f"benchmark.datasets: names must be unique, got {names}")

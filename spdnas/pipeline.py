@@ -376,10 +376,14 @@ def _check_devices(config: ExperimentConfig) -> None:
     if d.backend == "local" and d.use_gpu:
         raise ValueError("distributed.use_gpu=true needs distributed.backend=ray; the local backend "
                          "runs on runtime.device (e.g. runtime.device=cuda)")
-    if d.backend == "local" and (d.num_workers > 1 or d.data == "shard"):
-        raise ValueError(f"distributed.num_workers={d.num_workers}, distributed.data={d.data} need "
-                         "distributed.backend=ray; the local backend runs one process on all the data "
-                         "(for it, set distributed.num_workers=1 distributed.data=replicate)")
+    ray_only = {}  # the settings only Ray runs, each with the value the local backend runs
+    if d.num_workers > 1:
+        ray_only[f"distributed.num_workers={d.num_workers}"] = "distributed.num_workers=1"
+    if d.data == "shard":
+        ray_only["distributed.data=shard"] = "distributed.data=replicate"
+    if d.backend == "local" and ray_only:
+        raise ValueError(f"{', '.join(ray_only)} would need distributed.backend=ray; the local backend runs "
+                         f"one process on all the data (for it, set {' '.join(ray_only.values())})")
 
 
 def search(config: ExperimentConfig, resume: bool = True) -> Outcome:
@@ -465,6 +469,8 @@ def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
         raise FileNotFoundError(f"{path}: no such model file (spdnas train writes <run>/train/model.pt)")
     saved = load_torch_file(path, "not a model saved by spdnas train, or damaged")
     keys = set(saved) if isinstance(saved, dict) else set()
+    if "architecture" in keys and "genotype" not in keys:  # the benchmark's baselines write model.pt too
+        raise ValueError(_baseline_model(path, saved["architecture"]))
     missing = {"config", "genotype", "n", "num_classes", "state_dict"} - keys
     if missing:
         raise ValueError(f"{path}: not a model saved by spdnas train (missing {sorted(missing)})")
@@ -475,6 +481,18 @@ def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:
     model.load_state_dict(saved["state_dict"])
     model.eval()
     return model, saved
+
+
+def _baseline_model(path: str | Path, architecture: Any) -> str:
+    """Why ``evaluate`` refuses the ``model.pt`` of a benchmark baseline (SPDNet, SPDNetBN, the
+    Euclidean networks: an ``architecture``, no genotype), and where its test result is."""
+    network = architecture.get("network") if isinstance(architecture, dict) else None
+    result = Path(path).parent / "result.json"
+    where = (f"in {result}" if result.is_file()
+             else "in its trial's train/result.json and the benchmark's results.jsonl")
+    return (f"{path}: the model of a benchmark baseline{f' ({network})' if network else ''}, which spdnas "
+            f"evaluate does not read (it evaluates the models of spdnas train and of the benchmark's "
+            f"spdnetnas runs); the baseline's test result is {where}")
 
 
 def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:

@@ -334,3 +334,64 @@ def test_overrides_may_follow_options(experiment_args, capsys):
             parse_args(bad)
         assert capsys.readouterr().err.endswith(f"error: unrecognized arguments: {named}\n")
     assert main(["search", *experiment_args[:-1], "--no-resume", experiment_args[-1]]) == 0
+
+
+def test_a_config_that_is_not_yaml_is_one_line_naming_line_and_column(tmp_path, capsys):
+    """`spdnas search --config README.md` printed PyYAML's several lines (scanner context, an
+    excerpt of the file and a caret); the README promises one-line errors."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# spdnas\n\nRun it:\n\n```bash\nspdnas quickstart\n```\n")
+    assert main(["search", "--config", str(readme)]) == 2
+    assert capsys.readouterr().err == (f"error: {readme}: not valid YAML at line 5, column 1 (found "
+                                       "character '`' that cannot start any token); --config takes an "
+                                       "experiment YAML file (see configs/)\n")
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"PK\x03\x04\xff\xfe")
+    assert main(["search", "--config", str(binary)]) == 2
+    assert capsys.readouterr().err == (f"error: {binary}: not a text file (invalid start byte at byte 4); "
+                                       "--config takes an experiment YAML file (see configs/)\n")
+
+
+def test_evaluate_names_a_benchmark_baselines_model(tmp_path, capsys):
+    """The benchmark writes a baseline's weights as runs/<dataset>/<method>/seed<k>/train/model.pt,
+    like a SPDNetNAS model's: evaluate said "not a model saved by spdnas train (missing
+    ['genotype', 'n'])", not what the file is nor where the baseline's test result is."""
+    from spdnas.benchmark.methods import run_method
+    from spdnas.config import load_config
+    from spdnas.engine.splits import split_experiment_data
+
+    data = split_experiment_data(toy_dataset(40, seed=11), 0.5, seed=0)
+    config = load_config(None, ["train.batch_size=15", "train.epochs=1", "runtime.progress=false",
+                                "distributed.backend=local"])
+    train = tmp_path / "runs" / "toy" / "spdnet" / "seed0" / "train"
+    run_method("spdnet", config, data, seed=0, out=train.parent)
+    model = train / "model.pt"
+    assert main(["evaluate", "--model", str(model)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {model}: the model of a benchmark baseline (SPDNet), which spdnas evaluate does not read "
+        "(it evaluates the models of spdnas train and of the benchmark's spdnetnas runs); the baseline's "
+        f"test result is in {train / 'result.json'}\n")
+    (train / "result.json").unlink()
+    assert main(["evaluate", "--model", str(model)]) == 1
+    assert capsys.readouterr().err.endswith("; the baseline's test result is in its trial's "
+                                            "train/result.json and the benchmark's results.jsonl\n")
+
+
+def test_counts_are_ints_and_the_confusion_matrix_names_its_columns(experiment_args, tmp_path, capsys):
+    """result.json and evaluate's JSON said "test_samples": 24.0 (a count summed as a float), and
+    the printed confusion matrix had no header: which column is which predicted class was not said."""
+    assert main(["train", "--genotype", "radar", *experiment_args]) == 0
+    train = tmp_path / "runs" / "cli" / "train"
+    assert type(json.loads((train / "result.json").read_text())["test_samples"]) is int
+    report = tmp_path / "evaluation.json"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(train / "model.pt"), "--output", str(report)]) == 0
+    assert type(json.loads(report.read_text())["test_samples"]) is int
+    out = capsys.readouterr().out
+    assert '"test_samples": 24,' in out
+    lines = out.splitlines()
+    title = lines.index("confusion matrix (rows: true class, columns: predicted class)")
+    assert lines[title + 1].split() == ["a", "b", "c"]
+    matrix = json.loads(report.read_text())["confusion_matrix"]
+    for name, counts, line in zip("abc", matrix, lines[title + 2:], strict=True):
+        assert line.split() == [name, *map(str, counts)]

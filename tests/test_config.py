@@ -177,3 +177,57 @@ def test_seed_bound_is_for_new_runs_and_sweep_repeats():
     config = load_config(None, ["runtime.seed=4294967295"])  # a plain run may use the largest
     with pytest.raises(ConfigError, match=r"runtime.seed \+ sweep.seeds - 1 \(the seed of the last of 3"):
         check_new_seeds(config, sweep_repeats=True)
+
+
+@pytest.mark.parametrize("space, message", [
+    ("{train.epochs: {type: uniform, low: 1, high: 3}}",
+     "sweep.space.train.epochs: type uniform draws non-integer numbers, but train.epochs takes int: use "
+     "type: int, or a choice of its values"),
+    ("{model.pool_kernel: {type: loguniform, low: 1, high: 4}}",
+     "sweep.space.model.pool_kernel: type loguniform draws non-integer numbers, but model.pool_kernel "
+     "takes int | None: use type: int"),
+    ("{train.batch_size: {type: choice, values: [16, 32.5]}}",
+     r"sweep.space.train.batch_size: values\[1\]=32.5, but train.batch_size takes int: use int values"),
+    ("{model.mixture: {type: int, low: 1, high: 3}}",
+     "sweep.space.model.mixture: type int draws integers, but model.mixture takes str: use a choice of "
+     "str values"),
+    ("{model.mixture: {type: choice, values: [softmax, 1]}}", r"values\[1\]=1, but model.mixture takes str"),
+    ("{distributed.sync_batchnorm: {type: uniform, low: 0, high: 1}}",
+     "but distributed.sync_batchnorm takes bool: use a choice of bool values"),
+    ("{model.cell_channels: {type: int, low: 2, high: 8}}", r"but model.cell_channels takes list\[int\]"),
+    ("{model.mixture: {type: choice, values: softmax}}", "a choice needs a non-empty 'values' list"),
+])
+def test_a_sweep_draws_only_values_its_setting_takes(space, message):
+    """train.epochs from a uniform range was accepted, then every trial failed on its config
+    (train.epochs: expected int, got 1.77)."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"sweep.space={space}"])
+
+
+def test_a_sweep_may_draw_what_its_setting_takes():
+    space = ("{train.epochs: {type: int, low: 1, high: 3}, train.lr: {type: int, low: 1, high: 2}, "
+             "model.karcher_tol: {type: loguniform, low: 1e-6, high: 1e-3}, "
+             "model.pool_kernel: {type: choice, values: [null, 2]}, "
+             "model.cell_channels: {type: choice, values: [[2, 4], [4, 8]]}, "
+             "distributed.sync_batchnorm: {type: choice, values: [true, false]}}")
+    assert len(load_config(None, [f"sweep.space={space}"]).sweep.space) == 6
+
+
+LOCAL = "would need distributed.backend=ray; the local backend runs one process on all the data (for it, set"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distributed.num_workers=2"], f"distributed.num_workers=2 {LOCAL} distributed.num_workers=1)"),
+    (["distributed.data=shard"], f"distributed.data=shard {LOCAL} distributed.data=replicate)"),
+    (["distributed.num_workers=2", "distributed.data=shard"],
+     f"distributed.num_workers=2, distributed.data=shard {LOCAL} distributed.num_workers=1 "
+     "distributed.data=replicate)"),
+])
+def test_the_local_backend_names_only_the_settings_that_need_ray(overrides, message):
+    """distributed.num_workers=2 alone was reported with distributed.data=replicate (the default,
+    which the local backend runs) among the settings that need Ray."""
+    from spdnas.pipeline import search
+
+    with pytest.raises(ValueError) as refused:
+        search(load_config(None, ["distributed.backend=local", *overrides]))
+    assert str(refused.value) == message

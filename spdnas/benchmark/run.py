@@ -21,10 +21,12 @@ from typing import Any
 from ray import tune
 
 from spdnas.benchmark.methods import run_method
-from spdnas.config import ExperimentConfig, _merge, config_from_dict, parse_overrides
+from spdnas.config import BENCHMARK_METHODS, ExperimentConfig, _merge, config_from_dict, parse_overrides
+from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary
 from spdnas.engine.runtime import setup_runtime
+from spdnas.engine.splits import require_full_batches, require_splits
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -69,6 +71,41 @@ def dataset_config(base: ExperimentConfig, dataset: str) -> ExperimentConfig:
     tree = _merge(tree, parse_overrides(entry.overrides))
     tree["runtime"]["progress"] = False
     return config_from_dict(tree)
+
+
+def require_runnable(config: ExperimentConfig, dataset: str, methods: list[str]) -> None:
+    """Refuse, from its manifest's split counts, a benchmark dataset that ``methods`` cannot run
+    on: one without train, val or test rows, or whose search or retraining epochs hold no full
+    batch for the methods that train in batches (:data:`~spdnas.config.BENCHMARK_METHODS`).
+    Checked before any trial starts: in the trials, every one would fail alike.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        The dataset's experiment (:func:`dataset_config`: with its own overrides).
+    dataset : str
+        Its name in ``benchmark.datasets``, for the message.
+    methods : list of str
+        The benchmark's methods.
+
+    Raises
+    ------
+    ValueError
+        Naming the dataset, the batch size setting and the methods that need it.
+    """
+    manifest = Folder(config.data.uri).read_manifest()
+    require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
+    for budget in ("search", "train"):
+        users = [m for m in methods if budget in BENCHMARK_METHODS[m]]
+        if not users:
+            continue
+        size = getattr(config, budget).batch_size
+        try:
+            require_full_batches(manifest["counts"], config.data.search_val_fraction,
+                                 **{f"{budget}_batch_size": size})
+        except ValueError as exc:
+            raise ValueError(f"benchmark dataset {dataset!r}, {budget}.batch_size={size} (for "
+                             f"{', '.join(users)}): {exc}") from None
 
 
 def _publish_tree(local: Path, uri: str) -> None:
@@ -201,23 +238,28 @@ def trial_resources(config: ExperimentConfig, cluster: dict[str, float]) -> tupl
 
 
 def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOutcome:
-    """Run (or resume) every (dataset, method, seed) of ``config.benchmark``."""
-    from spdnas.benchmark import baselines  # noqa: F401  (registers the baselines)
-    from spdnas.benchmark.methods import METHODS
+    """Run (or resume) every (dataset, method, seed) of ``config.benchmark``.
+
+    What the run folder refuses is checked before any dataset is made; every dataset's splits
+    before the earlier benchmark is deleted (``resume=False``) or a new one recorded.
+    """
     from spdnas.distributed.runner import ray_session, require_gpus
 
     config = with_absolute_paths(config)
     bench = config.benchmark
-    unknown = sorted(set(bench.methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"benchmark.methods: unknown {unknown}; known: {sorted(METHODS)}")
-    for entry in bench.datasets:
-        ensure_dataset(dataset_config(config, entry.name).data, progress=config.runtime.progress)
     root = Folder(run_folder(config, ""))
     check_no_other_experiment(root, "benchmark")
+    resumed = resume and root.exists(EXPERIMENT_FILE)
+    if resumed:  # a recorded benchmark of other settings: refused before any dataset is made
+        check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
+    for entry in bench.datasets:
+        experiment = dataset_config(config, entry.name)
+        ensure_dataset(experiment.data, progress=config.runtime.progress)
+        require_runnable(experiment, entry.name, bench.methods)
     if not resume:
         delete_earlier(root, "benchmark", OWN_FILES, OWN_FOLDERS)
-    check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
+    if not resumed:  # recorded once its datasets can run it: a refused setting is not kept
+        check_same_experiment(config, root, resume, EXPERIMENT_FILE, RUN_ONLY, "benchmark")
     for entry in bench.datasets:  # a dataset made again at its URI would mix old and new trials
         runs = Folder(f"{root.uri.rstrip('/')}/runs/{entry.name}")
         check_same_data(dataset_config(config, entry.name), runs, resume)

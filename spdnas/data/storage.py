@@ -39,11 +39,21 @@ class Folder:
         return f"{self.uri.rstrip('/')}/{name}"
 
     def list_names(self) -> list[str]:
-        """Names (relative paths) of all files in the folder; empty if it does not exist."""
+        """Names (relative paths) of all files in the folder; empty if it does not exist.
+
+        Raises
+        ------
+        NotADirectoryError
+            Naming the path if it is a file.
+        """
         selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
         prefix = self.base.rstrip("/") + "/"
-        return sorted(info.path[len(prefix):] for info in self.fs.get_file_info(selector)
-                      if info.type == pafs.FileType.File)
+        try:
+            found = self.fs.get_file_info(selector)
+        except NotADirectoryError:
+            raise NotADirectoryError(f"{self.uri}: a file, not a folder; give the path of a folder "
+                                     "(a new one, or one that holds a dataset)") from None
+        return sorted(info.path[len(prefix):] for info in found if info.type == pafs.FileType.File)
 
     def exists(self, name: str) -> bool:
         """Whether the file ``name`` exists."""

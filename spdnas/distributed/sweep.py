@@ -274,13 +274,17 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     if not sweep.space:
         raise ValueError("sweep.space is empty: nothing to sweep")
     check_new_seeds(config, sweep_repeats=True)
-    ensure_dataset(config.data, progress=config.runtime.progress)
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
     check_no_other_experiment(storage, "sweep")
+    resumed = resume and storage.exists(EXPERIMENT_FILE)
+    if resumed:  # a recorded sweep of other settings: refused before the dataset is made
+        check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep", _same_layout)
+    ensure_dataset(config.data, progress=config.runtime.progress)
     if not resume:  # old trials would stay beside new ones, in TensorBoard and sweep/trials
         delete_earlier(storage, "sweep", (EXPERIMENT_FILE,), OWN_FOLDERS)
-    check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep", _same_layout)
+    if not resumed:  # recorded once its dataset exists: settings that failed to make it are not kept
+        check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep", _same_layout)
     check_same_data(config, folder, resume)  # a dataset made again at data.uri: no mixed trials
     genotype = fixed_genotype(config)
     trials_folder = run_folder(config, "sweep/trials")

@@ -71,12 +71,30 @@ def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def require_steps(steps: int, batch_size: int, **sizes: int) -> None:
-    """Refuse an epoch without a single full batch (only full batches are used)."""
+def require_steps(steps: int, batch_size: int, sharded: bool, **sizes: int) -> None:
+    """Refuse an epoch without a single full batch (only full batches are used).
+
+    Parameters
+    ----------
+    steps : int
+        Full batches in the epoch.
+    batch_size : int
+    sharded : bool
+        Whether ``sizes`` count one worker's shard (``distributed.data=shard``), which the
+        message then says; False for a whole dataset's splits.
+    **sizes : int
+        Samples of each split, by name (``search_train=24``).
+
+    Raises
+    ------
+    ValueError
+        Naming the batch size and the samples.
+    """
     if steps < 1:
         shown = ", ".join(f"{name.replace('_', '-')} {size}" for name, size in sizes.items())
-        raise ValueError(f"no full batch of {batch_size} in this epoch (samples: {shown}; with "
-                         "distributed.data=shard, per worker): lower the batch size or use more data")
+        shard = "; with distributed.data=shard, per worker" if sharded else ""
+        raise ValueError(f"no full batch of {batch_size} in this epoch (samples: {shown}{shard}): lower the "
+                         "batch size or use more data")
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,11 @@ def _sum_identity(t: Tensor) -> Tensor:
 
 
 def _summarise(totals: Tensor, prefix: str) -> dict[str, float]:
+    """Mean loss and accuracy from summed (loss, correct, count), and the sample count (an int;
+    0 for no samples, whose loss and accuracy are then 0)."""
     loss_sum, correct, count = (float(v) for v in totals)
-    count = max(count, 1.0)
-    return {f"{prefix}_loss": loss_sum / count, f"{prefix}_accuracy": correct / count,
-            f"{prefix}_samples": count}
+    return {f"{prefix}_loss": loss_sum / max(count, 1.0), f"{prefix}_accuracy": correct / max(count, 1.0),
+            f"{prefix}_samples": round(count)}
 
 
 def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, batch_size: int, seed: int,
@@ -77,7 +78,8 @@ def search_epoch(searcher: BilevelSearcher, train: TensorData, val: TensorData, 
     sum_reduce = sum_reduce or _sum_identity
     steps = min(sharding.steps_per_epoch(len(train), batch_size),
                 sharding.steps_per_epoch(len(val), batch_size))
-    require_steps(steps, batch_size, search_train=len(train), search_val=len(val))
+    require_steps(steps, batch_size, sharded=sharding.local_data, search_train=len(train),
+                  search_val=len(val))
     bar = Progress(f"search epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0,
                    live_only=True)
     train_iter = sharding.batches(train, batch_size, seed, epoch)
@@ -107,7 +109,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     steps = sharding.steps_per_epoch(len(data), batch_size)
-    require_steps(steps, batch_size, train=len(data))
+    require_steps(steps, batch_size, sharded=sharding.local_data, train=len(data))
     bar = Progress(f"train epoch {epoch + 1}", steps, enabled=progress and sharding.rank == 0,
                    live_only=True)
     totals = torch.zeros(3, dtype=torch.float64)

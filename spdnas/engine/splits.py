@@ -122,9 +122,11 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         halves = sum((split_sizes(c, weights) for c in train), np.zeros(2, dtype=int))
         search_train, search_val = (int(h) for h in halves)
         steps = min(num_batches(search_train, search_batch_size), num_batches(search_val, search_batch_size))
-        require_steps(steps, search_batch_size, search_train=search_train, search_val=search_val)
+        require_steps(steps, search_batch_size, sharded=False, search_train=search_train,
+                      search_val=search_val)
     if train_batch_size is not None:
-        require_steps(num_batches(sum(train), train_batch_size), train_batch_size, train=sum(train))
+        require_steps(num_batches(sum(train), train_batch_size), train_batch_size, sharded=False,
+                      train=sum(train))
 
 
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -95,8 +97,6 @@ def load_torch_file(path: str | Path, what: str, hint: str = "",
 
     Only tensors, NumPy arrays (the RNG states of checkpoints) and plain containers are loaded:
     no code runs, whoever wrote the file (shared storage, a ``model.pt`` from elsewhere)."""
-    import pickle
-
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -104,8 +104,37 @@ def load_torch_file(path: str | Path, what: str, hint: str = "",
         raise
     except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, KeyError, ValueError) as exc:
         # the weights-only unpickler raises KeyError on an unknown opcode (a text file)
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        raise ValueError(f"{path}: {what} ({type(exc).__name__}: {detail}){hint}") from None
+        raise ValueError(f"{path}: {what} ({_load_failure(exc)}){hint}") from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in a few words.
+
+    Torch's text of a refused file advises loading it again with ``weights_only=False``, which
+    runs whatever code the file holds: a file from elsewhere must not be loaded so, and our
+    messages do not pass that advice on. The other errors keep their first sentence.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What ``torch.load`` raised.
+
+    Returns
+    -------
+    str
+        E.g. ``"not a file written by torch.save"`` or ``"empty or cut short"``.
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        if "Unsupported operand" in text:  # not a pickle at all (a text file), or of another protocol
+            return "not a file written by torch.save"
+        refused = re.search(r"GLOBAL (\S+)", text)
+        what = f"it refers to the Python object {refused.group(1)}" if refused else "it holds Python objects"
+        return f"{what}: spdnas loads only tensors and plain data, no objects that could run code"
+    if isinstance(exc, EOFError):
+        return "empty or cut short"
+    first = re.split(r"(?<=\w\.)\s", text.splitlines()[0])[0] if text.strip() else "no detail"
+    return f"{type(exc).__name__}: {first}"
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

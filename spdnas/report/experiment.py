@@ -30,16 +30,32 @@ def read_by_report(key: str) -> bool:
     return key.rsplit("/", 1)[-1] in READ_FILES
 
 
+def read_text(path: Path) -> str:
+    """The text of the UTF-8 file ``path``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file if it is not UTF-8 text (a damaged or binary file).
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); the file is "
+                         "damaged") from None
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (blank lines skipped).
 
     Raises
     ------
     ValueError
-        Naming the file and line of the first line that is not a JSON object.
+        Naming the file and line of the first line that is not a JSON object, or the file if it
+        is not UTF-8 text.
     """
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -53,8 +69,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in the file ``path``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file if it is not UTF-8 text, not valid JSON or not a JSON object.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
@@ -160,8 +183,13 @@ def load_experiment(path: str | Path) -> Experiment:
     ------
     FileNotFoundError
         If ``path`` does not exist or holds none of the parts listed in the module docstring.
+    NotADirectoryError
+        If ``path`` is a file.
     """
     root = Path(path).resolve()
+    if root.is_file():
+        raise NotADirectoryError(f"{path}: a file, not an experiment folder; give the folder of an "
+                                 "experiment or run (with results.jsonl, runs/, sweep/, search/ or train/)")
     if not root.is_dir():
         raise FileNotFoundError(f"{path}: no such folder")
     experiment = Experiment(root)

@@ -24,6 +24,7 @@ from spdnas.report.experiment import (
     load_experiment,
     read_history,
     read_json,
+    read_text,
     recorded_datasets,
 )
 from spdnas.report.figures import curves_figure, data_uri, importance_figure
@@ -103,12 +104,21 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
 """What reading a damaged or partly written file raises (also through the JSON and genotype loaders)."""
 
 
+def _add_problem(problems: list[str], where: str, exc: BaseException) -> None:
+    """Add ``"{where}: {exc}"`` to ``problems`` unless the same error is listed already: a file
+    that several sections read (a search's ``metrics.jsonl``) is one problem, listed once on the
+    page and printed once."""
+    text = str(exc)
+    if not any(p == text or p.endswith(f": {text}") for p in problems):
+        problems.append(f"{where}: {text}")
+
+
 def _guarded(problems: list[str], what: str, build: Callable[[], str]) -> str:
     """``build()``, or a notice naming the unreadable file (also added to ``problems``)."""
     try:
         return build()
     except READ_ERRORS as exc:
-        problems.append(f"{what}: {exc}")
+        _add_problem(problems, what, exc)
         return f'<p class="problem">Could not read {_e(what)}: {_e(exc)}</p>'
 
 
@@ -125,19 +135,19 @@ def _each(problems: list[str], what: str, runs: list[Run],
             found.append((run, read(run)))
         except READ_ERRORS as exc:
             where = what if run.seed is None else f"{what}, seed {run.seed}"
-            problems.append(f"{where}: {exc}")
+            _add_problem(problems, where, exc)
             notices.append(f'<p class="problem">Could not read {_e(where)}: {_e(exc)}</p>')
     return found, "".join(notices)
 
 
-def _results_section(experiment: Experiment) -> str:
+def _results_section(experiment: Experiment, problems: list[str]) -> str:
     if experiment.results is None:
         if (experiment.path / "results.jsonl").is_file():
             why = "results.jsonl could not be read (see Problems above)"
         else:
             why = "No results.jsonl in this folder"
         return _missing(f"{why}: no mean ± std over seeds and no significance test. Results of the single "
-                        "runs found (train/result.json) follow.") + _single_results(experiment)
+                        "runs found (train/result.json) follow.") + _single_results(experiment, problems)
     if not experiment.results:
         return _missing("results.jsonl is empty: no run has finished yet.")
     rows, tests = aggregate(experiment.results), significance(experiment.results)
@@ -163,26 +173,49 @@ def _results_section(experiment: Experiment) -> str:
     return "".join(parts)
 
 
-def _single_results(experiment: Experiment) -> str:
-    body = []
-    for run in experiment.runs:
-        if run.train is None or not (run.train / "result.json").is_file():
-            continue
-        result = read_json(run.train / "result.json")
-        search_seconds = sum(float(r.get("seconds", 0.0)) for r in read_history(run.search))
-        seed = "" if run.seed is None else f" / seed {run.seed}"
-        last, parameters = result.get("test_accuracy_last"), result.get("parameters")
-        body.append([_title(run) + seed, f"{100 * float(result['test_accuracy']):.2f}",
-                     "—" if last is None else f"{100 * float(last):.2f}",
-                     f"{result.get('best_epoch', '—')} / {result.get('epochs', '—')}",
-                     "—" if parameters is None else f"{parameters:,}", format_millions(parameters),
-                     format_duration(search_seconds),
-                     format_duration(float(result.get("train_seconds", 0.0)))])
-    if not body:
-        return _missing("No train/result.json either: no retraining has finished.")
+def _single_results(experiment: Experiment, problems: list[str]) -> str:
+    """A table of the runs' ``train/result.json``; a notice (and a problem) for each that cannot
+    be read, the others' rows standing."""
+    finished = [run for run in experiment.runs
+                if run.train is not None and (run.train / "result.json").is_file()]
+    rows, unread = _each(problems, "train/result.json", finished, lambda run: _result_row(run, problems))
+    if not rows:
+        return unread + _missing(f"No {'readable ' if unread else ''}train/result.json either: no retraining "
+                                 "has finished.")
     header = ["run", "test accuracy (%)", "test accuracy, last epoch (%)", "best epoch / epochs",
               "parameters", "size (M)", "search cost (wall)", "training cost (wall)"]
-    return _table(header, body)
+    return unread + _table(header, [row for _, row in rows])
+
+
+def _result_row(run: Run, problems: list[str]) -> list[str]:
+    """The results table's row of ``run``'s ``train/result.json``; its search cost is "—" where
+    the search's ``metrics.jsonl`` cannot be read (added to ``problems``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``result.json`` if it cannot be read or lacks the test accuracy, or a value is not
+        a number.
+    """
+    path = run.train / "result.json"
+    result = read_json(path)
+    try:
+        search_cost = format_duration(sum(float(r.get("seconds", 0.0)) for r in read_history(run.search)))
+    except READ_ERRORS as exc:
+        _add_problem(problems, f"{_title(run)} search/metrics.jsonl", exc)
+        search_cost = "—"
+    seed = "" if run.seed is None else f" / seed {run.seed}"
+    last, parameters = result.get("test_accuracy_last"), result.get("parameters")
+    try:
+        return [_title(run) + seed, f"{100 * float(result['test_accuracy']):.2f}",
+                "—" if last is None else f"{100 * float(last):.2f}",
+                f"{result.get('best_epoch', '—')} / {result.get('epochs', '—')}",
+                "—" if parameters is None else f"{parameters:,}", format_millions(parameters),
+                search_cost, format_duration(float(result.get("train_seconds", 0.0)))]
+    except KeyError as exc:
+        raise ValueError(f"{path}: no {exc} in it; the file is damaged") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: a value is not a number ({exc}); the file is damaged") from None
 
 
 def _searching(experiment: Experiment) -> list[tuple[str, list[Run]]]:
@@ -244,7 +277,7 @@ def _genotype(run: Run) -> AnyGenotype | None:
     path = run.search / "genotype.json"
     if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError:
             data = None  # the loader below names the JSON error
         return _genotype_type(data).load(path)
@@ -403,7 +436,7 @@ def render_report(experiment: Experiment, label: str | None = None) -> tuple[str
                  "nothing was searched here.")
     unsearched = _without_folders(experiment, True)
     bodies = {
-        "results": _guarded(problems, "results", lambda: _results_section(experiment)),
+        "results": _guarded(problems, "results", lambda: _results_section(experiment, problems)),
         "alphas": unsearched + _per_group(problems, _alpha_block, searching, no_search),
         "cells": unsearched + _per_group(problems, _cells_block, searching, no_search),
         "curves": _without_folders(experiment, False)

@@ -61,6 +61,17 @@ def test_make_refuses_overwrite_without_flag(tmp_path, capsys):
     assert json.loads((out / "dataset.json").read_text())["generation"] == 1
 
 
+def test_make_into_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    """The output path an existing file: pyarrow's "[Errno 20] Cannot list directory ... Detail:
+    [errno 20] Not a directory" was the whole message."""
+    out = tmp_path / "README.md"
+    out.write_text("# notes\n")
+    assert main(["data", "make", "radar-synth", str(out), "--param", "n_samples=12"]) == 1
+    assert capsys.readouterr().err == (f"spdnas data make: error: {out}: a file, not a folder; give the path "
+                                       "of a folder (a new one, or one that holds a dataset)\n")
+    assert out.read_text() == "# notes\n"
+
+
 def test_bad_param_syntax(tmp_path, capsys):
     assert main(["data", "make", "radar-synth", str(tmp_path / "x"), "--param", "seed"]) == 1
     assert "KEY=VALUE" in capsys.readouterr().err

@@ -261,3 +261,27 @@ def test_a_workers_default_cpus_fit_on_one_node(monkeypatch):
     monkeypatch.setattr(ray, "nodes", lambda: nodes(0.0, 8.0, 8.0))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     assert sweep_share(2, 1) > 7.9  # one trial's worker on each 8-CPU node
+
+
+def test_the_run_folder_is_checked_before_the_dataset_is_made(tmp_path):
+    """A sweep named like a benchmark (or like a sweep of other settings) first made its dataset,
+    then was refused."""
+    from spdnas.distributed.sweep import run_sweep
+
+    def sweep(*extra: str):
+        return load_config(None, [
+            "name=sw", f"data.uri={tmp_path / 'made'}", "data.builder=radar-synth",
+            "data.builder_params={n_samples: 90}", f"runtime.output_dir={tmp_path}", "runtime.progress=false",
+            "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.3}}", *extra])
+
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "benchmark_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds a benchmark"):
+        run_sweep(sweep())
+    assert not (tmp_path / "made").exists()
+    (tmp_path / "sw" / "benchmark_config.json").unlink()
+    check_same_experiment(with_absolute_paths(sweep("sweep.seeds=2")), Folder(str(tmp_path / "sw")), True,
+                          EXPERIMENT_FILE, RUN_ONLY, "sweep")
+    with pytest.raises(ConfigError, match=r"other settings \(sweep.seeds\)"):
+        run_sweep(sweep())
+    assert not (tmp_path / "made").exists()

@@ -106,9 +106,30 @@ def test_a_model_file_runs_no_code_when_loaded(data, tmp_path):
     marker = tmp_path / "ran"
     saved["config"] = Planted(str(marker))
     torch.save(saved, tmp_path / "model.pt")
-    with pytest.raises(ValueError, match=r"not a model saved by spdnas train, or damaged .*Weights only"):
+    with pytest.raises(ValueError, match=r"not a model saved by spdnas train, or damaged \(it refers to the "
+                                         r"Python object getattr: spdnas loads only tensors and plain data, "
+                                         r"no objects that could run code\)$"):
         load_model(tmp_path / "model.pt")
     assert not marker.exists()
+
+
+def test_a_foreign_file_is_refused_without_torchs_advice_to_load_it_unsafely(tmp_path, capsys):
+    """`spdnas evaluate --model README.md` passed on torch's text: "Re-running torch.load with
+    weights_only set to False will likely succeed, but it can result in arbitrary code
+    execution..." — advice no message of ours should give about a file from elsewhere."""
+    import pickle
+
+    from spdnas.cli import main
+
+    readme, pickled, empty = tmp_path / "README.md", tmp_path / "plain.pkl", tmp_path / "empty.pt"
+    readme.write_text("# spdnas\n\nNeural architecture search.\n")
+    pickled.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    empty.write_bytes(b"")
+    for path, reason in ((readme, "not a file written by torch.save"),
+                         (pickled, "not a file written by torch.save"), (empty, "empty or cut short")):
+        assert main(["evaluate", "--model", str(path)]) == 1
+        assert capsys.readouterr().err == (f"error: {path}: not a model saved by spdnas train, or damaged "
+                                           f"({reason})\n")
 
 
 def test_a_planted_checkpoint_runs_no_code(data, tmp_path):
@@ -122,7 +143,8 @@ def test_a_planted_checkpoint_runs_no_code(data, tmp_path):
     marker = tmp_path / "ran"
     state["history"] = Planted(str(marker))
     save_checkpoint(state, folder)
-    with pytest.raises(ValueError, match=r"damaged checkpoint .*Weights only load failed"):
+    with pytest.raises(ValueError, match=r"damaged checkpoint \(it refers to the Python object getattr: "
+                                         r".*could run code\); start over"):
         load_checkpoint(folder)
     assert not marker.exists()
 

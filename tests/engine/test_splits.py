@@ -123,3 +123,23 @@ def test_full_batch_check_from_counts_matches_the_real_halves(fraction):
             assert batch > len(data.train) and f"train {len(data.train)}" in str(exc)
         else:
             assert batch <= len(data.train)
+
+
+def test_only_a_shards_count_mentions_sharded_data():
+    """The check of a whole dataset's splits (the search command's, the benchmark's) said "with
+    distributed.data=shard, per worker" where no data is sharded; the epoch loops say it where they
+    hold one worker's shard."""
+    from spdnas.engine.batches import require_steps
+    from spdnas.engine.splits import require_full_batches
+
+    counts = {"train": [20, 20], "val": [5, 5], "test": [5, 5]}
+    with pytest.raises(ValueError) as whole:
+        require_full_batches(counts, 0.5, search_batch_size=30)
+    assert str(whole.value) == ("no full batch of 30 in this epoch (samples: search-train 20, search-val "
+                                "20): lower the batch size or use more data")
+    with pytest.raises(ValueError, match=r"^no full batch of 50 in this epoch \(samples: train 40\): lower"):
+        require_full_batches(counts, 0.5, train_batch_size=50)
+    with pytest.raises(ValueError, match=r"\(samples: train 4; with distributed.data=shard, per worker\)"):
+        require_steps(0, 30, sharded=True, train=4)
+    with pytest.raises(ValueError, match=r"\(samples: train 4\): lower"):
+        require_steps(0, 30, sharded=False, train=4)

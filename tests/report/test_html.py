@@ -201,6 +201,43 @@ def test_cli_writes_the_page(run_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent'}: no such folder"
 
 
+def test_a_file_is_not_an_experiment_folder(run_dir, capsys):
+    """`spdnas report README.md` said "README.md: no such folder" of a file that exists."""
+    result = run_dir / "train" / "result.json"
+    assert main(["report", str(result)]) == 1
+    assert capsys.readouterr().err == (f"error: {result}: a file, not an experiment folder; give the folder "
+                                       "of an experiment or run (with results.jsonl, runs/, sweep/, search/ "
+                                       "or train/)\n")
+
+
+def test_each_unreadable_file_is_one_problem_on_the_page_and_on_stderr(run_dir, tmp_path, capsys):
+    """A run's metrics.jsonl, result.json and genotype.json broken: the Problems list showed the
+    metrics.jsonl error twice (the α and the learning-curve sections read it), and a result.json
+    with a bad value was not named (its row read the search's metrics.jsonl first, then failed
+    with a bare "could not convert string to float"); nor was a file that is not UTF-8 text."""
+    root = tmp_path / "broken"
+    shutil.copytree(run_dir, root)
+    metrics, result, genotype = (root / "search" / "metrics.jsonl", root / "train" / "result.json",
+                                 root / "search" / "genotype.json")
+    metrics.write_text(metrics.read_text() + "{not json\n")
+    result.write_text('{"test_accuracy": "n/a"}\n')
+    genotype.write_bytes(b"\xff\xfe binary")
+    assert main(["report", str(root)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    listed = (root / "report.html").read_text().split('<h2 id="problems">Problems</h2>')[1].split("</ul>")[0]
+    for path in (metrics, result, genotype):
+        assert sum(str(path) in line for line in warnings) == 1, (path, warnings)
+        assert listed.count(str(path)) == 1, (path, listed)
+    assert len(warnings) == 3 and listed.count("<li") == 3
+    assert any(f"{result}: a value is not a number" in line for line in warnings)
+    assert any(f"{genotype}: not UTF-8 text" in line for line in warnings)
+
+    shutil.copy(run_dir / "train" / "result.json", result)  # a readable result.json shows its row
+    text, problems = render_report(load_experiment(root))
+    accuracy = json.loads(result.read_text())["test_accuracy"]
+    assert f"{100 * accuracy:.2f}" in Page(text).cells and len(problems) == 2
+
+
 def euclidean_search_folder(variant: str, seed: int, directory) -> None:
     """What the darts/fairdarts methods leave in ``directory / "search"``: a real one-epoch search."""
     config = load_config(None, [*TINY, "search.epochs=1", f"runtime.seed={seed}"])
@@ -271,9 +308,8 @@ def test_one_damaged_seed_leaves_the_other_seeds_figures(experiment_dir, tmp_pat
     assert "seed 0 (searching seeds: 0, 1)" in text  # cells of seed 0
     assert "final training; seeds 0, 1." in text and "architecture search (supernet); seeds 1." in text
     assert "unreadable" in page.cells
-    assert sorted(p.split(":")[0] for p in problems) == [
-        "toy / spdnetnas genotype, seed 1", "toy / spdnetnas search/metrics.jsonl, seed 0",
-        "toy / spdnetnas search/metrics.jsonl, seed 0"]  # named by the α and the curves sections
+    assert sorted(p.split(":")[0] for p in problems) == [  # read by the α and the curves sections: once
+        "toy / spdnetnas genotype, seed 1", "toy / spdnetnas search/metrics.jsonl, seed 0"]
 
 
 def test_failed_runs_are_named_under_their_dataset(experiment_dir, tmp_path):
