@@ -73,15 +73,24 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
     try:
         make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
     except OSError as exc:
-        if Folder(cfg.uri).is_local:
+        if Folder(cfg.uri).is_local or not _access_denied(exc):
             raise
         # e.g. a cluster node, whose role may only read datasets/ (README, "Running on a cluster")
-        raise OSError(f"no dataset at {cfg.uri}, and making it there with data.builder={cfg.builder} "
+        raise PermissionError(f"no dataset at {cfg.uri}, and making it there with data.builder={cfg.builder} "
                       f"failed ({exc}). Where this machine may only read that storage, as cluster nodes "
                       f"may only read datasets/, write it once with your own credentials: `python -m "
                       f"jobs.prepare_data --dataset {cfg.builder} --out {cfg.uri}` (or `spdnas data make "
                       f"{cfg.builder} {cfg.uri}`), with the same --param values as data.builder_params"
                       ) from exc
+
+
+ACCESS_DENIED_CODES = ("ACCESS_DENIED", "AccessDenied")
+
+
+def _access_denied(exc: OSError) -> bool:
+    """Whether storage refused a request for want of rights (pyarrow's S3 errors are plain
+    ``OSError`` instances naming AWS's error code)."""
+    return isinstance(exc, PermissionError) or any(code in str(exc) for code in ACCESS_DENIED_CODES)
 
 
 def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -492,7 +501,7 @@ def _baseline_model(path: str | Path, architecture: Any) -> str:
              else "in its trial's train/result.json and the benchmark's results.jsonl")
     return (f"{path}: the model of a benchmark baseline{f' ({network})' if network else ''}, which spdnas "
             f"evaluate does not read (it evaluates the models of spdnas train and of the benchmark's "
-            f"spdnetnas runs); the baseline's test result is {where}")
+            f"spdnetnas and random runs); the baseline's test result is {where}")
 
 
 def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:

@@ -6,9 +6,12 @@ terminal) a line is printed at every tenth of the work, so logs stay short.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
+
+ERASE_LINE = "\r\x1b[K"  # to the line's start, then clear to its end (ANSI)
 
 
 class Progress:
@@ -67,7 +70,7 @@ class Progress:
         """Finish the line with the elapsed time (and the final ``metrics``); erase it where
         ``live_only``."""
         if self.enabled and self.live_only:
-            self.stream.write("\r" + " " * 150 + "\r")
+            self.stream.write(ERASE_LINE)
             self.stream.flush()
         elif self.enabled:
             self._write(time.perf_counter(), metrics, final=True)
@@ -79,8 +82,8 @@ class Progress:
         shown = "".join(f" {k}={v:.4g}" for k, v in metrics.items())
         counts = f"{self._fmt(self.done, unit=False)}/{self._fmt(self.total)}"
         line = f"{self.label}: {counts} [{elapsed:.1f} s{eta}]{shown}"
-        if self._tty and not final:
-            self.stream.write("\r" + line[:150].ljust(150))
+        if self._tty and not final:  # within the terminal's width: a wrapped line is not redrawn in place
+            self.stream.write(ERASE_LINE + line[:shutil.get_terminal_size().columns - 1])
         else:
-            self.stream.write(("\r" if self._tty else "") + line + "\n")
+            self.stream.write((ERASE_LINE if self._tty else "") + line + "\n")
         self.stream.flush()

@@ -369,8 +369,8 @@ def test_evaluate_names_a_benchmark_baselines_model(tmp_path, capsys):
     assert main(["evaluate", "--model", str(model)]) == 1
     assert capsys.readouterr().err == (
         f"error: {model}: the model of a benchmark baseline (SPDNet), which spdnas evaluate does not read "
-        "(it evaluates the models of spdnas train and of the benchmark's spdnetnas runs); the baseline's "
-        f"test result is in {train / 'result.json'}\n")
+        "(it evaluates the models of spdnas train and of the benchmark's spdnetnas and random runs); the "
+        f"baseline's test result is in {train / 'result.json'}\n")
     (train / "result.json").unlink()
     assert main(["evaluate", "--model", str(model)]) == 1
     assert capsys.readouterr().err.endswith("; the baseline's test result is in its trial's "

@@ -58,10 +58,21 @@ def test_live_only_shows_on_a_terminal_and_leaves_no_line():
         bar.update(loss=0.5)
     bar.close(loss=0.5)
     assert "train epoch 1: 3/3" in tty.getvalue() and "\n" not in tty.getvalue()
-    assert tty.getvalue().endswith("\r" + " " * 150 + "\r")  # erased
+    assert tty.getvalue().endswith("\r\x1b[K")  # erased
     log = io.StringIO()
     quiet = Progress("train epoch 1", 3, stream=log, live_only=True)
     for _ in range(3):
         quiet.update()
     quiet.close()
     assert log.getvalue() == ""
+
+
+def test_a_redrawn_line_fits_the_terminal(monkeypatch):
+    """Padded to 150 columns, the line wrapped on an 80-column terminal: every redraw went down a
+    row instead of replacing the line."""
+    monkeypatch.setenv("COLUMNS", "40")
+    tty = Terminal()
+    bar = Progress("search epoch 12", 100, stream=tty, interval=0)
+    bar.update(5, loss=1.2345, acc=0.5, val_loss=1.5)
+    drawn = tty.getvalue().split("\x1b[K")[-1]
+    assert drawn.startswith("search epoch 12: 5/100") and len(drawn) == 39

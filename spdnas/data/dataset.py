@@ -178,6 +178,8 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     """
     names, weights = _split_weights(fractions, "group_split")
     ids = np.asarray(sample_ids, dtype=str)
+    if not len(ids):
+        raise ValueError("group_split: no samples")
     groups = normalise_groups(groups)
     if groups is None:
         groups = np.full(len(ids), None, dtype=object)
@@ -199,7 +201,7 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     if empty:
         raise ValueError(f"group_split: {len(unique)} groups of {len(ids)} samples (the largest holds "
                          f"{sizes.max()}) leave split(s) {', '.join(empty)} without a group; fractions "
-                         f"{dict(fractions)} need more groups")
+                         f"{dict(zip(names, weights.tolist(), strict=True))} need more groups")
     return np.asarray(names, dtype=object)[choice[inverse]].astype(str)
 
 

@@ -162,14 +162,17 @@ def fitting_share(node_cpus: list[float], workers: int, upper: float) -> float:
 def cpus_per_worker(dist: DistributedConfig) -> float:
     """CPUs each Ray Train worker asks for: ``distributed.cpus_per_worker`` where set, else an
     equal share of the Ray's CPUs at which all the workers fit on its nodes (a share of a
-    cluster's total could fit no node, and the run waited for ever), at least 1; or 1 beside a
-    GPU."""
+    cluster's total could fit no node, and the run waited for ever) — on one node with
+    ``placement_strategy: STRICT_PACK`` — at least 1; or 1 beside a GPU."""
     if dist.cpus_per_worker > 0:
         return dist.cpus_per_worker
     if dist.use_gpu:
         return 1.0
+    nodes = live_node_cpus()
+    if dist.placement_strategy == "STRICT_PACK":
+        return max(1.0, math.floor(max(nodes, default=1.0) / dist.num_workers))
     share = ray.cluster_resources().get("CPU", 1.0) / dist.num_workers
-    return max(1.0, math.floor(fitting_share(live_node_cpus(), dist.num_workers, share)))
+    return max(1.0, math.floor(fitting_share(nodes, dist.num_workers, share)))
 
 
 def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any], resume: bool,

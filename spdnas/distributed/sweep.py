@@ -267,7 +267,13 @@ def _same_layout(recorded: dict[str, Any], new: dict[str, Any]) -> str | None:
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
     with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
-    from spdnas.distributed.runner import cpus_per_worker, ray_session, require_cpus, require_gpus
+    from spdnas.distributed.runner import (
+        cpus_per_worker,
+        ray_session,
+        require_cpus,
+        require_gpus,
+        require_placement,
+    )
 
     config = with_absolute_paths(config)
     sweep = config.sweep
@@ -297,6 +303,9 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
         require_cpus(dist.num_workers * cpus + TRIAL_CPU,
                      f"each sweep trial ({dist.num_workers} worker(s) of {cpus:g} CPU(s), and {TRIAL_CPU:g} "
                      "for the trial)", "distributed.num_workers, distributed.cpus_per_worker")
+        # here, where it is known whether this Ray is the embedded one (inside a trial it is not)
+        require_placement(dist.placement_strategy, dist.num_workers,
+                          {"CPU": cpus, "GPU": float(dist.use_gpu)})
         base = shared.to_dict()
         # A trial only drives Ray Train runs, whose workers hold the CPUs: it needs a sliver.
         trainable = tune.with_resources(

@@ -7,6 +7,7 @@ import pickle
 import random
 import re
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,16 @@ def load_torch_file(path: str | Path, what: str, hint: str = "",
 
     Only tensors, NumPy arrays (the RNG states of checkpoints) and plain containers are loaded:
     no code runs, whoever wrote the file (shared storage, a ``model.pt`` from elsewhere)."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        size = Path(path).stat().st_size
+        reason = "not a file written by torch.save, or cut short" if size else "empty"
+        raise ValueError(f"{path}: {what} ({reason}){hint}")
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, KeyError, ValueError) as exc:
-        # the weights-only unpickler raises KeyError on an unknown opcode (a text file)
+    except Exception as exc:  # a damaged archive raises all kinds (RuntimeError, KeyError, IndexError, ...)
         raise ValueError(f"{path}: {what} ({_load_failure(exc)}){hint}") from None
 
 
@@ -122,12 +126,10 @@ def _load_failure(exc: BaseException) -> str:
     Returns
     -------
     str
-        E.g. ``"not a file written by torch.save"`` or ``"empty or cut short"``.
+        E.g. ``"it refers to the Python object getattr: ..."`` or ``"empty or cut short"``.
     """
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError):
-        if "Unsupported operand" in text:  # not a pickle at all (a text file), or of another protocol
-            return "not a file written by torch.save"
         refused = re.search(r"GLOBAL (\S+)", text)
         what = f"it refers to the Python object {refused.group(1)}" if refused else "it holds Python objects"
         return f"{what}: spdnas loads only tensors and plain data, no objects that could run code"

@@ -105,12 +105,15 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
 
 
 def _add_problem(problems: list[str], where: str, exc: BaseException) -> None:
-    """Add ``"{where}: {exc}"`` to ``problems`` unless the same error is listed already: a file
-    that several sections read (a search's ``metrics.jsonl``) is one problem, listed once on the
-    page and printed once."""
+    """Add ``"{where}: {exc}"`` to ``problems`` unless listed already. An error that names its
+    file (the readers' errors do) is one problem wherever it was read: a search's unreadable
+    ``metrics.jsonl``, which several sections read, is listed once on the page and printed once.
+    Another (a ``KeyError`` of a missing field) counts once per place it was read from."""
     text = str(exc)
-    if not any(p == text or p.endswith(f": {text}") for p in problems):
-        problems.append(f"{where}: {text}")
+    line = f"{where}: {text}"
+    names_a_file = "/" in text or "\\" in text
+    if not any(p == line or (names_a_file and p.endswith(f": {text}")) for p in problems):
+        problems.append(line)
 
 
 def _guarded(problems: list[str], what: str, build: Callable[[], str]) -> str:

@@ -187,6 +187,10 @@ def test_group_split_takes_ungrouped_samples_one_by_one_and_refuses_too_few_grou
     assert len(set(out[:4])) == 1 and (out == "train").sum() == 4
     with pytest.raises(ValueError, match=r"2 groups of 8 samples .* leave split\(s\) test without a group"):
         group_split(np.zeros(8), ids, ["a"] * 7 + ["b"], {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
+    with pytest.raises(ValueError, match=r"fractions \{'train': 0.5, 'val': 0.25, 'test': 0.25\} need more"):
+        group_split(np.zeros(8), ids, ["a"] * 7 + ["b"], [0.5, 0.25, 0.25], seed=0)  # as --param fractions
+    with pytest.raises(ValueError, match="group_split: no samples"):
+        group_split(np.zeros(0), [], [], [0.5, 0.25, 0.25], seed=0)
 
 
 def test_missing_groups_are_none_not_the_text_nan(tmp_path):

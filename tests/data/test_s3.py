@@ -335,7 +335,7 @@ def test_a_missing_dataset_on_read_only_storage_names_the_way_to_make_it(monkeyp
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
         uri = f"s3://{bucket}/datasets/radar"
         config = DataConfig(uri=uri, builder="radar-synth", builder_params={"n_samples": 30})
-        with pytest.raises(OSError, match=re.escape(
+        with pytest.raises(PermissionError, match=re.escape(
                 f"no dataset at {uri}, and making it there with data.builder=radar-synth failed (")) as err:
             ensure_dataset(config, progress=False)
         assert "ACCESS_DENIED" in str(err.value)
@@ -343,3 +343,14 @@ def test_a_missing_dataset_on_read_only_storage_names_the_way_to_make_it(monkeyp
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_only_a_refusal_for_want_of_rights_is_reworded():
+    """Any OSError was reworded as read-only storage: an earlier write cut short
+    (FileExistsError) or an importer's missing source then named the wrong way out."""
+    from spdnas.pipeline import _access_denied
+
+    assert _access_denied(PermissionError("local folder"))
+    assert _access_denied(OSError("When uploading part: AWS Error ACCESS_DENIED during UploadPart"))
+    assert not _access_denied(FileExistsError("s3://b/datasets/x: a write was cut short; use --overwrite"))
+    assert not _access_denied(FileNotFoundError("/data/src: not a folder"))

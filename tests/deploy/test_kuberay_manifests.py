@@ -25,7 +25,7 @@ from tests.deploy.conftest import DOCKERFILE, KUBERAY, REPO
 K8S_VERSION = k8s_validate.latest_version()
 JOB_MODULES = {"jobs.search", "jobs.retrain", "jobs.sweep", "jobs.benchmark"}
 # Top-level fields of RayCluster.spec and RayJob.spec in ray.io/v1 (KubeRay 1.1 - 1.4, and
-# authOptions {mode} from 1.5.1).
+# authOptions {mode} from 1.6 (1.5.1 by some of Ray's docs)).
 RAYCLUSTER_SPEC_FIELDS = {
     "rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "headGroupSpec", "workerGroupSpecs",
     "headServiceAnnotations", "suspend", "managedBy", "gcsFaultToleranceOptions", "authOptions",

@@ -97,6 +97,33 @@ def test_a_strict_placement_a_cluster_cannot_meet_now_is_a_warning(monkeypatch, 
     assert capsys.readouterr().err == ""
 
 
+def test_strict_pack_shares_the_cpus_of_one_node(monkeypatch):
+    """The share at which the workers fit spread over nodes (4 each on two 8-CPU nodes) fits no
+    one node: a fixed cluster waited for ever."""
+    from spdnas.distributed import runner
+
+    monkeypatch.setattr(runner.ray, "nodes", nodes({"CPU": 8.0}, {"CPU": 8.0}))
+    monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 16.0})
+    spread = DistributedConfig(num_workers=4)
+    assert runner.cpus_per_worker(spread) == 4
+    assert runner.cpus_per_worker(DistributedConfig(num_workers=4, placement_strategy="STRICT_PACK")) == 2
+
+
+def test_a_sweeps_strict_placement_the_embedded_ray_cannot_meet_fails_at_once(uri, tmp_path):
+    """Inside a trial the Ray is never the embedded one: each trial only warned, and waited."""
+    from spdnas.distributed.sweep import run_sweep
+
+    config = load_config(None, [
+        "name=sw", f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",
+        "runtime.progress=false", "distributed.num_workers=2", "distributed.cpus_per_worker=0.5",
+        "distributed.placement_strategy=STRICT_SPREAD", "sweep.search=false", "sweep.genotype=radar",
+        "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.3}}"])
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"^distributed.placement_strategy=STRICT_SPREAD needs 2 nodes"):
+        run_sweep(config)
+    assert time.monotonic() - start < 120
+
+
 def test_more_workers_than_the_embedded_rays_cpus_fail_at_once(uri, tmp_path):
     cpus = available_cpus()
     config = load_config(None, [f"data.uri={uri}", "data.builder=null", f"runtime.output_dir={tmp_path}",

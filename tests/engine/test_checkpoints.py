@@ -121,12 +121,14 @@ def test_a_foreign_file_is_refused_without_torchs_advice_to_load_it_unsafely(tmp
 
     from spdnas.cli import main
 
-    readme, pickled, empty = tmp_path / "README.md", tmp_path / "plain.pkl", tmp_path / "empty.pt"
+    names = ("README.md", "notes.pt", "plain.pkl", "empty.pt")
+    readme, text, pickled, empty = (tmp_path / name for name in names)
     readme.write_text("# spdnas\n\nNeural architecture search.\n")
+    text.write_text("Neural search\n")  # was: an IndexError traceback (pop from empty list)
     pickled.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
     empty.write_bytes(b"")
-    for path, reason in ((readme, "not a file written by torch.save"),
-                         (pickled, "not a file written by torch.save"), (empty, "empty or cut short")):
+    foreign = "not a file written by torch.save, or cut short"
+    for path, reason in ((readme, foreign), (text, foreign), (pickled, foreign), (empty, "empty")):
         assert main(["evaluate", "--model", str(path)]) == 1
         assert capsys.readouterr().err == (f"error: {path}: not a model saved by spdnas train, or damaged "
                                            f"({reason})\n")

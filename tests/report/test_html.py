@@ -238,6 +238,21 @@ def test_each_unreadable_file_is_one_problem_on_the_page_and_on_stderr(run_dir, 
     assert f"{100 * accuracy:.2f}" in Page(text).cells and len(problems) == 2
 
 
+def test_an_error_naming_no_file_is_one_problem_per_place():
+    """De-duplicating on the error text alone merged two runs' missing fields into one problem."""
+    from spdnas.report.html import _add_problem
+
+    problems = []
+    for dataset in ("toy", "other", "toy"):
+        where = f"{dataset} / spdnetnas (alpha_block)"
+        _add_problem(problems, where, KeyError("weights_reduce"))
+    assert problems == ["toy / spdnetnas (alpha_block): 'weights_reduce'",
+                        "other / spdnetnas (alpha_block): 'weights_reduce'"]
+    for where in ("alphas", "curves"):
+        _add_problem(problems, where, ValueError("/runs/a/search/metrics.jsonl: line 3 is not JSON"))
+    assert problems[2:] == ["alphas: /runs/a/search/metrics.jsonl: line 3 is not JSON"]
+
+
 def euclidean_search_folder(variant: str, seed: int, directory) -> None:
     """What the darts/fairdarts methods leave in ``directory / "search"``: a real one-epoch search."""
     config = load_config(None, [*TINY, "search.epochs=1", f"runtime.seed={seed}"])
