@@ -27,8 +27,10 @@ from spdnas.config import (
     check_new_seeds,
     config_from_dict,
 )
+from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.engine.loops import DivergedError
+from spdnas.engine.splits import require_full_batches, require_splits
 from spdnas.engine.state import layout_change
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
@@ -264,6 +266,31 @@ def _same_layout(recorded: dict[str, Any], new: dict[str, Any]) -> str | None:
     return layout_change(_on_ray(recorded), _on_ray(new))
 
 
+def require_batches(config: ExperimentConfig) -> None:
+    """Refuse, from the dataset's split counts, a sweep whose trials would find a split empty or
+    no full batch in an epoch: with the batch size of the config, or the largest ``sweep.space``
+    draws for it. Checked before any trial: each trial found it only after starting its workers.
+
+    Raises
+    ------
+    ValueError
+        Naming the batch size setting and where its value comes from.
+    """
+    manifest = Folder(config.data.uri).read_manifest()
+    require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
+    for budget in ("search", "train") if config.sweep.search else ("train",):
+        key = f"{budget}.batch_size"
+        spec = config.sweep.space.get(key)
+        size = getattr(config, budget).batch_size if spec is None else (
+            int(spec["high"]) if spec["type"] == "int" else max(spec["values"]))
+        try:
+            require_full_batches(manifest["counts"], config.data.search_val_fraction,
+                                 sharded=config.distributed.data == "shard", **{f"{budget}_batch_size": size})
+        except ValueError as exc:
+            drawn = "" if spec is None else " (the largest sweep.space draws)"
+            raise ValueError(f"sweep: {key}={size}{drawn}: {exc}") from None
+
+
 def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep of ``config.sweep``; writes ``trials.jsonl`` (one line per trial,
     with the sweep's ``mode``) and ``summary.json`` (see :func:`_summarise`)."""
@@ -287,6 +314,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     if resumed:  # a recorded sweep of other settings: refused before the dataset is made
         check_same_experiment(config, storage, resume, EXPERIMENT_FILE, RUN_ONLY, "sweep", _same_layout)
     ensure_dataset(config.data, progress=config.runtime.progress)
+    require_batches(config)
     if not resume:  # old trials would stay beside new ones, in TensorBoard and sweep/trials
         delete_earlier(storage, "sweep", (EXPERIMENT_FILE,), OWN_FOLDERS)
     if not resumed:  # recorded once its dataset exists: settings that failed to make it are not kept

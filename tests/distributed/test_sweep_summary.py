@@ -285,3 +285,25 @@ def test_the_run_folder_is_checked_before_the_dataset_is_made(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(sweep.seeds\)"):
         run_sweep(sweep())
     assert not (tmp_path / "made").exists()
+
+
+@pytest.mark.ray  # without the check the sweep would start Ray: only in the private namespace
+@pytest.mark.timeout(300)
+def test_a_batch_no_trial_could_fill_is_refused_before_any_trial(tmp_path):
+    """Each trial found it only after its workers started, with a Ray traceback per trial."""
+    from spdnas.distributed.sweep import run_sweep
+
+    def sweep(*extra: str):
+        return load_config(None, [
+            "name=sw", f"data.uri={tmp_path / 'made'}", "data.builder=radar-synth",
+            "data.builder_params={n_samples: 90}", f"runtime.output_dir={tmp_path}", "runtime.progress=false",
+            "search.batch_size=10", "train.batch_size=10", *extra])  # 45 train samples, halves of 24 and 21
+
+    drawn = "sweep.space={train.batch_size: {type: choice, values: [10, 60]}}"
+    with pytest.raises(ValueError, match=r"^sweep: train.batch_size=60 \(the largest sweep.space draws\): no "
+                                         r"full batch of 60 in this epoch \(samples: train 45\): lower"):
+        run_sweep(sweep(drawn))
+    fixed = "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.3}}"
+    with pytest.raises(ValueError, match=r"^sweep: search.batch_size=30: no full batch of 30 in this epoch "
+                                         r"\(samples: search-train 24, search-val 21\)"):
+        run_sweep(sweep(fixed, "search.batch_size=30"))
