@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -311,12 +312,9 @@ class SPDDataset:
         has = np.array([g is not None for g in self.groups])
         per_split = {split: {str(g) for g in self.groups[has & (self.splits == split)]} for split in SPLITS
                      if (self.splits == split).any()}
-        seen: dict[str, int] = {}
-        for members in per_split.values():
-            for group in members:
-                seen[group] = seen.get(group, 0) + 1
+        splits_of = Counter(group for members in per_split.values() for group in members)
         return {"per_split": {split: len(members) for split, members in per_split.items()},
-                "in_several_splits": sum(1 for times in seen.values() if times > 1)}
+                "in_several_splits": sum(1 for times in splits_of.values() if times > 1)}
 
     def counts(self) -> dict[str, list[int]]:
         """Samples per class in each split present: ``{split: [count of class 0, ...]}``."""

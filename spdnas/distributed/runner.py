@@ -119,7 +119,7 @@ def require_placement(strategy: str, workers: int, per_worker: dict[str, float])
     worker's ``per_worker`` resources, ``STRICT_SPREAD`` one node per worker. The embedded Ray
     (one node) that cannot meet it is an error; a cluster that cannot meet it now gets a warning
     (an autoscaler may add such nodes; a fixed cluster waits for ever)."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    nodes = live_node_resources()
     if strategy == "STRICT_PACK":
         fits = any(all(res.get(k, 0.0) >= workers * v for k, v in per_worker.items() if v) for res in nodes)
         need = ", ".join(f"{workers * v:g} {k}" for k, v in per_worker.items() if v)
@@ -139,9 +139,14 @@ def require_placement(strategy: str, workers: int, per_worker: dict[str, float])
           "(an autoscaler adding them)", file=sys.stderr, flush=True)
 
 
+def live_node_resources() -> list[dict[str, float]]:
+    """The resources (``{"CPU": 8.0, "GPU": 1.0, ...}``) of each live node of the Ray."""
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
 def live_node_cpus() -> list[float]:
     """CPUs of each live node of the Ray."""
-    return [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    return [resources.get("CPU", 0.0) for resources in live_node_resources()]
 
 
 def fitting_share(node_cpus: list[float], workers: int, upper: float) -> float:
