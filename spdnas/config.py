@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+SEARCH_SPLITS = ("auto", "stratified", "group")
+"""Values of ``data.search_split``."""
+
 
 @dataclass
 class DataConfig:
@@ -27,7 +30,9 @@ class DataConfig:
     ``uri`` names a dataset folder (local or ``s3://``). When it does not exist yet and
     ``builder`` is set, the dataset is first made there with ``builder_params``. The training
     split's search-train/search-val division is drawn with ``split_seed`` (``null``: the run's
-    ``runtime.seed``).
+    ``runtime.seed``), by class or by group (subject) as ``search_split`` says: ``auto`` cuts by
+    group where the dataset itself is split by group (see
+    :func:`spdnas.engine.splits.search_split_mode`), ``stratified`` or ``group`` force one way.
     """
 
     uri: str = "data/radar-synth"
@@ -35,6 +40,7 @@ class DataConfig:
     builder_params: dict[str, Any] = field(default_factory=dict)
     search_val_fraction: float = 0.5
     split_seed: int | None = None
+    search_split: str = "auto"
 
     def search_split_seed(self, run_seed: int) -> int:
         """The seed of the search-train/search-val division for a run seeded ``run_seed``."""
@@ -633,6 +639,9 @@ def check_config(config: ExperimentConfig) -> None:
         problems.append(f"runtime.checkpoint_every must be >= 1 (epochs), got {r.checkpoint_every}")
     if not 0 < config.data.search_val_fraction < 1:
         problems.append(f"data.search_val_fraction must be in (0, 1), got {config.data.search_val_fraction}")
+    if config.data.search_split not in SEARCH_SPLITS:
+        problems.append(f"data.search_split must be one of {', '.join(SEARCH_SPLITS)}, got "
+                        f"{config.data.search_split!r}")
     if r.dtype not in ("float32", "float64"):
         problems.append(f"runtime.dtype must be float32 or float64, got {r.dtype!r}")
     d = config.distributed

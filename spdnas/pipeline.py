@@ -289,7 +289,7 @@ def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig,
 
 def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
     data = split_experiment_data(load_dataset(config), config.data.search_val_fraction,
-                                 config.data.search_split_seed(config.runtime.seed))
+                                 config.data.search_split_seed(config.runtime.seed), config.data.search_split)
     return replace(data, data_sha256=content_digest(Folder(config.data.uri).read_manifest()))
 
 

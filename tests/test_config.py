@@ -39,6 +39,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["model.mixture=gumbel"], "model.mixture must be"),
     (["runtime.dtype=float16"], "runtime.dtype must be"),
     (["data.search_val_fraction=1.5"], "data.search_val_fraction"),
+    (["data.search_split=subject"], "data.search_split must be one of auto, stratified, group"),
     (["search.batch_size=0"], "search.batch_size must be >= 1"),
     (["noequals"], "not of the form key=value"),
     (["train.epochs=0"], "train.epochs must be >= 1"),

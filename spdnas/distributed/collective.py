@@ -11,6 +11,8 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor, nn
 
+from spdnas.engine.splits import SampleIndex
+
 
 def average_gradients(grads: list[Tensor]) -> list[Tensor]:
     """Mean of each gradient over all workers, with one all-reduce of a flat buffer.
@@ -52,6 +54,13 @@ def min_over_workers(value: int) -> int:
         t = t.to("cuda")
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())
+
+
+def gather_sample_index(index: SampleIndex) -> SampleIndex:
+    """Every worker's rows as one index (ids, labels, splits, groups; no matrices), in rank order."""
+    parts: list[SampleIndex | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, index)
+    return SampleIndex.merged(parts)
 
 
 def broadcast_buffers(model: nn.Module) -> None:

@@ -34,6 +34,7 @@ from spdnas.data.streaming import shard_dataset
 from spdnas.distributed.collective import (
     average_gradients,
     broadcast_buffers,
+    gather_sample_index,
     min_over_workers,
     sum_metrics,
     synchronise_batch_norms,
@@ -81,8 +82,10 @@ def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
         require_splits(dataset.counts(), dataset.meta,
                        " (this worker's shard: with distributed.data=shard every split needs a row "
                        "per worker; use fewer workers or distributed.data=replicate)")
+    gather = gather_sample_index if config.distributed.data == "shard" else None
     return split_experiment_data(dataset, config.data.search_val_fraction,
-                                 config.data.search_split_seed(config.runtime.seed))
+                                 config.data.search_split_seed(config.runtime.seed), config.data.search_split,
+                                 gather)
 
 
 def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sharding:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from spdnas.data import SPLITS, DatasetMeta, SPDDataset, stratified_split
-from spdnas.data.dataset import split_sizes
+from spdnas.config import SEARCH_SPLITS
+from spdnas.data import SPLITS, DatasetMeta, SPDDataset, group_split, stratified_split
+from spdnas.data.dataset import normalise_groups, split_sizes
 from spdnas.data.registry import builders
 from spdnas.engine.batches import TensorData, num_batches, require_steps
 
@@ -17,7 +19,8 @@ from spdnas.engine.batches import TensorData, num_batches, require_steps
 @dataclass
 class ExperimentData:
     """Everything an experiment trains and tests on; search-train/search-val come from
-    ``train`` only, so the test split is never seen by the search or model selection.
+    ``train`` only, so the test split is never seen by the search or model selection;
+    ``search_split`` says how (``"stratified"`` or ``"group"``, :func:`search_split_mode`).
     ``data_sha256`` identifies the dataset read from ``data.uri``
     (:func:`~spdnas.data.storage.content_digest`; None for data made in memory)."""
 
@@ -28,6 +31,7 @@ class ExperimentData:
     search_train: TensorData
     search_val: TensorData
     data_sha256: str | None = None
+    search_split: str = "stratified"
 
     @property
     def num_classes(self) -> int:
@@ -129,15 +133,120 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
                       train=sum(train))
 
 
-def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int) -> ExperimentData:
-    """Train/val/test from the dataset's own splits; a seeded, stratified division of train
-    into search-train and search-val (a function of sample ids, labels and seed only)."""
+@dataclass(frozen=True)
+class SampleIndex:
+    """What deciding the search halves needs of a dataset's rows (no matrices): shape (N,) each.
+
+    ``groups`` holds str or None entries, or is None when no row has a group.
+    """
+
+    sample_ids: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    groups: np.ndarray | None
+
+    @classmethod
+    def of(cls, dataset: SPDDataset) -> SampleIndex:
+        return cls(dataset.sample_ids, dataset.labels.numpy(), dataset.splits, dataset.groups)
+
+    @classmethod
+    def merged(cls, parts: Sequence[SampleIndex]) -> SampleIndex:
+        """The rows of several workers' shards as one index."""
+        groups = [p.groups if p.groups is not None else np.full(len(p.sample_ids), None, dtype=object)
+                  for p in parts]
+        return cls(np.concatenate([p.sample_ids for p in parts]), np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.splits for p in parts]), normalise_groups(np.concatenate(groups)))
+
+
+def search_split_mode(mode: str, index: SampleIndex) -> str:
+    """``"group"`` or ``"stratified"``: how ``train`` is cut into search halves.
+
+    ``auto`` cuts by group when the dataset itself is split by group (every row of ``train``
+    has a group, ``train`` holds at least two, and no group has rows in two of train/val/test),
+    so that search-val, like test, holds only subjects the weights were not trained on.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode, or ``group`` where ``train`` has fewer than two groups.
+    """
+    if mode not in SEARCH_SPLITS:
+        raise ValueError(f"data.search_split must be one of {SEARCH_SPLITS}, got {mode!r}")
+    if mode == "stratified":
+        return mode
+    groups = index.groups if index.groups is not None else np.full(len(index.splits), None, dtype=object)
+    in_train = index.splits == "train"
+    train_groups = {g for g in groups[in_train] if g is not None}
+    if mode == "group":
+        if len(train_groups) < 2:
+            raise ValueError(f"data.search_split=group needs at least two groups (subjects) in the train "
+                             f"split, found {len(train_groups)}: give the samples groups, or use "
+                             "data.search_split=stratified")
+        return mode
+    if len(train_groups) < 2 or any(g is None for g in groups[in_train]):
+        return "stratified"
+    splits_of: dict[str, set[str]] = {}
+    for group, split in zip(groups, index.splits, strict=True):
+        if group is not None:
+            splits_of.setdefault(group, set()).add(str(split))
+    return "group" if all(len(s) == 1 for s in splits_of.values()) else "stratified"
+
+
+def search_halves(index: SampleIndex, search_val_fraction: float, seed: int, mode: str,
+                  class_names: Sequence[str] = ()) -> dict[str, str]:
+    """Search-train/search-val of the ``train`` rows of ``index``, seeded: sample id → "train"/"val".
+
+    ``stratified``: a share of each class (:func:`~spdnas.data.stratified_split`); ``group``:
+    whole groups (:func:`~spdnas.data.group_split`), with a warning where a half lacks a class.
+    """
+    in_train = index.splits == "train"
+    ids, labels = index.sample_ids[in_train], index.labels[in_train]
+    fractions = {"train": 1.0 - search_val_fraction, "val": search_val_fraction}
+    if mode == "group":
+        halves = group_split(labels, ids, index.groups[in_train], fractions, seed)
+        for half in ("train", "val"):
+            absent = sorted(set(labels.tolist()) - set(labels[halves == half].tolist()))
+            if absent:
+                names = [class_names[k] if k < len(class_names) else str(k) for k in absent]
+                warnings.warn(f"the search halves drawn by group leave search-{half} without class(es) "
+                              f"{', '.join(names[:5])}{' …' * (len(names) > 5)}; another data.split_seed "
+                              "or data.search_split=stratified gives every half every class", stacklevel=2)
+    else:
+        halves = stratified_split(labels, ids, fractions, seed)
+    return dict(zip(ids.tolist(), halves.tolist(), strict=True))
+
+
+def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int, mode: str = "auto",
+                          gather: Callable[[SampleIndex], SampleIndex] | None = None) -> ExperimentData:
+    """Train/val/test from the dataset's own splits; a seeded division of train into
+    search-train and search-val (a function of sample ids, labels, groups and seed only).
+
+    Parameters
+    ----------
+    dataset : SPDDataset
+        The whole dataset, or one worker's shard of it.
+    search_val_fraction : float
+        Share of ``train`` in search-val.
+    seed : int
+    mode : {"auto", "stratified", "group"}
+        See :func:`search_split_mode`.
+    gather : callable, optional
+        For a shard: the index of every worker's rows (a collective call, made by every worker
+        unless ``mode`` is ``stratified``), so that a group's rows fall in one half on all
+        workers. A shard's stratified halves are drawn from its own rows.
+    """
     require_splits(dataset.counts(), dataset.meta)
     train = dataset.subset("train")
-    halves = stratified_split(train.labels.numpy(), train.sample_ids,
-                              {"train": 1.0 - search_val_fraction, "val": search_val_fraction}, seed)
+    index = SampleIndex.of(dataset)
+    if gather is not None and mode != "stratified":
+        index = gather(index)
+    mode = search_split_mode(mode, index)
+    halves = search_halves(index if mode == "group" else SampleIndex.of(train), search_val_fraction, seed,
+                           mode, dataset.meta.class_names)
+    half = np.array([halves[i] for i in train.sample_ids.tolist()], dtype=str)
     return ExperimentData(
         dataset=dataset, train=_tensors(train), val=_tensors(dataset.subset("val")),
         test=_tensors(dataset.subset("test")),
-        search_train=_tensors(train.select(halves == "train")),
-        search_val=_tensors(train.select(halves == "val")))
+        search_train=_tensors(train.select(half == "train")),
+        search_val=_tensors(train.select(half == "val")),
+        search_split=mode)

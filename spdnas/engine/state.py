@@ -204,7 +204,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_SEARCH_SPLIT = ("data.search_val_fraction", "data.split_seed")
+_SEARCH_SPLIT = ("data.search_val_fraction", "data.split_seed", "data.search_split")
 _LAYOUT_KEYS = ("num_workers", "data", "sync_batchnorm")
 
 

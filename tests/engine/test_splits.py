@@ -143,3 +143,75 @@ def test_only_a_shards_count_mentions_sharded_data():
         require_steps(0, 30, sharded=True, train=4)
     with pytest.raises(ValueError, match=r"\(samples: train 4\): lower"):
         require_steps(0, 30, sharded=False, train=4)
+
+
+def _subject_dataset(subjects: int = 12, per_class: int = 40, shared: bool = False):
+    """``toy_dataset`` with a subject per sample; each subject in one split unless ``shared``."""
+    dataset = toy_dataset(per_class, seed=5)
+    rng = np.random.default_rng(0)
+    count = len(dataset)
+    groups = np.array([f"subj{k:02d}" for k in rng.integers(0, subjects, count)], dtype=object)
+    dataset = replace(dataset, groups=groups)
+    return dataset if shared else dataset.with_group_split([0.6, 0.2, 0.2], seed=1)
+
+
+def _groups_of(dataset, part) -> set[str]:
+    by_matrix = {m.numpy().tobytes(): g for m, g in zip(dataset.matrices, dataset.groups, strict=True)}
+    return {by_matrix[k] for k in _keys(part)}
+
+
+def test_search_halves_of_a_subject_wise_dataset_hold_whole_subjects():
+    dataset = _subject_dataset()
+    data = split_experiment_data(dataset, 0.5, seed=7)  # auto
+    assert data.search_split == "group"
+    train_groups, val_groups = _groups_of(dataset, data.search_train), _groups_of(dataset, data.search_val)
+    assert train_groups and val_groups and not train_groups & val_groups
+    assert train_groups | val_groups == set(dataset.subset("train").groups)
+    assert sorted(_keys(data.search_train) + _keys(data.search_val)) == sorted(_keys(data.train))
+    sizes = {g: int((dataset.subset("train").groups == g).sum()) for g in train_groups | val_groups}
+    assert abs(len(data.search_val.x) - 0.5 * len(data.train.x)) <= max(sizes.values())
+    # the same halves whatever the row order
+    shuffled = dataset.select(np.random.default_rng(3).permutation(len(dataset)))
+    again = split_experiment_data(shuffled, 0.5, seed=7)
+    assert sorted(_keys(again.search_val)) == sorted(_keys(data.search_val))
+
+
+def test_search_halves_follow_the_datasets_own_split():
+    shared = _subject_dataset(shared=True)  # subjects in train and test: split per class, as the dataset
+    auto = split_experiment_data(shared, 0.5, seed=7)
+    stratified = split_experiment_data(shared, 0.5, seed=7, mode="stratified")
+    assert auto.search_split == "stratified"
+    assert _keys(auto.search_val) == _keys(stratified.search_val)
+    forced = split_experiment_data(shared, 0.5, seed=7, mode="group")
+    assert forced.search_split == "group"
+    assert not _groups_of(shared, forced.search_train) & _groups_of(shared, forced.search_val)
+    plain = toy_dataset(40, seed=3)
+    assert split_experiment_data(plain, 0.5, seed=7).search_split == "stratified"
+    with pytest.raises(ValueError, match="needs at least two groups"):
+        split_experiment_data(plain, 0.5, seed=7, mode="group")
+    with pytest.raises(ValueError, match=r"data\.search_split must be one of"):
+        split_experiment_data(plain, 0.5, seed=7, mode="subject")
+
+
+def test_shards_cut_by_group_agree_with_the_whole_dataset():
+    from spdnas.engine.splits import SampleIndex
+
+    dataset = _subject_dataset()
+    whole = split_experiment_data(dataset, 0.5, seed=7)
+    order = np.random.default_rng(4).permutation(len(dataset))
+    shards = [dataset.select(np.sort(order[k::2])) for k in range(2)]
+    everyone = SampleIndex.merged([SampleIndex.of(s) for s in shards])
+    parts = [split_experiment_data(s, 0.5, seed=7, gather=lambda _index: everyone) for s in shards]
+    assert all(p.search_split == "group" for p in parts)
+    assert sorted(_keys(parts[0].search_val) + _keys(parts[1].search_val)) == sorted(_keys(whole.search_val))
+    # each shard cutting its own rows would put a group in both halves
+    alone = [split_experiment_data(s, 0.5, seed=7) for s in shards]
+    in_train = set().union(*(_groups_of(dataset, p.search_train) for p in alone))
+    in_val = set().union(*(_groups_of(dataset, p.search_val) for p in alone))
+    assert in_train & in_val
+
+
+def test_a_search_half_without_a_class_is_warned_about():
+    dataset = _subject_dataset(subjects=4, per_class=8)
+    with pytest.warns(UserWarning, match="leave search-.* without class"):
+        split_experiment_data(dataset, 0.5, seed=0, mode="group")
