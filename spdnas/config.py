@@ -134,6 +134,9 @@ class DistributedConfig:
     ``PACK`` prefers few nodes, ``STRICT_PACK`` requires one node (e.g. the 4 GPUs of one
     machine, where an autoscaler would otherwise start four 1-GPU nodes), ``SPREAD`` /
     ``STRICT_SPREAD`` prefer / require one node per worker.
+    ``max_failures`` restarts a run's worker group (Ray Train); ``trial_max_failures`` reruns a
+    failed sweep or benchmark trial (Ray Tune; e.g. its process was on a node that was lost),
+    which resumes from its runs' checkpoints. ``-1``: retry forever.
     """
 
     backend: str = "ray"
@@ -144,6 +147,7 @@ class DistributedConfig:
     data: str = "replicate"
     sync_batchnorm: bool = True
     max_failures: int = 2
+    trial_max_failures: int = 1
     keep_checkpoints: int = 2
     dashboard: bool = False
     placement_strategy: str = "PACK"
@@ -487,8 +491,9 @@ def _range_problems(config: ExperimentConfig) -> list[str]:
                             f"'.', '_' or '-', got {name!r}")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
         problems.append(f"runtime.device must be cpu, cuda or cuda:N, got {r.device!r}")
-    if d.max_failures < -1:
-        problems.append(f"distributed.max_failures must be >= 0 (or -1: retry forever), got {d.max_failures}")
+    for key, value in (("max_failures", d.max_failures), ("trial_max_failures", d.trial_max_failures)):
+        if value < -1:
+            problems.append(f"distributed.{key} must be >= 0 (or -1: retry forever), got {value}")
     for key, clip in (("search.grad_clip", config.search.grad_clip),
                       ("train.grad_clip", config.train.grad_clip)):
         if clip is not None and not clip > 0:  # torch would flip (< 0) or zero (0) every gradient

@@ -24,7 +24,7 @@ from spdnas.benchmark.methods import run_method
 from spdnas.config import BENCHMARK_METHODS, ExperimentConfig, _merge, config_from_dict, parse_overrides
 from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
-from spdnas.distributed.sweep import error_summary
+from spdnas.distributed.sweep import error_summary, tune_run_config
 from spdnas.engine.runtime import setup_runtime
 from spdnas.engine.splits import require_full_batches, require_splits
 from spdnas.pipeline import (
@@ -291,9 +291,7 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
                      "seed": tune.grid_search(list(bench.seeds))}
             tuner = tune.Tuner(trainable, param_space=space,
                                tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
-                               run_config=tune.RunConfig(name="tune", storage_path=root.base.rstrip("/"),
-                                                         storage_filesystem=root.fs, verbose=0,
-                                                         callbacks=progress))
+                               run_config=tune_run_config(config, root, progress))
         grid = tuner.fit()
     results = [json.loads(r.metrics[RESULT_KEY]) for r in grid if r.metrics and RESULT_KEY in r.metrics]
     failed = sorted(({"dataset": r.config["dataset"], "method": r.config["method"], "seed": r.config["seed"],

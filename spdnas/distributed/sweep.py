@@ -200,6 +200,16 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
     return record
 
 
+def tune_run_config(config: ExperimentConfig, storage: Folder,
+                    callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
+    """Where a sweep or benchmark keeps its Tune state (``<storage>/tune``), and how often a failed
+    trial is run again (``distributed.trial_max_failures``: a trial resumes its runs from their
+    checkpoints, so a trial whose node was lost goes on; an error that repeats fails it again)."""
+    return tune.RunConfig(name="tune", storage_path=storage.base.rstrip("/"), storage_filesystem=storage.fs,
+                          verbose=0, callbacks=callbacks,
+                          failure_config=tune.FailureConfig(max_failures=config.distributed.trial_max_failures))
+
+
 def error_summary(error: BaseException) -> str:
     """The last non-empty line of an error's text (Ray wraps a trial's error in its traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -354,8 +364,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
                     search_alg=Repeater(searcher, repeat=sweep.seeds, set_index=True),
                     num_samples=sweep.num_samples * sweep.seeds,
                     max_concurrent_trials=sweep.max_concurrent_trials),
-                run_config=tune.RunConfig(name="tune", storage_path=storage.base.rstrip("/"),
-                                          storage_filesystem=storage.fs, verbose=0))
+                run_config=tune_run_config(config, storage))
         grid = tuner.fit()
     expected = sweep.num_samples * sweep.seeds
     if grid.num_terminated + grid.num_errors < expected:

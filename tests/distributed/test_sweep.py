@@ -116,6 +116,25 @@ def test_sweep_repeats_seeds_and_resumes_after_interrupt(tmp_path):
 
 
 
+@pytest.mark.slow  # ~100 s (a sweep of its own, on its own Ray); CI runs it
+def test_a_trial_whose_run_failed_is_run_again(tmp_path):
+    """A search worker dies after epoch 1 and Ray Train may not restart it (max_failures=0): the
+    trial fails, as when the node of its own process is lost, and Tune runs it again
+    (trial_max_failures=1); its search resumes (from the run folder's checkpoints) and finishes."""
+    marker = tmp_path / "killed"
+    env = {**os.environ, "SPDNAS_FAULT_AT_EPOCH": "1", "SPDNAS_FAULT_MARKER": str(marker)}
+    run = subprocess.run(
+        [sys.executable, "-m", "spdnas", "sweep", "--config", str(sweep_config(tmp_path)),
+         "sweep.search=true", "search.epochs=2", "search.batch_size=8", "sweep.num_samples=1",
+         "sweep.seeds=1", "distributed.max_failures=0", "distributed.trial_max_failures=1"],
+        capture_output=True, text=True, env=env, timeout=800)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert marker.exists(), "the fault hook never fired"
+    (trial,) = [json.loads(line) for line in
+                (tmp_path / "runs" / "sw" / "sweep" / "trials.jsonl").read_text().splitlines()]
+    assert trial["status"] == "TERMINATED" and 0 <= trial["metric"] <= 1
+
+
 def test_a_diverged_trial_is_a_result_not_an_error(ray_session, tmp_path):
     """A sampled learning rate that diverges made the trial an ERROR: Optuna never learnt that
     the region is bad, the sweep exited 1, and every resume ran the trial again (and it diverged
