@@ -401,7 +401,8 @@ def _importance_section(experiment: Experiment) -> str:
     outcome = param_importances(experiment.trials)
     skipped = (f", {outcome.n_skipped} left out (failed, stopped early, without a finite metric "
                "or a repeated seed)" if outcome.n_skipped else "")
-    parts = [f'<p class="note">{outcome.n_trials} usable trials{skipped}.</p>']
+    parts = [f'<p class="note">{outcome.n_trials} usable trials of {outcome.n_configurations} '
+             f'configuration(s){skipped}; fANOVA sees each configuration once, with its seeds\' mean.</p>']
     if outcome.best is not None:
         config = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                            for k, v in sorted(outcome.best["config"].items()))

@@ -4,7 +4,8 @@ The sweep's trials (``sweep/trials.jsonl``: ``trial_id``, ``config``, ``seed``, 
 ``status`` and the sweep's ``mode``, ``max`` or ``min``) become completed trials of an
 in-memory Optuna study, with one distribution per parameter inferred from the values it took;
 Optuna's fANOVA evaluator then says how much of the metric's variance each parameter explains
-(normalised to sum to 1).
+(normalised to sum to 1). Each configuration counts once, with the mean of its seeds: seeds are
+repeats of one point, not more points.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from spdnas.report.trials import by_configuration
 
-MIN_TRIALS = 8
+MIN_CONFIGURATIONS = 8
 # Left out: failed or diverged trials, and trials stopped early (e.g. by ASHA), whose metric
 # comes from an unfinished retraining — as in the sweep's summary.json.
 LEFT_OUT_STATUSES = {"ERROR", "FAILED", "FAIL", "STOPPED", "DIVERGED"}
@@ -45,6 +46,8 @@ class Importance:
     n_trials, n_skipped : int
         Trials used; trials left out (failed, stopped early, without a finite metric, or a seed
         TPE repeated).
+    n_configurations : int
+        Distinct configurations among the used trials (the points fANOVA sees).
     mode : str
         ``max`` or ``min``: whether a higher or a lower metric is better.
     mode_recorded : bool
@@ -61,6 +64,7 @@ class Importance:
     excluded: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
     n_skipped: int = 0
+    n_configurations: int = 0
     mode: str = "max"
     mode_recorded: bool = False
     best: dict[str, Any] | None = None
@@ -133,7 +137,7 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS,
+def param_importances(trials: list[dict[str, Any]], min_configurations: int = MIN_CONFIGURATIONS,
                       seed: int = 0) -> Importance:
     """fANOVA importance of each swept parameter for ``metric``.
 
@@ -142,9 +146,9 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
     trials : list of dict
         Sweep trials: ``config`` (``{parameter: value}``), ``metric`` (float), ``status`` and
         ``mode`` (``max`` or ``min``; ``max`` when absent).
-    min_trials : int
-        Fewer usable trials than this: nothing is computed (a forest on a handful of points
-        explains noise).
+    min_configurations : int
+        Fewer distinct configurations than this among the usable trials: nothing is computed (a
+        forest on a handful of points explains noise, however many seeds each has).
     seed : int
         Seed of the fANOVA random forest (the result is deterministic given it).
 
@@ -170,34 +174,37 @@ def param_importances(trials: list[dict[str, Any]], min_trials: int = MIN_TRIALS
         key = (min if outcome.mode == "min" else max)(means, key=means.__getitem__)
         outcome.best = {"config": groups[key][0]["config"], "metric": means[key], "trials": len(groups[key]),
                         "trial_ids": [t.get("trial_id") for t in groups[key]]}
-    if len(used) < min_trials:
-        outcome.reason = f"{len(used)} usable trials; fANOVA needs at least {min_trials}"
+    outcome.n_configurations = len(groups)
+    if len(groups) < min_configurations:
+        outcome.reason = (f"{len(groups)} configuration(s) in {len(used)} usable trials; fANOVA needs at "
+                          f"least {min_configurations} configurations")
         return outcome
-    if len({float(t["metric"]) for t in used}) < 2:
-        outcome.reason = (f"the metric has the same value ({float(used[0]['metric']):g}) in every usable "
+    points = [(members[0]["config"], means[key]) for key, members in groups.items()]
+    if len({value for _, value in points}) < 2:
+        outcome.reason = (f"the metric has the same value ({points[0][1]:g}) in every usable "
                           "trial: there is no variation to explain")
         return outcome
-    names = sorted({name for t in used for name in t["config"]})
+    names = sorted({name for config, _ in points for name in config})
     distributions: dict[str, BaseDistribution] = {}
     for name in names:
-        missing = sum(name not in t["config"] for t in used)
-        values = [_scalar(t["config"][name]) for t in used if name in t["config"]]
+        missing = sum(name not in config for config, _ in points)
+        values = [_scalar(config[name]) for config, _ in points if name in config]
         if missing:
-            outcome.excluded[name] = f"absent from {missing} of {len(used)} trials"
+            outcome.excluded[name] = f"absent from {missing} of {len(points)} configurations"
         elif len(set(values)) < 2:
             outcome.excluded[name] = f"a single value ({values[0]!r})"
         else:
             distributions[name] = infer_distribution(values)
     outcome.distributions = {name: _describe(d) for name, d in distributions.items()}
     if not distributions:
-        outcome.reason = "no parameter took at least two values in every trial"
+        outcome.reason = "no parameter took at least two values in every configuration"
         return outcome
     with _quiet_optuna():
         study = optuna.create_study(direction="minimize" if outcome.mode == "min" else "maximize")
         study.add_trials([
-            optuna.trial.create_trial(value=float(t["metric"]), distributions=distributions,
-                                      params={name: _scalar(t["config"][name]) for name in distributions})
-            for t in used
+            optuna.trial.create_trial(value=float(value), distributions=distributions,
+                                      params={name: _scalar(config[name]) for name in distributions})
+            for config, value in points
         ])
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         outcome.importances = dict(optuna.importance.get_param_importances(study, evaluator=evaluator))

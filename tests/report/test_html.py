@@ -81,7 +81,8 @@ def test_benchmark_page_has_every_section_and_the_table(experiment_page, experim
     assert "Wilcoxon signed-rank W = min(W+, W−) = 0, p = 0.0312" in text
     assert "Wilcoxon not computed (all paired differences are zero)" in text
     assert "In results.jsonl but without search folders: radar / spdnetnas" in text
-    assert "search.arch_lr" in page.cells and "40 usable trials." in text
+    assert "search.arch_lr" in page.cells
+    assert "40 usable trials of 40 configuration(s); fANOVA sees each configuration once" in text
     assert str(experiment_dir) in page.cells
 
 

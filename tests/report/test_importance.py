@@ -37,8 +37,29 @@ def test_a_categorical_driver_is_found_too():
 
 def test_too_few_trials_are_not_assessed():
     outcome = param_importances(synthetic_trials(5))
-    assert outcome.importances == {} and outcome.reason == "5 usable trials; fANOVA needs at least 8"
+    assert outcome.importances == {}
+    assert outcome.reason == "5 configuration(s) in 5 usable trials; fANOVA needs at least 8 configurations"
     assert outcome.best is not None
+
+
+def test_seeds_of_one_configuration_are_one_point():
+    """2 configurations × 4 seeds were 8 "trials" and got importances, from two points."""
+    trials = [{"trial_id": 4 * c + s, "seed": s, "status": "TERMINATED",
+               "metric": random.Random(4 * c + s).random(),
+               "config": {"train.lr": [0.01, 0.1][c], "search.epochs": [5, 9][c]}}
+              for c in range(2) for s in range(4)]
+    outcome = param_importances(trials)
+    assert outcome.importances == {} and outcome.n_trials == 8 and outcome.n_configurations == 2
+    assert outcome.reason == "2 configuration(s) in 8 usable trials; fANOVA needs at least 8 configurations"
+    rng = random.Random(0)  # 12 configurations × 3 seeds: assessed, on the 12 means
+    trials = []
+    for c in range(12):
+        config = {"train.lr": 10 ** rng.uniform(-3, -1), "train.weight_decay": 10 ** rng.uniform(-5, -2)}
+        trials += [{"trial_id": 3 * c + s, "seed": s, "status": "TERMINATED", "config": config,
+                    "metric": 0.5 + 5 * config["train.lr"] + rng.gauss(0, 0.01)} for s in range(3)]
+    outcome = param_importances(trials)
+    assert outcome.n_configurations == 12 and outcome.n_trials == 36
+    assert next(iter(outcome.importances)) == "train.lr"
 
 
 def test_failed_trials_and_constant_or_partial_parameters_are_left_out():
@@ -51,14 +72,15 @@ def test_failed_trials_and_constant_or_partial_parameters_are_left_out():
     outcome = param_importances(trials)
     assert outcome.n_trials == 18 and outcome.n_skipped == 2
     assert outcome.excluded == {"runtime.dtype": "a single value ('float64')",
-                                "train.batch_size": "absent from 1 of 18 trials"}
+                                "train.batch_size": "absent from 1 of 18 configurations"}
     assert set(outcome.importances) == {"search.arch_lr", "search.weight_decay", "model.mixture"}
 
 
 def test_nothing_to_assess_when_every_parameter_is_constant():
-    trials = [{"config": {"lr": 0.1}, "metric": 0.5 + 0.01 * i, "status": "TERMINATED"} for i in range(10)]
+    trials = [{"config": {"lr": 0.1, **({"tag": i} if i else {})}, "metric": 0.5 + 0.01 * i,
+               "status": "TERMINATED"} for i in range(10)]  # 10 configurations: "tag" absent from one
     outcome = param_importances(trials)
-    assert outcome.reason == "no parameter took at least two values in every trial"
+    assert outcome.reason == "no parameter took at least two values in every configuration"
 
 
 def test_nothing_to_assess_when_every_trial_has_the_same_metric():
