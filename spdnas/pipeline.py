@@ -310,7 +310,8 @@ def _local_folder(config: ExperimentConfig, step: str) -> Path:
 def _require_full_batches(config: ExperimentConfig, data: ExperimentData, **batch: int) -> None:
     """The Ray backend's check before its workers start, here before ``--no-resume`` deletes the
     earlier run (the job would otherwise fail on its first epoch, the old run gone)."""
-    require_full_batches(data.dataset.counts(), config.data.search_val_fraction, **batch)
+    require_full_batches(data.dataset.counts(), config.data.search_val_fraction, **batch,
+                         halves=[(len(data.search_train), len(data.search_val))])
 
 
 class RunFolderInUse(ValueError):

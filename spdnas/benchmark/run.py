@@ -26,7 +26,7 @@ from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary, tune_run_config
 from spdnas.engine.runtime import setup_runtime
-from spdnas.engine.splits import require_full_batches, require_splits
+from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -95,13 +95,14 @@ def require_runnable(config: ExperimentConfig, dataset: str, methods: list[str])
     """
     manifest = Folder(config.data.uri).read_manifest()
     require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
+    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed)])
     for budget in ("search", "train"):
         users = [m for m in methods if budget in BENCHMARK_METHODS[m]]
         if not users:
             continue
         size = getattr(config, budget).batch_size
         try:
-            require_full_batches(manifest["counts"], config.data.search_val_fraction,
+            require_full_batches(manifest["counts"], config.data.search_val_fraction, halves=halves,
                                  **{f"{budget}_batch_size": size})
         except ValueError as exc:
             raise ValueError(f"benchmark dataset {dataset!r}, {budget}.batch_size={size} (for "

@@ -4,8 +4,8 @@ The streaming helpers live in :mod:`spdnas.data.streaming` (imports Ray) and the
 in :mod:`spdnas.data.s3`; neither is imported here.
 """
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset, group_split, stratified_split
-from spdnas.data.parquet import iter_files, read_dataset, validate_dataset, write_dataset
+from spdnas.data.dataset import DatasetMeta, SampleIndex, SPDDataset, group_split, stratified_split
+from spdnas.data.parquet import iter_files, read_dataset, read_sample_index, validate_dataset, write_dataset
 from spdnas.data.registry import builders, make_dataset
 from spdnas.data.schema import SCHEMA_VERSION, SPLITS, decode_matrices, encode_matrices
 from spdnas.data.validation import DatasetValidationError
@@ -16,6 +16,7 @@ __all__ = [
     "DatasetMeta",
     "DatasetValidationError",
     "SPDDataset",
+    "SampleIndex",
     "builders",
     "decode_matrices",
     "encode_matrices",
@@ -23,6 +24,7 @@ __all__ = [
     "iter_files",
     "make_dataset",
     "read_dataset",
+    "read_sample_index",
     "stratified_split",
     "validate_dataset",
     "write_dataset",

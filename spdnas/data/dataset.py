@@ -152,16 +152,19 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     """Seeded assignment of whole groups (subjects, sessions) to splits, so that no group has
     samples in two splits.
 
-    The groups are ordered by id, permuted with a generator seeded by ``seed`` and then stably
-    by size, largest first; each in turn goes to the split furthest below its share of the
-    samples (``fractions[s] · N − assigned``; ties to the split named first). Sample counts thus
-    follow ``fractions`` up to one group's size; classes are not stratified (a split may lack a
-    class whose groups all went elsewhere). A sample without a group (None) is a group of its own.
+    The groups are ordered by id and then, with a generator seeded by ``seed``, by their size
+    times a random factor ``exp(0.5 · N(0, 1))``: larger groups first, so that the smaller ones fill
+    the gaps, in an order that another seed changes. Each group in turn goes to the split whose
+    unmet share of the group's classes it fills most (a split's share of class ``c`` is
+    ``fractions[s]`` times the samples of ``c``), ties to the split furthest below its share of
+    all samples, then to the split named first; the last groups go to splits still without one.
+    So every split gets every class where the groups allow it, and sample counts follow
+    ``fractions`` to within about one or two groups' size. A sample without a group (None) is a
+    group of its own.
 
     Parameters
     ----------
     labels : ndarray of int, shape (N,)
-        Only checked for its length (the classes of a split follow from its groups).
     sample_ids : sequence of str, length N
     groups : sequence of str or None, length N
     fractions : mapping split name → fraction, as for :func:`stratified_split`
@@ -174,8 +177,7 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     Raises
     ------
     ValueError
-        If a split of positive fraction would get no group (fewer groups than such splits, or
-        one group holding most samples).
+        If a split of positive fraction would get no group (fewer groups than such splits).
     """
     names, weights = _split_weights(fractions, "group_split")
     ids = np.asarray(sample_ids, dtype=str)
@@ -188,15 +190,24 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
         raise ValueError(f"group_split: {len(labels)} labels, {len(ids)} ids and {len(groups)} groups")
     keys = np.array([f"g:{g}" if g is not None else f"s:{i}" for g, i in zip(groups, ids, strict=True)])
     unique, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    order = order[np.argsort(-sizes[order], kind="stable")]  # largest first: the closest fit
-    targets = weights * len(ids)
-    assigned = np.zeros(len(names))
+    _, classes = np.unique(np.asarray(labels), return_inverse=True)
+    per_group = np.zeros((len(unique), int(classes.max()) + 1))
+    np.add.at(per_group, (inverse, classes), 1)
+    need = weights[:, None] * per_group.sum(0)[None, :]  # (splits, classes) still to fill
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(unique))
+    order = order[np.argsort(-sizes[order] * np.exp(0.5 * rng.standard_normal(len(order))), kind="stable")]
     choice = np.empty(len(unique), dtype=int)
-    for group in order:
-        split = int(np.argmax(targets - assigned))
+    groups_in = np.zeros(len(names), dtype=int)
+    for left, group in zip(range(len(order), 0, -1), order, strict=True):
+        fill = np.minimum(per_group[group][None, :], np.maximum(need, 0.0)).sum(1)
+        ranked = np.lexsort((np.arange(len(names)), -need.sum(1), -fill))
+        empty = [split for split in ranked if weights[split] > 0 and not groups_in[split]]
+        split = int(empty[0] if len(empty) >= left else ranked[0])
         choice[group] = split
-        assigned[split] += sizes[group]
+        groups_in[split] += 1
+        need[split] -= per_group[group]
+    assigned = np.bincount(choice, weights=sizes, minlength=len(names))
     empty = [name for name, weight, count in zip(names, weights, assigned, strict=True)
              if weight > 0 and not count]
     if empty:
@@ -215,9 +226,34 @@ def _split_weights(fractions: Mapping[str, float] | Sequence[float],
     weights = np.array([float(fractions[s]) for s in names])
     if any(s not in SPLITS for s in names):
         raise ValueError(f"{caller}: split names must be among {SPLITS}, got {names}")
-    if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-9:
+    if not np.isfinite(weights).all() or (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-9:
         raise ValueError(f"{caller}: fractions must be ≥ 0 and sum to 1, got {dict(fractions)}")
     return names, weights
+
+
+@dataclass(frozen=True)
+class SampleIndex:
+    """A dataset's rows without their matrices: ids, labels, splits and groups, shape (N,) each
+    (what drawing splits needs). ``groups`` holds str or None entries, or is None when no row has
+    a group.
+    """
+
+    sample_ids: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    groups: np.ndarray | None
+
+    @classmethod
+    def of(cls, dataset: SPDDataset) -> SampleIndex:
+        return cls(dataset.sample_ids, dataset.labels.numpy(), dataset.splits, dataset.groups)
+
+    @classmethod
+    def merged(cls, parts: Sequence[SampleIndex]) -> SampleIndex:
+        """The rows of several workers' shards as one index."""
+        groups = [p.groups if p.groups is not None else np.full(len(p.sample_ids), None, dtype=object)
+                  for p in parts]
+        return cls(np.concatenate([p.sample_ids for p in parts]), np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.splits for p in parts]), normalise_groups(np.concatenate(groups)))
 
 
 @dataclass
@@ -248,7 +284,13 @@ class SPDDataset:
     groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.labels = torch.as_tensor(self.labels, dtype=torch.long)
+        labels = self.labels if isinstance(self.labels, Tensor) else torch.as_tensor(np.asarray(self.labels))
+        if labels.is_floating_point():
+            bad = torch.nonzero(~torch.isfinite(labels) | (labels != torch.round(labels))).flatten()
+            if len(bad):
+                raise ValueError(f"SPDDataset: labels must be whole numbers (class indices), got "
+                                 f"{labels[bad[0]].item()!r} at row {int(bad[0])}")
+        self.labels = labels.to(torch.long)
         self.splits = np.asarray(self.splits, dtype=str)
         self.sample_ids = np.asarray(self.sample_ids, dtype=str)
         self.groups = normalise_groups(self.groups)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from spdnas.data.dataset import DatasetMeta, SPDDataset
+from spdnas.data.dataset import DatasetMeta, SampleIndex, SPDDataset, normalise_groups
 from spdnas.data.schema import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -415,6 +415,19 @@ def read_dataset(uri: str, *, validate: bool = True, repair: bool = False, dtype
         sample_ids=np.concatenate([p.sample_ids for p in parts]),
         meta=meta,
         groups=None if all(g is None for g in groups) else groups)
+
+
+def read_sample_index(uri: str) -> SampleIndex:
+    """The ids, labels, splits and groups of a dataset's rows, in the stored order, reading only
+    those columns (not the matrices) of each file. Unchecked: for planning, before a full read."""
+    folder = Folder(uri)
+    tables = [pq.read_table(folder.path(entry["path"]), columns=["sample_id", "label", "split", "group"],
+                            filesystem=folder.fs) for entry in folder.read_manifest()["files"]]
+    table = pa.concat_tables(tables)
+    return SampleIndex(np.asarray(table.column("sample_id").to_pylist(), dtype=str),
+                       table.column("label").to_numpy(),
+                       np.asarray(table.column("split").to_pylist(), dtype=str),
+                       normalise_groups(table.column("group").to_pylist()))
 
 
 def validate_dataset(uri: str, **options) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -44,7 +45,8 @@ class Folder:
         Raises
         ------
         NotADirectoryError
-            Naming the path if it is a file.
+            Naming the path if it is a file, or the file a local path runs through (no folder can
+            be made there).
         """
         selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
         prefix = self.base.rstrip("/") + "/"
@@ -53,6 +55,11 @@ class Folder:
         except NotADirectoryError:
             raise NotADirectoryError(f"{self.uri}: a file, not a folder; give the path of a folder "
                                      "(a new one, or one that holds a dataset)") from None
+        if not found and self.is_local:
+            above = next((p for p in Path(self.base).parents if p.exists()), None)
+            if above is not None and not above.is_dir():
+                raise NotADirectoryError(f"{self.uri}: no folder can be made there, {above} is a file; give "
+                                         "the path of a folder (a new one, or one that holds a dataset)")
         return sorted(info.path[len(prefix):] for info in found if info.type == pafs.FileType.File)
 
     def exists(self, name: str) -> bool:

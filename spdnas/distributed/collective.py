@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor, nn
 
-from spdnas.engine.splits import SampleIndex
+from spdnas.data import SampleIndex
 
 
 def average_gradients(grads: list[Tensor]) -> list[Tensor]:

@@ -40,7 +40,7 @@ from spdnas.distributed.worker import (
     worker_errors,
 )
 from spdnas.engine.runtime import available_cpus
-from spdnas.engine.splits import require_full_batches, require_splits
+from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
 from spdnas.engine.state import CHECKPOINT_FILE, LOCAL_CHECKPOINT_DIR, load_checkpoint, ray_epochs
 from spdnas.pipeline import (
     Outcome,
@@ -199,8 +199,10 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
     batch = {"search_batch_size": config.search.batch_size} if step == "search" else \
         {"train_batch_size": config.train.batch_size}
+    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed)]) \
+        if step == "search" else None
     require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch,
-                         sharded=dist.data == "shard")
+                         sharded=dist.data == "shard", halves=halves)
     configure_ray_data()
     # every row check, once, before any worker starts
     validate_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config))

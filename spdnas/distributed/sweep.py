@@ -30,7 +30,7 @@ from spdnas.config import (
 from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.engine.loops import DivergedError
-from spdnas.engine.splits import require_full_batches, require_splits
+from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
 from spdnas.engine.state import layout_change
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
@@ -288,13 +288,15 @@ def require_batches(config: ExperimentConfig) -> None:
     """
     manifest = Folder(config.data.uri).read_manifest()
     require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
+    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed + i)
+                                                        for i in range(config.sweep.seeds)])
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
         spec = config.sweep.space.get(key)
         size = getattr(config, budget).batch_size if spec is None else (
             int(spec["high"]) if spec["type"] == "int" else max(spec["values"]))
         try:
-            require_full_batches(manifest["counts"], config.data.search_val_fraction,
+            require_full_batches(manifest["counts"], config.data.search_val_fraction, halves=halves,
                                  sharded=config.distributed.data == "shard", **{f"{budget}_batch_size": size})
         except ValueError as exc:
             drawn = "" if spec is None else " (the largest sweep.space draws)"

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from spdnas.config import SEARCH_SPLITS
-from spdnas.data import SPLITS, DatasetMeta, SPDDataset, group_split, stratified_split
-from spdnas.data.dataset import normalise_groups, split_sizes
+from spdnas.config import SEARCH_SPLITS, DataConfig
+from spdnas.data import (
+    SPLITS,
+    DatasetMeta,
+    SampleIndex,
+    SPDDataset,
+    group_split,
+    read_sample_index,
+    stratified_split,
+)
+from spdnas.data.dataset import split_sizes
 from spdnas.data.registry import builders
 from spdnas.engine.batches import TensorData, num_batches, require_steps
 
@@ -91,7 +100,7 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
 
 def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fraction: float,
                          search_batch_size: int | None = None, train_batch_size: int | None = None,
-                         sharded: bool = False) -> None:
+                         sharded: bool = False, halves: Sequence[tuple[int, int]] | None = None) -> None:
     """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
     (before Ray workers start: raised in a worker, it would cost a worker group's start).
 
@@ -108,6 +117,9 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         Check the search halves, the retraining's ``train`` split, or both.
     sharded : bool
         ``distributed.data=shard``.
+    halves : sequence of (int, int), optional
+        The (search-train, search-val) sizes the runs will draw, where the counts do not give them
+        (halves cut by group, :func:`grouped_half_sizes`); each pair is checked.
 
     Raises
     ------
@@ -122,40 +134,18 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
                              f"both hold one (needs {2 * search_batch_size}): lower the batch size or use "
                              "more data")
     elif search_batch_size is not None:
-        weights = np.array([1.0 - search_val_fraction, search_val_fraction])
-        halves = sum((split_sizes(c, weights) for c in train), np.zeros(2, dtype=int))
-        search_train, search_val = (int(h) for h in halves)
-        steps = min(num_batches(search_train, search_batch_size), num_batches(search_val, search_batch_size))
-        require_steps(steps, search_batch_size, sharded=False, search_train=search_train,
-                      search_val=search_val)
+        if halves is None:
+            weights = np.array([1.0 - search_val_fraction, search_val_fraction])
+            per_class = sum((split_sizes(c, weights) for c in train), np.zeros(2, dtype=int))
+            halves = [(int(per_class[0]), int(per_class[1]))]
+        for search_train, search_val in halves:
+            steps = min(num_batches(search_train, search_batch_size),
+                        num_batches(search_val, search_batch_size))
+            require_steps(steps, search_batch_size, sharded=False, search_train=search_train,
+                          search_val=search_val)
     if train_batch_size is not None:
         require_steps(num_batches(sum(train), train_batch_size), train_batch_size, sharded=False,
                       train=sum(train))
-
-
-@dataclass(frozen=True)
-class SampleIndex:
-    """What deciding the search halves needs of a dataset's rows (no matrices): shape (N,) each.
-
-    ``groups`` holds str or None entries, or is None when no row has a group.
-    """
-
-    sample_ids: np.ndarray
-    labels: np.ndarray
-    splits: np.ndarray
-    groups: np.ndarray | None
-
-    @classmethod
-    def of(cls, dataset: SPDDataset) -> SampleIndex:
-        return cls(dataset.sample_ids, dataset.labels.numpy(), dataset.splits, dataset.groups)
-
-    @classmethod
-    def merged(cls, parts: Sequence[SampleIndex]) -> SampleIndex:
-        """The rows of several workers' shards as one index."""
-        groups = [p.groups if p.groups is not None else np.full(len(p.sample_ids), None, dtype=object)
-                  for p in parts]
-        return cls(np.concatenate([p.sample_ids for p in parts]), np.concatenate([p.labels for p in parts]),
-                   np.concatenate([p.splits for p in parts]), normalise_groups(np.concatenate(groups)))
 
 
 def search_split_mode(mode: str, index: SampleIndex) -> str:
@@ -214,6 +204,29 @@ def search_halves(index: SampleIndex, search_val_fraction: float, seed: int, mod
     else:
         halves = stratified_split(labels, ids, fractions, seed)
     return dict(zip(ids.tolist(), halves.tolist(), strict=True))
+
+
+def grouped_half_sizes(data: DataConfig, manifest: Mapping,
+                       seeds: Iterable[int]) -> list[tuple[int, int]] | None:
+    """The (search-train, search-val) sizes each of ``seeds`` draws where the search halves are cut
+    by group, from the dataset's sample index (its matrices are not read); None where they are
+    cut per class, as :func:`require_full_batches` computes from the split counts.
+
+    Raises
+    ------
+    ValueError
+        For ``data.search_split=group`` on a dataset without two groups in ``train``.
+    """
+    if data.search_split == "stratified" or (data.search_split == "auto" and "groups" not in manifest):
+        return None
+    index = read_sample_index(data.uri)
+    if search_split_mode(data.search_split, index) != "group":
+        return None
+    sizes = []
+    for seed in seeds:
+        halves = Counter(search_halves(index, data.search_val_fraction, seed, "group").values())
+        sizes.append((halves["train"], halves["val"]))
+    return sizes
 
 
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int, mode: str = "auto",

@@ -160,6 +160,18 @@ def test_stratified_split_is_deterministic_stratified_and_order_free():
 def test_stratified_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="sum to 1"):
         stratified_split(np.zeros(4), ["a", "b", "c", "d"], {"train": 0.5, "test": 0.3}, 0)
+    with pytest.raises(ValueError, match=r"fractions must be ≥ 0 and sum to 1, got \{'train': nan"):
+        stratified_split(np.zeros(4), ["a", "b", "c", "d"], [float("nan"), 0.5, 0.5], 0)
+
+
+def test_labels_that_are_not_whole_numbers_are_refused():
+    dataset = toy_dataset(count=6)
+    with pytest.raises(ValueError, match=r"labels must be whole numbers \(class indices\), got 2.9 at row 2"):
+        replace(dataset, labels=np.array([0.0, 1.0, 2.9, 0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="got nan at row 1"):
+        replace(dataset, labels=torch.tensor([0.0, float("nan"), 2.0, 0.0, 1.0, 2.0]))
+    whole = replace(dataset, labels=np.array([0.0, 1.0, 2.0, 0.0, 1.0, 2.0]))
+    assert whole.labels.tolist() == [0, 1, 2, 0, 1, 2]
 
 
 def test_group_split_keeps_each_group_in_one_split_and_follows_the_fractions():
@@ -178,6 +190,23 @@ def test_group_split_keeps_each_group_in_one_split_and_follows_the_fractions():
     assert not (a == group_split(labels, ids, groups, fractions, seed=4)).all()
     order = rng.permutation(len(ids))
     assert (group_split(labels[order], ids[order], groups[order], fractions, seed=3) == a[order]).all()
+
+
+def test_group_split_of_unequal_subjects_depends_on_the_seed_and_gives_every_split_every_class():
+    """Subjects of 18–40 trials, each of one class (patients and controls): the seed only broke
+    ties between equal sizes (one split for every seed, its test split of one class)."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(18, 41, size=12)
+    groups = np.repeat([f"s{k:02d}" for k in range(12)], sizes)
+    labels = np.repeat(np.arange(12) % 2, sizes)
+    ids = np.array([f"id{i:04d}" for i in range(len(groups))])
+    test_sets = set()
+    for seed in range(10):
+        out = group_split(labels, ids, groups, [0.6, 0.2, 0.2], seed=seed)
+        for split in ("train", "val", "test"):
+            assert set(labels[out == split]) == {0, 1}, (seed, split)
+        test_sets.add(tuple(sorted(set(groups[out == "test"]))))
+    assert len(test_sets) >= 5
 
 
 def test_group_split_takes_ungrouped_samples_one_by_one_and_refuses_too_few_groups():

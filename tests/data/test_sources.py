@@ -130,6 +130,11 @@ def test_the_output_is_checked_before_the_build(tmp_path):
     made = make_dataset("radar-synth", str(tmp_path / "ds"), overwrite=True, n_samples=30, length=30,
                         raw_dir=str(tmp_path / "raw"))
     assert len(made) == 30 and len(list((tmp_path / "raw").glob("*.npy"))) == 30
+    (tmp_path / "notes.md").write_text("a file")  # a path through a file: refused before the build
+    with pytest.raises(NotADirectoryError, match=r"notes\.md/sub: no folder can be made there, .*notes\.md "):
+        make_dataset("radar-synth", str(tmp_path / "notes.md" / "sub"), n_samples=30, length=30,
+                     raw_dir=str(tmp_path / "raw2"))
+    assert not (tmp_path / "raw2").exists()
 
 
 def test_radar_synth_needs_two_windows():
@@ -242,6 +247,18 @@ def test_float32_files_are_checked_in_their_own_precision(tmp_path):
     with pytest.raises(DatasetValidationError, match=r"s0_0\.npy: sample_id 's0_0' \(row 0\): failed "
                                                      r"check 'symmetric'"):
         make_dataset("matrices", None, src=str(folder))
+
+
+def test_own_matrices_name_sample_files_of_other_types(tmp_path):
+    folder = tmp_path / "mixed"
+    spd_files(folder, 4, 3, [0, 1, 0, 1])
+    np.savetxt(folder / "extra_5_1.csv", np.eye(3))
+    (folder / "README.txt").write_text("not a sample")
+    with pytest.raises(ValueError, match=r"1 file\(s\) named like samples are neither \.npy nor \.mat "
+                                         r"\(extra_5_1\.csv\), and would be left out"):
+        make_dataset("matrices", None, src=str(folder))
+    (folder / "extra_5_1.csv").unlink()
+    assert len(make_dataset("matrices", None, src=str(folder))) == 4  # README.txt is no sample
 
 
 def test_unreadable_or_odd_files_are_named(tmp_path):
@@ -377,6 +394,24 @@ def test_read_ts_names_line_of_missing_values(tmp_path):
     path.write_text(TS_TEXT.replace("5,3,2,1,1", "5,?,2,1,1"))
     with pytest.raises(ValueError, match=r"Bad_TRAIN.ts:7"):
         read_ts(path)
+
+
+def test_read_ts_names_a_header_without_its_value(tmp_path):
+    path = tmp_path / "Bare_TRAIN.ts"
+    path.write_text(TS_TEXT.replace("@classLabel true up down", "@classLabel"))
+    with pytest.raises(ValueError, match=r"Bare_TRAIN.ts:4: @classLabel needs the value true or false"):
+        read_ts(path)
+
+
+def test_uea_files_of_other_channel_counts_are_named(tmp_path):
+    from spdnas.data.sources.uea import build_uea
+
+    (tmp_path / "JapaneseVowels_TRAIN.ts").write_text(TS_TEXT)
+    (tmp_path / "JapaneseVowels_TEST.ts").write_text(TS_TEXT.replace(":0,0,1,1:up", ":0,0,1,1:1,1,1,1:up")
+                                                     .replace(":1,0,1,0,1:down", ":1,0,1,0,1:2,2,2,2,2:down"))
+    with pytest.raises(ValueError, match=r"JapaneseVowels_TRAIN.ts have 3 channels, those of "
+                                         r"JapaneseVowels_TEST.ts 4"):
+        build_uea("japanese-vowels", root=str(tmp_path), val_fraction=0)
 
 
 @pytest.mark.skipif(not HAVE_AEON, reason="aeon (which bundles the UEA files) is not installed")

@@ -194,7 +194,7 @@ def test_search_halves_follow_the_datasets_own_split():
 
 
 def test_shards_cut_by_group_agree_with_the_whole_dataset():
-    from spdnas.engine.splits import SampleIndex
+    from spdnas.data import SampleIndex
 
     dataset = _subject_dataset()
     whole = split_experiment_data(dataset, 0.5, seed=7)
@@ -215,3 +215,39 @@ def test_a_search_half_without_a_class_is_warned_about():
     dataset = _subject_dataset(subjects=4, per_class=8)
     with pytest.warns(UserWarning, match="leave search-.* without class"):
         split_experiment_data(dataset, 0.5, seed=0, mode="group")
+
+
+def test_the_full_batch_check_sees_the_halves_drawn_by_group(tmp_path):
+    """Halves cut by subject differ from the per-class sizes the counts give: the check before
+    the workers start reads the dataset's sample index (not its matrices) and draws them."""
+    from spdnas.config import DataConfig
+    from spdnas.data import read_sample_index, write_dataset
+    from spdnas.data.storage import Folder
+    from spdnas.engine.splits import grouped_half_sizes, require_full_batches
+
+    dataset = _subject_dataset(subjects=5, per_class=24)
+    write_dataset(dataset, str(tmp_path / "d"))
+    index = read_sample_index(str(tmp_path / "d"))
+    def rows(ids, labels, splits, groups):
+        return sorted(zip(map(str, ids), map(int, labels), map(str, splits), groups, strict=True))
+
+    assert rows(index.sample_ids, index.labels, index.splits, index.groups) == rows(
+        dataset.sample_ids, dataset.labels.tolist(), dataset.splits, dataset.groups)  # stored by split
+    manifest = Folder(str(tmp_path / "d")).read_manifest()
+    data = DataConfig(uri=str(tmp_path / "d"), builder=None)
+    (halves,) = grouped_half_sizes(data, manifest, [7])
+    drawn = split_experiment_data(dataset, 0.5, seed=7)
+    assert halves == (len(drawn.search_train), len(drawn.search_val))
+    batch = min(halves) + 1  # no full batch in the smaller half, yet one in each per-class half
+    per_class = sum(dataset.counts()["train"]) // 2
+    assert batch <= per_class
+    require_full_batches(manifest["counts"], 0.5, search_batch_size=batch)
+    with pytest.raises(ValueError, match="no full batch"):
+        require_full_batches(manifest["counts"], 0.5, search_batch_size=batch, halves=[halves])
+    assert grouped_half_sizes(DataConfig(uri=data.uri, search_split="stratified"), manifest, [7]) is None
+    plain = toy_dataset(8, seed=1)
+    write_dataset(plain, str(tmp_path / "plain"))
+    plain_manifest = Folder(str(tmp_path / "plain")).read_manifest()
+    assert grouped_half_sizes(DataConfig(uri=str(tmp_path / "plain")), plain_manifest, [7]) is None
+    with pytest.raises(ValueError, match="needs at least two groups"):
+        grouped_half_sizes(DataConfig(uri=str(tmp_path / "plain"), search_split="group"), plain_manifest, [7])

@@ -93,6 +93,9 @@ def read_ts(path: Path) -> TSFile:
         if not in_data:
             words = line.split()
             key = words[0].lower()
+            if key in ("@timestamps", "@classlabel") and (len(words) < 2 or words[1].lower() not in
+                                                          ("true", "false")):
+                raise ValueError(f"{path}:{number}: {words[0]} needs the value true or false, got {line!r}")
             if key == "@timestamps" and words[1].lower() == "true":
                 raise ValueError(f"{path}:{number}: timestamped .ts files are not supported")
             if key == "@classlabel" and words[1].lower() == "true":
@@ -161,6 +164,10 @@ def build_uea(key: str, root: str | None = None, shrinkage: float | str = "ledoi
     parts = {split: read_ts(folder / f"{problem.problem}_{split.upper()}.ts") for split in ("train", "test")}
     if parts["train"].class_names != parts["test"].class_names:
         raise ValueError(f"{folder}: TRAIN and TEST files declare different class labels")
+    channels = {split: part.series[0].shape[0] for split, part in parts.items()}
+    if channels["train"] != channels["test"]:
+        raise ValueError(f"{folder}: the series of {problem.problem}_TRAIN.ts have {channels['train']} "
+                         f"channels, those of {problem.problem}_TEST.ts {channels['test']}")
     series = parts["train"].series + parts["test"].series
     labels = np.array(parts["train"].labels + parts["test"].labels)
     ids = [f"{split}-{i:04d}" for split in ("train", "test") for i in range(len(parts[split].labels))]
