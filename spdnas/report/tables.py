@@ -50,6 +50,9 @@ class Row:
         deviation of 0 is no seed variation, not the absence of test-set sampling error.
     test_samples : int or None
         Size of the test split, when every seed's result records the same ``test_samples``.
+    val_selected : bool
+        The validation accuracy is that of an epoch chosen on it (the highest of the run; a
+        network's result records its ``best_epoch``), not of a single fit.
     """
 
     dataset: str
@@ -63,6 +66,7 @@ class Row:
     train_seconds_mean: float
     deterministic: bool = False
     test_samples: int | None = None
+    val_selected: bool = False
 
     @property
     def n_seeds(self) -> int:
@@ -172,6 +176,7 @@ def aggregate(results: Iterable[Any], ours: str = OURS) -> list[Row]:
                 train_seconds_mean=float(np.mean([float(r.get("train_seconds") or 0.0) for r in runs])),
                 deterministic=len(test) > 1 and len(set(test)) == 1,
                 test_samples=_test_samples(runs),
+                val_selected=any((r.get("extras") or {}).get("best_epoch") is not None for r in runs),
             ))
     return rows
 
@@ -280,8 +285,11 @@ def _best_on_validation(baselines: list[Row]) -> tuple[Row | None, list[str]]:
 def _best_text(test: dict[str, Any]) -> str:
     tie = (f"; tied with {', '.join(test['tied_on_validation'])}, the first by name taken"
            if test["tied_on_validation"] else "")
+    kinds = ("; the networks' validation accuracy is that of the epoch chosen on it, the highest of "
+             "their run, the others' that of their one fit, so the choice favours networks"
+             if test["validation_kinds_differ"] else "")
     return (f"best baseline {test['baseline']} {test['baseline_mean']:.2f}% (chosen on mean validation "
-            f"accuracy, {test['baseline_val_mean']:.2f}%{tie})")
+            f"accuracy, {test['baseline_val_mean']:.2f}%{tie}{kinds})")
 
 
 def _sampling_text(test: dict[str, Any]) -> str:
@@ -366,8 +374,10 @@ def _compare(dataset: str, rows: list[Row], by_seed: dict[str, dict[int, float]]
               {"ours": mine.binomial_se, "baseline": best.binomial_se})
     higher = sorted(((r.method, r.test_accuracy_mean) for r in baselines
                      if r.test_accuracy_mean - best.test_accuracy_mean > TIE_PP), key=lambda h: -h[1])
+    kinds = {r.val_selected for r in baselines if r.val_accuracy_mean is not None}
     head.update(baseline=best.method, baseline_mean=best.test_accuracy_mean, higher_test_mean=higher,
                 baseline_val_mean=best.val_accuracy_mean, tied_on_validation=tied,
+                validation_kinds_differ=len(kinds) > 1,
                 ours_mean=mine.test_accuracy_mean, baseline_deterministic=best.deterministic,
                 test_samples=test_samples, binomial_se=errors)
     return {**head, **_paired(ours, best.method, by_seed)}
@@ -379,7 +389,10 @@ def significance(results: Iterable[Any], ours: str = OURS) -> dict[str, dict[str
 
     The best baseline is chosen on validation accuracy, never on test accuracy (choosing on the
     test split would favour the baseline whose test score is luckiest); exact ties go to the
-    first name, the others are listed in ``tied_on_validation``. Only seeds both methods
+    first name, the others are listed in ``tied_on_validation``; ``validation_kinds_differ`` says
+    that some candidates' validation accuracy is that of an epoch chosen on it (networks: an
+    optimistic figure) and others' that of one fit (the summary then says the choice favours
+    networks). Only seeds both methods
     finished are paired (``unpaired_seeds`` names the others, per method, and
     ``ours_paired_mean``/``baseline_paired_mean`` are the means over the pairs; ``ours_mean`` and
     ``baseline_mean`` are over all of each method's seeds). Differences are ``ours − baseline`` in
