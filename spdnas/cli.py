@@ -148,7 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no dataset at {config.data.uri}: evaluate scores data that exists "
                                 "(it makes a dataset only at the model's own data.uri, checked against "
                                 "its digest)")
-    data = load_experiment_data(config)
+    data = load_experiment_data(config, search=False)
     check_model_data(args.model, saved, config, data.data_sha256, uri_given)
     if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
         raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "

@@ -135,8 +135,8 @@ class DistributedConfig:
     machine, where an autoscaler would otherwise start four 1-GPU nodes), ``SPREAD`` /
     ``STRICT_SPREAD`` prefer / require one node per worker.
     ``max_failures`` restarts a run's worker group (Ray Train); ``trial_max_failures`` reruns a
-    failed sweep or benchmark trial (Ray Tune; e.g. its process was on a node that was lost),
-    which resumes from its runs' checkpoints. ``-1``: retry forever.
+    failed sweep trial (Ray Tune; e.g. its process was on a node that was lost), which resumes
+    its runs from their checkpoints. ``-1``: retry forever.
     """
 
     backend: str = "ray"

@@ -287,9 +287,12 @@ def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig,
                          "the dataset as it was, or give data.uri= to evaluate on the data there anyway")
 
 
-def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
+def load_experiment_data(config: ExperimentConfig, search: bool = True) -> ExperimentData:
+    """The experiment's splits; with ``search=False`` (a retraining, an evaluation: the search halves
+    go unused) the halves are drawn per class, whatever ``data.search_split`` says."""
+    mode = config.data.search_split if search else "stratified"
     data = split_experiment_data(load_dataset(config), config.data.search_val_fraction,
-                                 config.data.search_split_seed(config.runtime.seed), config.data.search_split)
+                                 config.data.search_split_seed(config.runtime.seed), mode)
     return replace(data, data_sha256=content_digest(Folder(config.data.uri).read_manifest()))
 
 
@@ -411,7 +414,8 @@ def _search_local(config: ExperimentConfig, resume: bool) -> Outcome:
     folder = _local_folder(config, "search")
     data = load_experiment_data(config)
     _require_full_batches(config, data, search_batch_size=config.search.batch_size)
-    job = SearchJob(config, data.search_train, data.search_val, data.num_classes)
+    job = SearchJob(config, data.search_train, data.search_val, data.num_classes,
+                    search_split=data.search_split)
     _run_local(job, folder, config, resume, "search")
     genotype = job.genotype()
     paths = publish(lambda d: write_search_outputs(job.history, genotype, config, d), str(folder))
@@ -431,7 +435,7 @@ def retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = True) -
 
 def _retrain_local(config: ExperimentConfig, genotype: Genotype, resume: bool) -> Outcome:
     folder = _local_folder(config, "train")
-    data = load_experiment_data(config)
+    data = load_experiment_data(config, search=False)
     _require_full_batches(config, data, train_batch_size=config.train.batch_size)
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
     _run_local(job, folder, config, resume, "train")

@@ -111,7 +111,8 @@ def train_genotype(config: ExperimentConfig, genotype: Genotype, data: Experimen
 def spdnetnas(config: ExperimentConfig, data: ExperimentData, seed: int, out: Path | None) -> MethodResult:
     """SPDNetNAS: bi-level search on search-train/search-val, then retrain the genotype."""
     start = time.perf_counter()
-    search = SearchJob(config, data.search_train, data.search_val, data.num_classes)
+    search = SearchJob(config, data.search_train, data.search_val, data.num_classes,
+                       search_split=data.search_split)
     while not search.finished:
         search.run_epoch()
     genotype = search.genotype()

@@ -292,7 +292,9 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
                      "seed": tune.grid_search(list(bench.seeds))}
             tuner = tune.Tuner(trainable, param_space=space,
                                tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
-                               run_config=tune_run_config(config, root, progress))
+                               # a trial's method runs in its process, without checkpoints: a
+                               # failed one is run again by the next benchmark command
+                               run_config=tune_run_config(root, callbacks=progress))
         grid = tuner.fit()
     results = [json.loads(r.metrics[RESULT_KEY]) for r in grid if r.metrics and RESULT_KEY in r.metrics]
     failed = sorted(({"dataset": r.config["dataset"], "method": r.config["method"], "seed": r.config["seed"],

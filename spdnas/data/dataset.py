@@ -158,9 +158,9 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     unmet share of the group's classes it fills most (a split's share of class ``c`` is
     ``fractions[s]`` times the samples of ``c``), ties to the split furthest below its share of
     all samples, then to the split named first; the last groups go to splits still without one.
-    So every split gets every class where the groups allow it, and sample counts follow
-    ``fractions`` to within about one or two groups' size. A sample without a group (None) is a
-    group of its own.
+    So splits tend to get every class (greedily: not always where some assignment would), and
+    sample counts follow ``fractions`` to within about one or two groups' size. A sample without a
+    group (None) is a group of its own.
 
     Parameters
     ----------

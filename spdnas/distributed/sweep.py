@@ -200,14 +200,13 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
     return record
 
 
-def tune_run_config(config: ExperimentConfig, storage: Folder,
+def tune_run_config(storage: Folder, max_failures: int = 0,
                     callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
-    """Where a sweep or benchmark keeps its Tune state (``<storage>/tune``), and how often a failed
-    trial is run again (``distributed.trial_max_failures``: a trial resumes its runs from their
-    checkpoints, so a trial whose node was lost goes on; an error that repeats fails it again)."""
+    """Where a sweep or benchmark keeps its Tune state (``<storage>/tune``), and how often Tune
+    runs a failed trial again (``max_failures``)."""
     return tune.RunConfig(name="tune", storage_path=storage.base.rstrip("/"), storage_filesystem=storage.fs,
                           verbose=0, callbacks=callbacks,
-                          failure_config=tune.FailureConfig(max_failures=config.distributed.trial_max_failures))
+                          failure_config=tune.FailureConfig(max_failures=max_failures))
 
 
 def error_summary(error: BaseException) -> str:
@@ -280,6 +279,8 @@ def require_batches(config: ExperimentConfig) -> None:
     """Refuse, from the dataset's split counts, a sweep whose trials would find a split empty or
     no full batch in an epoch: with the batch size of the config, or the largest ``sweep.space``
     draws for it. Checked before any trial: each trial found it only after starting its workers.
+    Search halves drawn by group are checked as each seed draws them, unless ``sweep.space``
+    varies how they are drawn (then the per-class sizes of the base settings are checked).
 
     Raises
     ------
@@ -288,8 +289,10 @@ def require_batches(config: ExperimentConfig) -> None:
     """
     manifest = Folder(config.data.uri).read_manifest()
     require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
-    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed + i)
-                                                        for i in range(config.sweep.seeds)])
+    # halves drawn by group are checked as the trials draw them, unless the sweep varies the draw
+    drawn = {"data.search_split", "data.split_seed", "data.search_val_fraction"} & set(config.sweep.space)
+    seeds = [config.data.search_split_seed(config.runtime.seed + i) for i in range(config.sweep.seeds)]
+    halves = None if drawn else grouped_half_sizes(config.data, manifest, seeds)
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
         spec = config.sweep.space.get(key)
@@ -366,7 +369,8 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
                     search_alg=Repeater(searcher, repeat=sweep.seeds, set_index=True),
                     num_samples=sweep.num_samples * sweep.seeds,
                     max_concurrent_trials=sweep.max_concurrent_trials),
-                run_config=tune_run_config(config, storage))
+                # a trial run again resumes its Ray Train runs from their checkpoints
+                run_config=tune_run_config(storage, config.distributed.trial_max_failures))
         grid = tuner.fit()
     expected = sweep.num_samples * sweep.seeds
     if grid.num_terminated + grid.num_errors < expected:

@@ -74,7 +74,7 @@ def _worker_config(loop_config: dict[str, Any]) -> ExperimentConfig:
     return config
 
 
-def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
+def _experiment_data(config: ExperimentConfig, meta: dict, search: bool) -> ExperimentData:
     names = ["data"] if config.distributed.data == "replicate" else list(SPLITS)
     shards = [ray.train.get_dataset_shard(name) for name in names]
     dataset = shard_dataset(shards, DatasetMeta.from_dict(meta))
@@ -83,9 +83,9 @@ def _experiment_data(config: ExperimentConfig, meta: dict) -> ExperimentData:
                        " (this worker's shard: with distributed.data=shard every split needs a row "
                        "per worker; use fewer workers or distributed.data=replicate)")
     gather = gather_sample_index if config.distributed.data == "shard" else None
+    mode = config.data.search_split if search else "stratified"  # a retraining uses no halves
     return split_experiment_data(dataset, config.data.search_val_fraction,
-                                 config.data.search_split_seed(config.runtime.seed), config.data.search_split,
-                                 gather)
+                                 config.data.search_split_seed(config.runtime.seed), mode, gather)
 
 
 def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sharding:
@@ -233,12 +233,12 @@ def recorded_worker_error(run_uri: str) -> ValueError | None:
 def search_worker(loop_config: dict[str, Any]) -> None:
     """Per-worker bi-level search (``TorchTrainer`` loop)."""
     config = _worker_config(loop_config)
-    data = _experiment_data(config, loop_config["meta"])
+    data = _experiment_data(config, loop_config["meta"], search=True)
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sharding = _sharding(config, [len(data.search_train), len(data.search_val)], config.search.batch_size)
     grad_reduce, sum_reduce, buffer_sync = _reducers(world, config.distributed.sync_batchnorm)
     job = SearchJob(config, data.search_train, data.search_val, data.num_classes, sharding, grad_reduce,
-                    sum_reduce, buffer_sync)
+                    sum_reduce, buffer_sync, search_split=data.search_split)
     if world > 1 and config.distributed.sync_batchnorm:
         synchronise_batch_norms(job.searcher.supernet, world)
     handed_over = _restore(job, loop_config)
@@ -258,7 +258,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
 def retrain_worker(loop_config: dict[str, Any]) -> None:
     """Per-worker retraining of a genotype; the last report carries the test metrics."""
     config = _worker_config(loop_config)
-    data = _experiment_data(config, loop_config["meta"])
+    data = _experiment_data(config, loop_config["meta"], search=False)
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sharding = _sharding(config, [len(data.train)], config.train.batch_size)
     grad_reduce, sum_reduce, buffer_sync = _reducers(world, config.distributed.sync_batchnorm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,12 +25,16 @@ class SearchJob:
     loss/accuracy, architecture-step validation loss, supernet accuracy on ``val``, the
     genotype so far and the mixture weights. ``state_dict``/``load_state_dict`` cover weights,
     alphas, both optimizers, RNG states, epoch and history, so a resumed job continues exactly.
+    ``search_split`` is how ``train``/``val`` were cut (:attr:`ExperimentData.search_split`): the
+    configuration the job keeps and checkpoints says it in place of ``auto``, so a resumed job
+    must have drawn its halves the same way.
     """
 
     def __init__(self, config: ExperimentConfig, train: TensorData, val: TensorData, num_classes: int,
                  sharding: Sharding = SINGLE_PROCESS, grad_reduce: GradReducer | None = None,
-                 sum_reduce: SumReducer | None = None, buffer_sync: BufferSync | None = None):
-        self.config = config
+                 sum_reduce: SumReducer | None = None, buffer_sync: BufferSync | None = None,
+                 search_split: str = "stratified"):
+        self.config = replace(config, data=replace(config.data, search_split=search_split))
         self.dtype, self.device = setup_runtime(config.runtime)
         self.train = train.to(self.device, self.dtype)
         self.val = val.to(self.device, self.dtype)

@@ -104,9 +104,10 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
     """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
     (before Ray workers start: raised in a worker, it would cost a worker group's start).
 
-    With ``sharded`` data every worker divides its own shard into search halves, so only what
-    every layout needs is checked: ``2 · search_batch_size`` train rows in all (each worker needs
-    ``batch / workers`` rows in each half); the workers check their own shards.
+    With ``sharded`` data the search halves depend on which rows each worker gets (per class,
+    each worker divides its own shard), so only what every layout needs is checked:
+    ``2 · search_batch_size`` train rows in all (each worker needs ``batch / workers`` rows in
+    each half); the workers check their own shards.
 
     Parameters
     ----------

@@ -244,7 +244,9 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
     the workers' layout where it changes the numbers (:func:`_worker_layout`: unsynchronised
     batch norm or sharded data over several workers). Where and how fast it runs (device,
     threads, the number of exact workers, output folder, progress) may change.
-    Checkpoints written before the configuration was saved in them are not checked.
+    Checkpoints written before the configuration was saved in them are not checked; a
+    configuration saved before ``data.search_split`` existed drew its search halves per class
+    (``stratified``).
 
     Raises
     ------
@@ -262,6 +264,8 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
     # does not change it (the architecture it retrains is checked on its own)
     ignored = {f"{step}.epochs", *(_SEARCH_SPLIT if step == "train" else ())}
     mine, theirs = _flatten(config), _flatten(saved_config)
+    if "data.search_val_fraction" in theirs:  # saved before the setting existed: halves per class
+        theirs.setdefault("data.search_split", "stratified")
     # keys only one side knows (settings added or removed by another version) are not judged
     keys = sorted(k for k in set(mine) & set(theirs)
                   if (k.split(".")[0] in decisive and k not in ignored)

@@ -186,3 +186,15 @@ def test_the_local_backend_refuses_s3_output_before_reading_the_data(tmp_path):
         with pytest.raises(ValueError, match=r"^distributed.backend=local writes to a local runtime"):
             step()
 
+
+
+def test_a_retraining_and_an_evaluation_draw_no_search_halves_by_group(data):
+    """data.search_split=group on a dataset without subjects is an error for a search only: a
+    retraining or an evaluation, which use no halves, failed on it too."""
+    from spdnas.pipeline import load_experiment_data
+
+    config = experiment(data, "data.search_split=group", "train.epochs=1")
+    with pytest.raises(ValueError, match="needs at least two groups"):
+        search(config)
+    assert retrain(config, published_genotype("radar")).result["test_accuracy"] is not None
+    assert load_experiment_data(config, search=False).search_split == "stratified"

@@ -315,3 +315,24 @@ def test_learning_rate_decays_each_epoch_and_testing_keeps_the_last_weights(prob
     assert result["test_accuracy_last"] == scored["last"]["test_accuracy"]
     for name, value in job.model.state_dict().items():  # the best epoch's weights were only borrowed
         assert torch.equal(value, last[name]), name
+
+
+def test_a_search_resumes_only_on_halves_drawn_the_same_way(problem):
+    """The checkpoint records how the halves were drawn (not `auto`); one saved before
+    data.search_split existed drew them per class: resumed where they are now drawn by subject, it
+    would have gone on with other halves, silently."""
+    train, _, _ = problem
+    search_train, search_val = TensorData(train.x[:45], train.y[:45]), TensorData(train.x[45:], train.y[45:])
+    config = load_config(None, [*FAST, "search.epochs=2"])
+    assert config.data.search_split == "auto"
+    job = SearchJob(config, search_train, search_val, 3, search_split="group")
+    job.run_epoch()
+    state = job.state_dict()
+    assert state["config"]["data"]["search_split"] == "group"
+    SearchJob(config, search_train, search_val, 3, search_split="group").load_state_dict(state)
+    with pytest.raises(ValueError, match=r"data\.search_split \('group' -> 'stratified'\)"):
+        SearchJob(config, search_train, search_val, 3, search_split="stratified").load_state_dict(state)
+    del state["config"]["data"]["search_split"]  # saved by an earlier version: halves per class
+    SearchJob(config, search_train, search_val, 3, search_split="stratified").load_state_dict(state)
+    with pytest.raises(ValueError, match=r"data\.search_split \('stratified' -> 'group'\)"):
+        SearchJob(config, search_train, search_val, 3, search_split="group").load_state_dict(state)

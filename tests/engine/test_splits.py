@@ -251,3 +251,23 @@ def test_the_full_batch_check_sees_the_halves_drawn_by_group(tmp_path):
     assert grouped_half_sizes(DataConfig(uri=str(tmp_path / "plain")), plain_manifest, [7]) is None
     with pytest.raises(ValueError, match="needs at least two groups"):
         grouped_half_sizes(DataConfig(uri=str(tmp_path / "plain"), search_split="group"), plain_manifest, [7])
+
+
+def test_a_sweep_checks_each_seeds_halves_drawn_by_group(tmp_path):
+    from spdnas.config import load_config
+    from spdnas.data import write_dataset
+    from spdnas.distributed.sweep import require_batches
+
+    dataset = _subject_dataset(subjects=5, per_class=24)
+    write_dataset(dataset, str(tmp_path / "d"))
+    smallest = min(min(len(h.search_train), len(h.search_val)) for h in
+                   (split_experiment_data(dataset, 0.5, seed=s) for s in (0, 1, 2)))
+    args = [f"data.uri={tmp_path / 'd'}", "data.builder=null", "sweep.seeds=3", "sweep.search=true",
+            f"search.batch_size={smallest + 1}", "train.batch_size=4",
+            "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.1}}"]
+    assert smallest + 1 <= sum(dataset.counts()["train"]) // 2  # the per-class halves would hold it
+    with pytest.raises(ValueError, match=r"sweep: search\.batch_size=\d+: no full batch"):
+        require_batches(load_config(None, args))
+    # a sweep that varies the draw itself is checked on the per-class halves of its base settings
+    varied = "sweep.space={data.split_seed: {type: int, low: 0, high: 9}}"
+    require_batches(load_config(None, [*args[:-1], varied]))
