@@ -176,7 +176,7 @@ def aggregate(results: Iterable[Any], ours: str = OURS) -> list[Row]:
                 train_seconds_mean=float(np.mean([float(r.get("train_seconds") or 0.0) for r in runs])),
                 deterministic=len(test) > 1 and len(set(test)) == 1,
                 test_samples=_test_samples(runs),
-                val_selected=any((r.get("extras") or {}).get("best_epoch") is not None for r in runs),
+                val_selected=any((r.get("details") or {}).get("best_epoch") is not None for r in runs),
             ))
     return rows
 

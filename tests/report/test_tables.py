@@ -196,9 +196,10 @@ def test_validation_ties_go_to_the_first_name_and_are_named():
 def test_the_choice_says_when_networks_validation_accuracy_is_their_selected_epochs():
     """A network's validation accuracy is the highest of its run (the epoch chosen on it), MDM's
     that of one fit: ranked together, the networks' figure is the optimistic one."""
-    results = [result("spdnetnas", s, 0.9, extras={"best_epoch": 7}) for s in range(3)]
-    results += [result("spdnet", s, 0.8, val=0.93, extras={"best_epoch": 12}) for s in range(3)]
-    results += [result("mdm", s, 0.85, val=0.92, extras={}) for s in range(3)]
+    results = [result("spdnetnas", s, 0.9, details={"best_epoch": 7}) for s in range(3)]
+    results += [result("spdnet", s, 0.8, val=0.93, details={"best_epoch": 12}) for s in range(3)]
+    results += [result("mdm", s, 0.85, val=0.92, details={"estimator": "MDM()"}) for s in range(3)]
+    assert "details" in MethodResult.__dataclass_fields__  # where a network's result records best_epoch
     test = significance(results)["radar"]
     assert test["baseline"] == "spdnet" and test["validation_kinds_differ"]
     assert ("the networks' validation accuracy is that of the epoch chosen on it, the highest of their "
