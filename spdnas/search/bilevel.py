@@ -10,8 +10,10 @@ the validation gradient mapped by the same Riemannian-gradient map ``M_w`` the u
 (``M_w`` is self-adjoint, so this is the exact chain rule to first order in ξ). The
 Hessian-vector product is a central finite difference with ``r = 0.01 / ‖v‖``. With gradient
 clipping, ``d`` is built from the clipped train gradient ``c · g``, ``c = min(1, clip / ‖g‖)``,
-as in the real weight step, and the Hessian term is scaled by ``c`` (``c`` is held constant
-in α, as clipping is in every step).
+as in the real weight step. Where it clips, ``c`` depends on α through ``‖g‖``:
+``∂(c g)/∂α = c (I − κ ĝ ĝᵀ) ∂g/∂α`` with ``ĝ = g / ‖g‖`` and ``κ = ‖g‖ / (‖g‖ + 10⁻⁶)`` (the
+epsilon of :func:`torch.nn.utils.clip_grad_norm_`), so the Hessian term is scaled by ``c`` and
+taken along ``v − κ ⟨v, ĝ⟩ ĝ``.
 
 Every forward pass here runs with the batch norms' running statistics frozen. An optional
 ``reduce`` callable averages gradients across data-parallel workers after every
@@ -144,11 +146,12 @@ class Architect:
         """``w' = R_w(−ξ d)``: one weight-optimizer step on the train batch, not applied."""
         return self._virtual_step(x_train, y_train)[0]
 
-    def _virtual_step(self, x_train: Tensor, y_train: Tensor) -> tuple[list[Tensor], Tensor | float]:
-        """The virtual weights and the clipping factor ``c`` of the train gradient."""
-        _, grads = self._grads(x_train, y_train, self.weights)
-        scale = self._clip_scale(grads)
-        grads = [scale * g for g in grads]
+    def _virtual_step(self, x_train: Tensor,
+                      y_train: Tensor) -> tuple[list[Tensor], Tensor | float, list[Tensor]]:
+        """The virtual weights, the clipping factor ``c`` and the (unclipped) train gradient."""
+        _, train_grads = self._grads(x_train, y_train, self.weights)
+        scale = self._clip_scale(train_grads)
+        grads = [scale * g for g in train_grads]
         out = []
         for p, g in zip(self.weights, grads, strict=True):
             direction = riemannian_direction(p, g, self._group_of[id(p)].get("weight_decay", 0.0))
@@ -156,7 +159,7 @@ class Architect:
             if momentum_term is not None:
                 direction = direction + momentum_term
             out.append(retract(p, -self.xi * direction))
-        return out, scale
+        return out, scale, train_grads
 
     def arch_gradient(self, train_batch: tuple[Tensor, Tensor],
                       val_batch: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -170,12 +173,17 @@ class Architect:
     def _second_order(self, train_batch, val_batch) -> tuple[Tensor, list[Tensor]]:
         x_train, y_train = train_batch
         x_val, y_val = val_batch
-        unrolled, scale = self._virtual_step(x_train, y_train)
+        unrolled, scale, train_grads = self._virtual_step(x_train, y_train)
         with swapped(self.weights, unrolled):
             loss, grads = self._grads(x_val, y_val, self.alphas + self.weights)
         n_alpha = len(self.alphas)
         d_alpha, d_weights = grads[:n_alpha], grads[n_alpha:]
         vector = [riemannian_direction(p, g, 0.0) for p, g in zip(self.weights, d_weights, strict=True)]
+        if self.grad_clip is not None and float(scale) < 1.0:  # c = clip / (‖g‖ + ε) varies with α
+            g_norm = torch.nn.utils.get_total_norm(train_grads)
+            inner = sum((v * g).sum() for v, g in zip(vector, train_grads, strict=True))
+            along = inner / (g_norm * (g_norm + 1e-6))
+            vector = [v - along * g for v, g in zip(vector, train_grads, strict=True)]
         norm = torch.sqrt(sum((v * v).sum() for v in vector))
         if float(norm) == 0.0:
             return loss, d_alpha
