@@ -147,6 +147,38 @@ def normalise_groups(groups) -> np.ndarray | None:
     return None if all(g is None for g in out) else out
 
 
+GROUP_SPLIT_ORDERS = 8
+"""How many seeded orders :func:`group_split` tries, keeping the best split."""
+
+
+def _assign_groups(order: np.ndarray, per_group: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Split index of each group, assigned greedily in ``order`` (see :func:`group_split`).
+
+    ``per_group`` is ``(groups, classes)`` sample counts, ``weights`` the split fractions."""
+    need = weights[:, None] * per_group.sum(0)[None, :]  # (splits, classes) still to fill
+    choice = np.empty(len(per_group), dtype=int)
+    groups_in = np.zeros(len(weights), dtype=int)
+    for left, group in zip(range(len(order), 0, -1), order, strict=True):
+        fill = np.minimum(per_group[group][None, :], np.maximum(need, 0.0)).sum(1)
+        ranked = np.lexsort((np.arange(len(weights)), -need.sum(1), -fill))
+        empty = [split for split in ranked if weights[split] > 0 and not groups_in[split]]
+        split = int(empty[0] if len(empty) >= left else ranked[0])
+        choice[group] = split
+        groups_in[split] += 1
+        need[split] -= per_group[group]
+    return choice
+
+
+def _split_quality(choice: np.ndarray, per_group: np.ndarray, sizes: np.ndarray,
+                   weights: np.ndarray) -> tuple[int, float]:
+    """(splits of positive fraction × classes without a sample, largest |count − share|): lower is better."""
+    counts = np.zeros((len(weights), per_group.shape[1]))
+    np.add.at(counts, choice, per_group)
+    missing = int(((counts == 0) & (weights[:, None] > 0)).sum())
+    deviation = float(np.abs(counts.sum(1) - weights * sizes.sum()).max())
+    return missing, deviation
+
+
 def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[str | None],
                 fractions: Mapping[str, float], seed: int) -> np.ndarray:
     """Seeded assignment of whole groups (subjects, sessions) to splits, so that no group has
@@ -158,9 +190,11 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     unmet share of the group's classes it fills most (a split's share of class ``c`` is
     ``fractions[s]`` times the samples of ``c``), ties to the split furthest below its share of
     all samples, then to the split named first; the last groups go to splits still without one.
-    So splits tend to get every class (greedily: not always where some assignment would), and
-    sample counts follow ``fractions`` to within about one or two groups' size. A sample without a
-    group (None) is a group of its own.
+    Of :data:`GROUP_SPLIT_ORDERS` such seeded orders the split with the fewest (split, class)
+    pairs without a sample is kept, then the one whose counts are closest to the fractions. So
+    splits tend to get every class (not always where some assignment would), and sample counts
+    follow ``fractions`` to within about one group's size (at worst about two). A sample without
+    a group (None) is a group of its own.
 
     Parameters
     ----------
@@ -193,20 +227,15 @@ def group_split(labels: np.ndarray, sample_ids: Sequence[str], groups: Sequence[
     _, classes = np.unique(np.asarray(labels), return_inverse=True)
     per_group = np.zeros((len(unique), int(classes.max()) + 1))
     np.add.at(per_group, (inverse, classes), 1)
-    need = weights[:, None] * per_group.sum(0)[None, :]  # (splits, classes) still to fill
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(unique))
-    order = order[np.argsort(-sizes[order] * np.exp(0.5 * rng.standard_normal(len(order))), kind="stable")]
-    choice = np.empty(len(unique), dtype=int)
-    groups_in = np.zeros(len(names), dtype=int)
-    for left, group in zip(range(len(order), 0, -1), order, strict=True):
-        fill = np.minimum(per_group[group][None, :], np.maximum(need, 0.0)).sum(1)
-        ranked = np.lexsort((np.arange(len(names)), -need.sum(1), -fill))
-        empty = [split for split in ranked if weights[split] > 0 and not groups_in[split]]
-        split = int(empty[0] if len(empty) >= left else ranked[0])
-        choice[group] = split
-        groups_in[split] += 1
-        need[split] -= per_group[group]
+    candidates = []
+    for _ in range(GROUP_SPLIT_ORDERS):
+        order = rng.permutation(len(unique))
+        jitter = np.exp(0.5 * rng.standard_normal(len(order)))
+        order = order[np.argsort(-sizes[order] * jitter, kind="stable")]
+        candidates.append(_assign_groups(order, per_group, weights))
+    # the fewest (split, class) pairs without a sample, then the counts closest to the fractions
+    choice = min(candidates, key=lambda c: _split_quality(c, per_group, sizes, weights))
     assigned = np.bincount(choice, weights=sizes, minlength=len(names))
     empty = [name for name, weight, count in zip(names, weights, assigned, strict=True)
              if weight > 0 and not count]

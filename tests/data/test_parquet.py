@@ -209,6 +209,19 @@ def test_group_split_of_unequal_subjects_depends_on_the_seed_and_gives_every_spl
     assert len(test_sets) >= 5
 
 
+def test_group_split_prefers_every_class_in_every_split_over_equal_counts():
+    """A review's case: one greedy order left `val` without class 2, although giving it g1 and g4
+    covers every class in both halves; of several seeded orders the covering split is kept."""
+    members = {"g0": [1, 1, 2], "g1": [0, 0, 0, 0, 1, 1, 1], "g2": [0] * 7, "g3": [1] * 6,
+               "g4": [0, 0, 0, 2, 2, 2]}
+    groups = np.array([g for g, labels in members.items() for _ in labels])
+    labels = np.array([label for group in members.values() for label in group])
+    ids = np.array([f"i{k:02d}" for k in range(len(labels))])
+    for seed in range(10):
+        out = group_split(labels, ids, groups, {"train": 0.5, "val": 0.5}, seed=seed)
+        assert set(labels[out == "train"]) == set(labels[out == "val"]) == {0, 1, 2}, seed
+
+
 def test_group_split_takes_ungrouped_samples_one_by_one_and_refuses_too_few_groups():
     ids = [f"i{k}" for k in range(8)]
     groups = ["a", "a", "a", "a", None, None, None, None]
