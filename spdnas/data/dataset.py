@@ -284,6 +284,19 @@ class SampleIndex:
         return cls(np.concatenate([p.sample_ids for p in parts]), np.concatenate([p.labels for p in parts]),
                    np.concatenate([p.splits for p in parts]), normalise_groups(np.concatenate(groups)))
 
+    def group_counts(self) -> dict | None:
+        """Distinct groups per split present and how many groups have samples in more than one
+        split (0 for a subject-wise split): ``{"per_split": {split: int}, "in_several_splits": int}``;
+        None without groups. Samples without a group are not counted."""
+        if self.groups is None:
+            return None
+        has = np.array([g is not None for g in self.groups])
+        per_split = {split: {str(g) for g in self.groups[has & (self.splits == split)]} for split in SPLITS
+                     if (self.splits == split).any()}
+        splits_of = Counter(group for members in per_split.values() for group in members)
+        return {"per_split": {split: len(members) for split, members in per_split.items()},
+                "in_several_splits": sum(1 for times in splits_of.values() if times > 1)}
+
 
 @dataclass
 class SPDDataset:
@@ -375,17 +388,8 @@ class SPDDataset:
         return replace(self, splits=splits)
 
     def group_counts(self) -> dict | None:
-        """Distinct groups per split present and how many groups have samples in more than one
-        split (0 for a subject-wise split): ``{"per_split": {split: int}, "in_several_splits": int}``;
-        None without groups. Samples without a group are not counted."""
-        if self.groups is None:
-            return None
-        has = np.array([g is not None for g in self.groups])
-        per_split = {split: {str(g) for g in self.groups[has & (self.splits == split)]} for split in SPLITS
-                     if (self.splits == split).any()}
-        splits_of = Counter(group for members in per_split.values() for group in members)
-        return {"per_split": {split: len(members) for split, members in per_split.items()},
-                "in_several_splits": sum(1 for times in splits_of.values() if times > 1)}
+        """:meth:`SampleIndex.group_counts` of the dataset's rows."""
+        return SampleIndex.of(self).group_counts()
 
     def counts(self) -> dict[str, list[int]]:
         """Samples per class in each split present: ``{split: [count of class 0, ...]}``."""

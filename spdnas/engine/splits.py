@@ -176,11 +176,7 @@ def search_split_mode(mode: str, index: SampleIndex) -> str:
         return mode
     if len(train_groups) < 2 or any(g is None for g in groups[in_train]):
         return "stratified"
-    splits_of: dict[str, set[str]] = {}
-    for group, split in zip(groups, index.splits, strict=True):
-        if group is not None:
-            splits_of.setdefault(group, set()).add(str(split))
-    return "group" if all(len(s) == 1 for s in splits_of.values()) else "stratified"
+    return "group" if index.group_counts()["in_several_splits"] == 0 else "stratified"
 
 
 def search_halves(index: SampleIndex, search_val_fraction: float, seed: int, mode: str,
