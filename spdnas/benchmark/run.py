@@ -22,11 +22,10 @@ from ray import tune
 
 from spdnas.benchmark.methods import run_method
 from spdnas.config import BENCHMARK_METHODS, ExperimentConfig, _merge, config_from_dict, parse_overrides
-from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary, tune_run_config
 from spdnas.engine.runtime import setup_runtime
-from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
+from spdnas.engine.splits import require_full_batches, stored_splits
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
     check_no_other_experiment,
@@ -93,9 +92,7 @@ def require_runnable(config: ExperimentConfig, dataset: str, methods: list[str])
     ValueError
         Naming the dataset, the batch size setting and the methods that need it.
     """
-    manifest = Folder(config.data.uri).read_manifest()
-    require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
-    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed)])
+    manifest, halves = stored_splits(config.data, [config.data.search_split_seed(config.runtime.seed)])
     for budget in ("search", "train"):
         users = [m for m in methods if budget in BENCHMARK_METHODS[m]]
         if not users:

@@ -40,7 +40,7 @@ from spdnas.distributed.worker import (
     worker_errors,
 )
 from spdnas.engine.runtime import available_cpus
-from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
+from spdnas.engine.splits import require_full_batches, stored_splits
 from spdnas.engine.state import CHECKPOINT_FILE, LOCAL_CHECKPOINT_DIR, load_checkpoint, ray_epochs
 from spdnas.pipeline import (
     Outcome,
@@ -194,13 +194,11 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
                  "distributed.num_workers, distributed.cpus_per_worker")
     require_placement(dist.placement_strategy, dist.num_workers, {"CPU": cpus, "GPU": float(dist.use_gpu)})
     folder = Folder(run_folder(config, step))
-    manifest = Folder(config.data.uri).read_manifest()
+    manifest, halves = stored_splits(
+        config.data, [config.data.search_split_seed(config.runtime.seed)] if step == "search" else None)
     meta = manifest["meta"]
-    require_splits(manifest["counts"], DatasetMeta.from_dict(meta))
     batch = {"search_batch_size": config.search.batch_size} if step == "search" else \
         {"train_batch_size": config.train.batch_size}
-    halves = grouped_half_sizes(config.data, manifest, [config.data.search_split_seed(config.runtime.seed)]) \
-        if step == "search" else None
     require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch,
                          sharded=dist.data == "shard", halves=halves)
     configure_ray_data()

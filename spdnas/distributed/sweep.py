@@ -27,10 +27,9 @@ from spdnas.config import (
     check_new_seeds,
     config_from_dict,
 )
-from spdnas.data import DatasetMeta
 from spdnas.data.storage import Folder
 from spdnas.engine.loops import DivergedError
-from spdnas.engine.splits import grouped_half_sizes, require_full_batches, require_splits
+from spdnas.engine.splits import require_full_batches, stored_splits
 from spdnas.engine.state import layout_change
 from spdnas.pipeline import (
     EXPERIMENT_FILES,
@@ -287,12 +286,10 @@ def require_batches(config: ExperimentConfig) -> None:
     ValueError
         Naming the batch size setting and where its value comes from.
     """
-    manifest = Folder(config.data.uri).read_manifest()
-    require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
     # halves drawn by group are checked as the trials draw them, unless the sweep varies the draw
-    drawn = {"data.search_split", "data.split_seed", "data.search_val_fraction"} & set(config.sweep.space)
+    varied = {"data.search_split", "data.split_seed", "data.search_val_fraction"} & set(config.sweep.space)
     seeds = [config.data.search_split_seed(config.runtime.seed + i) for i in range(config.sweep.seeds)]
-    halves = None if drawn else grouped_half_sizes(config.data, manifest, seeds)
+    manifest, halves = stored_splits(config.data, None if varied else seeds)
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
         spec = config.sweep.space.get(key)

@@ -22,6 +22,7 @@ from spdnas.data import (
 )
 from spdnas.data.dataset import split_sizes
 from spdnas.data.registry import builders
+from spdnas.data.storage import Folder
 from spdnas.engine.batches import TensorData, num_batches, require_steps
 
 
@@ -224,6 +225,17 @@ def grouped_half_sizes(data: DataConfig, manifest: Mapping,
         halves = Counter(search_halves(index, data.search_val_fraction, seed, "group").values())
         sizes.append((halves["train"], halves["val"]))
     return sizes
+
+
+def stored_splits(data: DataConfig,
+                  seeds: Iterable[int] | None) -> tuple[dict, list[tuple[int, int]] | None]:
+    """The manifest of the dataset at ``data.uri``, refused (:func:`require_splits`) without
+    train, val or test rows, and the search halves each of ``seeds`` draws where they are cut by
+    group (:func:`grouped_half_sizes`; None with ``seeds`` None: checks use the per-class sizes).
+    What every check before Ray workers start reads."""
+    manifest = Folder(data.uri).read_manifest()
+    require_splits(manifest["counts"], DatasetMeta.from_dict(manifest["meta"]))
+    return manifest, None if seeds is None else grouped_half_sizes(data, manifest, seeds)
 
 
 def split_experiment_data(dataset: SPDDataset, search_val_fraction: float, seed: int, mode: str = "auto",
