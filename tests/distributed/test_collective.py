@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.engine.test_splits import _subject_dataset
-
-
-def _shards(world: int):
-    dataset = _subject_dataset()
-    order = np.random.default_rng(4).permutation(len(dataset))
-    return dataset, [dataset.select(np.sort(order[k::world])) for k in range(world)]
+from tests.engine.test_splits import _shards, _subject_dataset
 
 
 def _search_val_ids(rank: int, world: int, store: str, out: str) -> None:
@@ -26,7 +19,7 @@ def _search_val_ids(rank: int, world: int, store: str, out: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        shard = _shards(world)[1][rank]
+        shard = _shards(_subject_dataset(), world)[rank]
         data = split_experiment_data(shard, 0.5, seed=7, gather=gather_sample_index)
         train = shard.subset("train")
         in_val = {m.numpy().tobytes() for m in data.search_val.x}
@@ -46,7 +39,7 @@ def test_workers_cut_their_shards_by_group_as_one_dataset(tmp_path, monkeypatch)
     mp.spawn(_search_val_ids, args=(world, str(tmp_path / "store"), str(tmp_path / "ids")), nprocs=world)
     results = [json.loads((tmp_path / f"ids.{rank}").read_text()) for rank in range(world)]
     assert [r["mode"] for r in results] == ["group"] * world
-    dataset, _ = _shards(world)
+    dataset = _subject_dataset()
     whole = split_experiment_data(dataset, 0.5, seed=7)
     train = dataset.subset("train")
     in_val = {m.numpy().tobytes() for m in whole.search_val.x}

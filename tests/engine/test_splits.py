@@ -155,6 +155,12 @@ def _subject_dataset(subjects: int = 12, per_class: int = 40, shared: bool = Fal
     return dataset if shared else dataset.with_group_split([0.6, 0.2, 0.2], seed=1)
 
 
+def _shards(dataset, world: int) -> list:
+    """``dataset``'s rows dealt to ``world`` workers in a seeded order, as sharded Ray Data would."""
+    order = np.random.default_rng(4).permutation(len(dataset))
+    return [dataset.select(np.sort(order[k::world])) for k in range(world)]
+
+
 def _groups_of(dataset, part) -> set[str]:
     by_matrix = {m.numpy().tobytes(): g for m, g in zip(dataset.matrices, dataset.groups, strict=True)}
     return {by_matrix[k] for k in _keys(part)}
@@ -198,8 +204,7 @@ def test_shards_cut_by_group_agree_with_the_whole_dataset():
 
     dataset = _subject_dataset()
     whole = split_experiment_data(dataset, 0.5, seed=7)
-    order = np.random.default_rng(4).permutation(len(dataset))
-    shards = [dataset.select(np.sort(order[k::2])) for k in range(2)]
+    shards = _shards(dataset, 2)
     everyone = SampleIndex.merged([SampleIndex.of(s) for s in shards])
     parts = [split_experiment_data(s, 0.5, seed=7, gather=lambda _index: everyone) for s in shards]
     assert all(p.search_split == "group" for p in parts)
