@@ -163,6 +163,15 @@ def test_hdm05_importer(tmp_path):
     assert len(read_dataset(str(tmp_path / "out"))) == 8
 
 
+def test_hdm05_importer_names_sample_files_of_other_types(tmp_path):
+    """Every importer reading a flat folder refuses what it would leave out (HDM05 dropped them)."""
+    spd_files(tmp_path / "hdm", 4, 93, [0, 1, 0, 1])
+    np.savetxt(tmp_path / "hdm" / "seq_004_1.csv", np.eye(93))
+    with pytest.raises(ValueError, match=r"1 file\(s\) named like samples \(\.\.\._<label>\) are not \.npy "
+                                         r"files \(seq_004_1\.csv\), and would be left out"):
+        make_dataset("hdm05-npy", None, src=str(tmp_path / "hdm"))
+
+
 def test_hdm05_importer_refuses_matrices_of_another_size(tmp_path):
     spd_files(tmp_path / "small", 4, 5, [0, 1, 0, 1])  # was imported: n = 5 with 117 classes, 115 empty
     with pytest.raises(ValueError, match=r"HDM05 covariances are 93×93 .*, these are 5×5; import other "
@@ -254,8 +263,8 @@ def test_own_matrices_name_sample_files_of_other_types(tmp_path):
     spd_files(folder, 4, 3, [0, 1, 0, 1])
     np.savetxt(folder / "extra_5_1.csv", np.eye(3))
     (folder / "README.txt").write_text("not a sample")
-    with pytest.raises(ValueError, match=r"1 file\(s\) named like samples are neither \.npy nor \.mat "
-                                         r"\(extra_5_1\.csv\), and would be left out"):
+    with pytest.raises(ValueError, match=r"1 file\(s\) named like samples \(\.\.\._<label>\) are not \.npy "
+                                         r"or \.mat files \(extra_5_1\.csv\), and would be left out"):
         make_dataset("matrices", None, src=str(folder))
     (folder / "extra_5_1.csv").unlink()
     assert len(make_dataset("matrices", None, src=str(folder))) == 4  # README.txt is no sample

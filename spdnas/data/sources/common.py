@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,9 +56,10 @@ def load_npy(path: Path) -> np.ndarray:
 
 def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files in ``folder`` ending in one of ``suffixes`` in any letter case (``.npy``, ``.NPY``),
-    sorted by name; error if there are none, or if a subfolder holds such files too (a class-per-folder
-    layout would be imported in part, or not at all). Hidden folders and ``__MACOSX`` (an unzipped
-    archive's resource forks) are not looked into."""
+    sorted by name; error if there are none, if other files in it are named like samples
+    (``..._<label>.csv``: they would be left out without a word), or if a subfolder holds such files
+    too (a class-per-folder layout would be imported in part, or not at all). Hidden folders and
+    ``__MACOSX`` (an unzipped archive's resource forks) are not looked into."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
@@ -71,6 +73,13 @@ def sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
         raise ValueError(f"{folder}: subfolders ({', '.join(nested[:3])}{', ...' * (len(nested) > 3)}) hold "
                          f"{' or '.join(suffixes)} files too; this importer reads one flat folder of files "
                          "named ..._<label>: move them into one folder")
+    others = sorted(f.name for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
+                    and f.suffix.lower() not in suffixes and re.search(r"_\d+$", f.stem))
+    if others:
+        listed = f"{', '.join(others[:3])}{', ...' * (len(others) > 3)}"
+        raise ValueError(f"{folder}: {len(others)} file(s) named like samples (..._<label>) are not "
+                         f"{' or '.join(suffixes)} files ({listed}), and would be left out: "
+                         "convert them (numpy.save) or move them out of the folder")
     if not files:
         raise FileNotFoundError(f"{folder}: no {' or '.join(suffixes)} files")
     return files

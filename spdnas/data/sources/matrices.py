@@ -161,12 +161,6 @@ def import_matrices(src: str, class_names: list | None = None, dataset_name: str
     """
     folder = Path(src).expanduser()
     files = sorted_files(folder, (".npy", ".mat"))
-    others = sorted(f.name for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
-                    and f.suffix.lower() not in (".npy", ".mat") and re.search(r"_\d+$", f.stem))
-    if others:
-        raise ValueError(f"{folder}: {len(others)} file(s) named like samples are neither .npy nor .mat "
-                         f"({', '.join(others[:3])}{', ...' * (len(others) > 3)}), and would be left out: "
-                         "convert them (numpy.save) or move them out of the folder")
     groups = groups_from_names(files, group_pattern) if group_pattern is not None else None
     if class_names is not None and (not isinstance(class_names, list) or not class_names
                                     or len({str(c) for c in class_names}) != len(class_names)):
