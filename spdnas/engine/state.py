@@ -105,7 +105,7 @@ def load_torch_file(path: str | Path, what: str, hint: str = "",
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, AttributeError, ImportError):  # missing, or a torch too old: not damage
         raise
     except Exception as exc:  # a damaged archive raises all kinds (RuntimeError, KeyError, IndexError, ...)
         raise ValueError(f"{path}: {what} ({_load_failure(exc)}){hint}") from None

@@ -70,6 +70,15 @@ def test_damaged_checkpoint_is_one_line_and_stale_temporaries_go(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_a_torch_without_what_loading_needs_is_not_called_damage(tmp_path, monkeypatch):
+    """On a torch older than the pin, every checkpoint was called damaged, with advice
+    (--no-resume) that deletes the run."""
+    save_checkpoint({"epoch": 1}, tmp_path)
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    with pytest.raises(AttributeError, match="safe_globals"):
+        load_checkpoint(tmp_path)
+
+
 def test_publishing_is_all_or_nothing_per_file(tmp_path):
     """A run killed while writing its outputs left a half-written model.pt in the run folder."""
     def killed(directory):
