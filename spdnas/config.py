@@ -589,6 +589,8 @@ def check_config(config: ExperimentConfig) -> None:
     """Reject values no run could use, with the offending key in the message."""
     m, s, t, r = config.model, config.search, config.train, config.runtime
     problems = []
+    if not m.cells:
+        problems.append("model.cells must list at least one cell ('reduce' or 'normal')")
     if set(m.cells) - {"reduce", "normal"}:
         problems.append(f"model.cells: entries must be 'reduce' or 'normal', got {m.cells}")
     if len(m.cell_channels) != len(m.cells):

@@ -468,13 +468,12 @@ def resolve_genotype(spec: str) -> Genotype:
         except (GenotypeError, UnicodeDecodeError) as exc:
             raise GenotypeError(f"{spec}: {exc}") from None
     path = Path(spec)
-    if path.exists():
+    if spec and path.is_file():
         return Genotype.load(path)
-    try:
+    if spec in published_names():  # also where a folder of that name (a dataset, say) is here
         return published_genotype(spec)
-    except GenotypeError:
-        raise GenotypeError(f"{spec!r} is neither a genotype file nor a published genotype "
-                            f"({', '.join(published_names())})") from None
+    what = "a folder" if spec and path.is_dir() else "neither a genotype file nor a published genotype"
+    raise GenotypeError(f"{spec!r} is {what} (published: {', '.join(published_names())})")
 
 
 def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:

@@ -256,16 +256,31 @@ def test_job_entrypoint_passes_no_resume(experiment_args, tmp_path, monkeypatch)
     assert not stale.exists()
 
 
+def test_a_published_genotype_is_found_beside_a_folder_of_its_name(experiment_args, tmp_path, monkeypatch):
+    """A dataset folder named `radar` in the working folder hid the published genotype
+    ("[Errno 21] Is a directory")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "radar").mkdir()
+    assert main(["train", "--genotype", "radar", *experiment_args]) == 0
+
+
 def test_user_errors_are_one_line_not_tracebacks(experiment_args, tmp_path, capsys):
     bad_json = tmp_path / "g.json"
     bad_json.write_text('{"x":')
     not_a_model = tmp_path / "m.pt"
     not_a_model.write_text("hello")
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff\xfe")
     cases = [
         (["search", "--config", str(tmp_path / "missing.yaml")], 2, "cannot read config"),
         (["train", "--genotype", str(tmp_path / "missing.json"), *experiment_args], 1,
-         "is neither a genotype file nor a published genotype (hdm05, radar)"),
+         "is neither a genotype file nor a published genotype (published: hdm05, radar)"),
         (["train", "--genotype", str(bad_json), *experiment_args], 1, "genotype is not valid JSON"),
+        (["train", "--genotype", str(binary), *experiment_args], 1, "b.json: not a genotype file ('utf-8'"),
+        (["train", "--genotype", str(tmp_path), *experiment_args], 1, "is a folder (published: hdm05"),
+        (["train", "--genotype", "", *experiment_args], 1, "'' is neither a genotype file"),
+        (["search", *experiment_args, "model.cells=[]", "model.cell_channels=[]", "model.reduced_dims=[]"],
+         2, "model.cells must list at least one cell"),
         (["evaluate", "--model", str(not_a_model)], 1, "not a model saved by spdnas train"),
         (["evaluate", "--model", str(tmp_path / "nope.pt")], 1, "nope.pt: no such model file"),
         (["search", *experiment_args, f"data.uri={tmp_path / 'nowhere'}"], 1, "error: "),

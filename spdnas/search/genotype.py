@@ -131,8 +131,10 @@ class Genotype:
     def load(cls, path: str | Path) -> Genotype:
         try:
             return cls.from_json(Path(path).read_text(encoding="utf-8"))
-        except GenotypeError as exc:
-            raise GenotypeError(f"{path}: {exc}") from None
+        except FileNotFoundError:
+            raise
+        except (GenotypeError, OSError, UnicodeDecodeError) as exc:
+            raise GenotypeError(f"{path}: not a genotype file ({exc})") from None
 
 
 def _validate_cell(kind: str, pairs: tuple[tuple[str, int], ...], concat: tuple[int, ...]) -> None:
