@@ -22,7 +22,7 @@ import torch
 
 from spdnas.config import ConfigError, DataConfig, ExperimentConfig, config_from_dict
 from spdnas.data import SPDDataset, make_dataset, read_dataset
-from spdnas.data.s3 import is_s3_uri
+from spdnas.data.s3 import comparable_uri, is_s3_uri
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder, content_digest
 from spdnas.data.validation import default_pd_rtol
@@ -248,16 +248,10 @@ def check_same_data(config: ExperimentConfig, folder: Folder, resume: bool) -> s
     return digest
 
 
-def _location(uri: str) -> str:
-    """``uri`` comparable with another: local paths absolute, no trailing ``/`` (no filesystem
-    is opened, so an ``s3://`` URI needs no credentials)."""
-    return uri.rstrip("/") if is_s3_uri(uri) else str(Path(uri).expanduser().absolute()).rstrip("/")
-
-
 def on_model_data(config: ExperimentConfig, saved: dict[str, Any]) -> bool:
     """Whether ``config.data.uri`` names the folder the saved model (``model.pt``'s contents)
     was trained on."""
-    return _location(config.data.uri) == _location(saved["config"]["data"]["uri"])
+    return comparable_uri(config.data.uri) == comparable_uri(saved["config"]["data"]["uri"])
 
 
 def check_model_data(path: str, saved: dict[str, Any], config: ExperimentConfig, data_sha256: str | None,

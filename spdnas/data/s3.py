@@ -42,6 +42,12 @@ def is_s3_uri(uri: str) -> bool:
     return str(uri).startswith("s3://")
 
 
+def comparable_uri(uri: str) -> str:
+    """``uri`` comparable with another: local paths absolute, no trailing ``/`` (no filesystem
+    is opened, so an ``s3://`` URI needs no credentials)."""
+    return uri.rstrip("/") if is_s3_uri(uri) else str(Path(uri).expanduser().absolute()).rstrip("/")
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")`` (no trailing slash)."""
     if not is_s3_uri(uri):

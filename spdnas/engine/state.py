@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from spdnas.data.s3 import comparable_uri
+
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -234,16 +236,26 @@ def _describe_layout(layout: tuple[Any, ...] | None) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in zip(_LAYOUT_KEYS, layout, strict=True))
 
 
+def _same_setting(key: str, mine: Any, theirs: Any) -> bool:
+    """Whether a setting is unchanged; ``radar``, ``./radar/`` and its absolute path are one ``data.uri``."""
+    if key == "data.uri" and isinstance(mine, str) and isinstance(theirs, str):
+        return comparable_uri(mine) == comparable_uri(theirs)
+    return mine == theirs
+
+
 def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any], step: str,
                     saved_epoch: int) -> None:
     """Refuse to continue a checkpoint made with other settings than ``config``'s.
 
     The settings that decide what a ``step`` ("search" or "train") run computes must match:
-    ``data`` (for "train" less the search's division of train), ``model``, the step's own section
-    (its ``epochs`` may grow: raising it extends the run), ``runtime.seed``/``runtime.dtype`` and
-    the workers' layout where it changes the numbers (:func:`_worker_layout`: unsynchronised
-    batch norm or sharded data over several workers). Where and how fast it runs (device,
-    threads, the number of exact workers, output folder, progress) may change.
+    ``data`` (for "train" less the search's division of train; ``data.uri`` as a place, so
+    ``radar``, ``./radar/`` and its absolute path are one; not ``data.builder``/``builder_params``:
+    the dataset's contents are checked on their own, by ``pipeline.check_same_data``), ``model``,
+    the step's own section (its ``epochs`` may grow: raising it extends the run),
+    ``runtime.seed``/``runtime.dtype`` and the workers' layout where it changes the numbers
+    (:func:`_worker_layout`: unsynchronised batch norm or sharded data over several workers).
+    Where and how fast it runs (device, threads, the number of exact workers, output folder,
+    progress) may change.
     Checkpoints written before the configuration was saved in them are not checked; a
     configuration saved before ``data.search_split`` existed drew its search halves per class
     (``stratified``).
@@ -262,7 +274,10 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
     decisive = ("data", "model", step)
     # a retraining works on the dataset's own train/val splits: how the search divided train
     # does not change it (the architecture it retrains is checked on its own)
-    ignored = {f"{step}.epochs", *(_SEARCH_SPLIT if step == "train" else ())}
+    # the data's contents are compared on their own (pipeline.check_same_data): how the dataset
+    # was made does not matter once it exists
+    ignored = {f"{step}.epochs", "data.builder", "data.builder_params",
+               *(_SEARCH_SPLIT if step == "train" else ())}
     mine, theirs = _flatten(config), _flatten(saved_config)
     if "data.search_val_fraction" in theirs:  # saved before the setting existed: halves per class
         theirs.setdefault("data.search_split", "stratified")
@@ -270,7 +285,8 @@ def check_resumable(saved_config: dict[str, Any] | None, config: dict[str, Any],
     keys = sorted(k for k in set(mine) & set(theirs)
                   if (k.split(".")[0] in decisive and k not in ignored)
                   or k in ("runtime.seed", "runtime.dtype"))
-    changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys if mine[k] != theirs[k]]
+    changed = [f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in keys
+               if not _same_setting(k, mine[k], theirs[k])]
     layout = layout_change(saved_config, config)
     if layout:
         changed.append(layout)
