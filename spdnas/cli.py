@@ -122,9 +122,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spdnas.engine.loops import evaluate
     from spdnas.engine.runtime import setup_runtime
     from spdnas.pipeline import (
+        check_model_classes,
         check_model_data,
         confusion_matrix,
-        load_experiment_data,
+        evaluation_split,
         load_model,
         on_model_data,
     )
@@ -148,13 +149,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no dataset at {config.data.uri}: evaluate scores data that exists "
                                 "(it makes a dataset only at the model's own data.uri, checked against "
                                 "its digest)")
-    data = load_experiment_data(config, search=False)
-    check_model_data(args.model, saved, config, data.data_sha256, uri_given)
-    if (saved["n"], saved["num_classes"]) != (data.n, data.num_classes):
-        raise ValueError(f"{args.model} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "
-                         f"classes; {config.data.uri} holds {data.n}×{data.n} matrices of "
-                         f"{data.num_classes} classes")
-    split = getattr(data, args.split)
+    dataset, split, digest = evaluation_split(config, args.split)
+    check_model_data(args.model, saved, config, digest, uri_given)
+    check_model_classes(args.model, saved, dataset, config.data.uri)
     dtype = next(model.parameters()).dtype
     predicted = []
 
@@ -165,9 +162,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     with torch.no_grad():  # one pass: metrics and the predictions of the confusion matrix
         metrics = evaluate(forward, split.to("cpu", dtype), config.train.batch_size, args.split)
-    matrix = confusion_matrix(torch.cat(predicted).numpy(), split.y.numpy(), data.num_classes)
-    report = {**metrics, "confusion_matrix": matrix.tolist(),
-              "class_names": list(data.dataset.meta.class_names)}
+    matrix = confusion_matrix(torch.cat(predicted).numpy(), split.y.numpy(), dataset.num_classes)
+    report = {**metrics, "confusion_matrix": matrix.tolist(), "class_names": list(dataset.meta.class_names)}
     if args.output:  # before the printout, which a closed pipe (`| head`) may cut short
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}, indent=2))

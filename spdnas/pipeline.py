@@ -26,6 +26,7 @@ from spdnas.data.s3 import comparable_uri, is_s3_uri
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder, content_digest
 from spdnas.data.validation import default_pd_rtol
+from spdnas.engine.batches import TensorData
 from spdnas.engine.search_job import SearchJob
 from spdnas.engine.splits import ExperimentData, require_full_batches, split_experiment_data
 from spdnas.engine.state import LOCAL_CHECKPOINT_DIR, load_torch_file, newest_state, save_checkpoint
@@ -434,7 +435,7 @@ def _retrain_local(config: ExperimentConfig, genotype: Genotype, resume: bool) -
     job = TrainJob(config, genotype, data.train, data.val, data.num_classes)
     _run_local(job, folder, config, resume, "train")
     result = retrain_result(job.test(data.test), job.num_parameters, genotype, job.history)
-    model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
+    model = model_payload(genotype, config, data.n, data.dataset.meta.class_names, job.best, data.data_sha256)
     paths = publish(lambda d: write_retrain_outputs(job.history, result, model, d), str(folder))
     return Outcome(job.history, genotype, result, paths)
 
@@ -468,6 +469,51 @@ def resolve_genotype(spec: str) -> Genotype:
         return published_genotype(spec)
     what = "a folder" if spec and path.is_dir() else "neither a genotype file nor a published genotype"
     raise GenotypeError(f"{spec!r} is {what} (published: {', '.join(published_names())})")
+
+
+def evaluation_split(config: ExperimentConfig, split: str) -> tuple[SPDDataset, TensorData, str]:
+    """What ``spdnas evaluate`` scores: the dataset, its rows of ``split`` and the dataset's
+    :func:`~spdnas.data.storage.content_digest`. Only that split must have rows (a held-out
+    dataset of test rows only is evaluated as it is).
+
+    Raises
+    ------
+    ValueError
+        Where ``split`` has no rows, naming the splits that have.
+    """
+    dataset = load_dataset(config)
+    rows = dataset.subset(split)
+    if len(rows) == 0:
+        present = ", ".join(f"{name} ({sum(c)})" for name, c in dataset.counts().items())
+        raise ValueError(f"{config.data.uri} has no {split!r} rows (it has {present}): "
+                         "choose another --split")
+    digest = content_digest(Folder(config.data.uri).read_manifest())
+    return dataset, TensorData(rows.matrices, rows.labels), digest
+
+
+def check_model_classes(path: str, saved: dict[str, Any], dataset: SPDDataset, uri: str) -> None:
+    """Refuse data the model at ``path`` cannot score: other matrix sizes or class counts, or its
+    own classes in another label order (which would score every prediction against the wrong
+    class). Other class names (other data on purpose) are only warned about. Models saved before
+    ``class_names`` was recorded are checked by size and count only.
+
+    Raises
+    ------
+    ValueError
+        Naming the model, the dataset and what differs.
+    """
+    n, classes = dataset.meta.n, dataset.num_classes
+    if (saved["n"], saved["num_classes"]) != (n, classes):
+        raise ValueError(f"{path} takes {saved['n']}×{saved['n']} matrices of {saved['num_classes']} "
+                         f"classes; {uri} holds {n}×{n} matrices of {classes} classes")
+    mine, theirs = list(saved.get("class_names") or ()), list(dataset.meta.class_names)
+    if not mine or mine == theirs:
+        return
+    if sorted(mine) == sorted(theirs):
+        raise ValueError(f"{path} was trained with the classes in the order {mine}; {uri} numbers them "
+                         f"{theirs}: its labels would be scored against the wrong classes")
+    print(f"warning: {path} was trained on the classes {mine}; {uri} names them {theirs} (scored by "
+          "label number, in that order)", file=sys.stderr)
 
 
 def load_model(path: str | Path) -> tuple[GenotypeNetwork, dict[str, Any]]:

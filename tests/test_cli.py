@@ -63,6 +63,35 @@ def test_search_train_evaluate(experiment_args, tmp_path, capsys):
                                        f"matrices of 3 classes\n")
 
 
+def test_evaluate_scores_a_held_out_dataset_and_checks_its_classes(experiment_args, tmp_path, capsys):
+    """A dataset of test rows only was refused ("an experiment needs train, val and test rows"),
+    and one that numbers the same classes otherwise was scored against the wrong classes."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    assert main(["train", "--genotype", "radar", *experiment_args]) == 0
+    model = tmp_path / "runs" / "cli" / "train" / "model.pt"
+    assert torch.load(model, weights_only=True)["class_names"] == ["a", "b", "c"]
+    toy = toy_dataset(16, seed=9, name="tiny")
+    held_out = tmp_path / "held-out"
+    write_dataset(replace(toy, splits=np.full(len(toy), "test")), str(held_out))
+    report = tmp_path / "held-out.json"
+    assert main(["evaluate", "--model", str(model), f"data.uri={held_out}", "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["test_samples"] == 48
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), f"data.uri={held_out}", "--split", "val"]) == 1
+    assert capsys.readouterr().err == (f"error: {held_out} has no 'val' rows (it has test (48)): choose "
+                                       "another --split\n")
+    for names, status in ((("c", "b", "a"), 1), (("x", "y", "z"), 0)):
+        other = tmp_path / "-".join(names)
+        write_dataset(replace(toy, meta=replace(toy.meta, class_names=names)), str(other))
+        assert main(["evaluate", "--model", str(model), f"data.uri={other}"]) == status
+        err = capsys.readouterr().err
+        assert ("its labels would be scored against the wrong classes" in err) == (status == 1), err
+        assert ("warning:" in err and "names them ['x', 'y', 'z']" in err) == (status == 0), err
+
+
 def test_evaluate_finds_a_relative_dataset_from_another_folder(experiment_args, tmp_path, monkeypatch):
     """model.pt stored data.uri as given: a model trained on a relative path could not be
     evaluated from any other working folder."""

@@ -102,7 +102,8 @@ def train_genotype(config: ExperimentConfig, genotype: Genotype, data: Experimen
         from spdnas.pipeline import retrain_result
 
         result = retrain_result(test, job.num_parameters, genotype, job.history)
-        model = model_payload(genotype, config, data.n, data.num_classes, job.best, data.data_sha256)
+        model = model_payload(genotype, config, data.n, data.dataset.meta.class_names, job.best,
+                              data.data_sha256)
         write_retrain_outputs(job.history, result, model, out / "train")
     return test, job
 

@@ -372,6 +372,6 @@ def run_retrain(config: ExperimentConfig, genotype: Genotype, resume: bool = Tru
         state = _final_state(result, config.train.epochs)
     history = state["history"]
     summary = retrain_result(result.metrics, result.metrics["parameters"], genotype, history)
-    model = model_payload(genotype, config, meta.n, len(meta.class_names), state["best"], data_sha256)
+    model = model_payload(genotype, config, meta.n, meta.class_names, state["best"], data_sha256)
     paths = publish(lambda d: write_retrain_outputs(history, summary, model, d), folder.uri)
     return Outcome(history, genotype, summary, paths)

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,11 @@ def write_retrain_outputs(history: list[dict[str, Any]], result: dict[str, Any],
     return ["model.pt", "metrics.jsonl", "metrics.csv", "result.json"]
 
 
-def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_classes: int,
+def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, class_names: Sequence[str],
                   best: dict[str, Any], data_sha256: str | None) -> dict[str, Any]:
-    """What ``model.pt`` holds: best-validation weights and everything to rebuild the network.
+    """What ``model.pt`` holds: best-validation weights and everything to rebuild the network,
+    with the class names in label order (``spdnas evaluate`` refuses data that numbers them
+    otherwise).
 
     A local ``data.uri`` is stored absolute, so that ``spdnas evaluate`` finds the dataset from
     any working folder, with the dataset's :func:`~spdnas.data.storage.content_digest`
@@ -98,7 +100,8 @@ def model_payload(genotype: Genotype, config: ExperimentConfig, n: int, num_clas
     data = Folder(tree["data"]["uri"])
     if data.is_local:
         tree["data"]["uri"] = data.base
-    return {"genotype": genotype.to_dict(), "config": tree, "n": n, "num_classes": num_classes,
+    return {"genotype": genotype.to_dict(), "config": tree, "n": n, "num_classes": len(class_names),
+            "class_names": [str(name) for name in class_names],
             "state_dict": best["model"], "best_epoch": best["epoch"],
             "data_sha256": data_sha256}
 

@@ -37,7 +37,7 @@ def _retrain(config, genotype, data, directory: Path) -> MethodResult:
         job.run_epoch()
     tested = job.test(test)
     result = retrain_result(tested, job.num_parameters, genotype, job.history)
-    model = model_payload(genotype, config, 6, 3, job.best, None)
+    model = model_payload(genotype, config, 6, ["a", "b", "c"], job.best, None)
     write_retrain_outputs(job.history, result, model, directory)
     return MethodResult("?", "toy", config.runtime.seed, tested["test_accuracy"], job.best["val_accuracy"],
                         job.num_parameters, 0.0, result["train_seconds"], {"genotype": genotype.to_dict()})
