@@ -586,7 +586,36 @@ def _space_problems(config: ExperimentConfig) -> list[str]:
 
 
 def check_config(config: ExperimentConfig) -> None:
-    """Reject values no run could use, with the offending key in the message."""
+    """Reject values no run could use, with the offending key in the message; for a sweep also
+    the ends of ``sweep.space``'s distributions that a trial would refuse
+    (:func:`_space_end_problems`)."""
+    problems = _problems(config)
+    if not problems:
+        problems = _space_end_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _space_end_problems(config: ExperimentConfig) -> list[str]:
+    """What a trial would refuse when ``sweep.space`` draws the ends of a distribution (each
+    choice, each range's low and high), one setting at a time, the others as configured: a
+    negative learning rate, no epochs, a batch that the workers cannot share. Values inside a
+    range (an odd batch size between two even ends) are checked by the trial that draws them."""
+    problems = []
+    base = config.to_dict()
+    for key, spec in config.sweep.space.items():
+        ends = spec["values"] if spec["type"] == "choice" else [spec["low"], spec["high"]]
+        for value in (int(v) for v in ends) if spec["type"] == "int" else ends:
+            tree: dict[str, Any] = {}
+            _set_dotted(tree, key, float(value) if spec["type"] in ("uniform", "loguniform") else value)
+            drawn = _build(ExperimentConfig, _merge(base, tree), "")
+            problems += [f"sweep.space.{key}: drawing {value!r} makes {problem}"
+                         for problem in _problems(drawn) if not problem.startswith("sweep.space.")]
+    return problems
+
+
+def _problems(config: ExperimentConfig) -> list[str]:
+    """Every value of ``config`` no run could use, each with its key."""
     m, s, t, r = config.model, config.search, config.train, config.runtime
     problems = []
     if not m.cells:
@@ -682,9 +711,7 @@ def check_config(config: ExperimentConfig) -> None:
     if w.scheduler not in ("none", "asha"):
         problems.append(f"sweep.scheduler must be none or asha, got {w.scheduler!r}")
     problems += _benchmark_problems(config.benchmark) + _baseline_problems(config.baselines)
-    problems += _range_problems(config)
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return problems + _range_problems(config)
 
 
 def _benchmark_problems(b: BenchmarkConfig) -> list[str]:

@@ -205,6 +205,24 @@ def test_a_sweep_draws_only_values_its_setting_takes(space, message):
         load_config(None, [f"sweep.space={space}"])
 
 
+@pytest.mark.parametrize("extra, space, message", [
+    (["distributed.num_workers=2"], "{train.batch_size: {type: choice, values: [8, 9]}}",
+     "sweep.space.train.batch_size: drawing 9 makes train.batch_size=9 must be divisible by "
+     "distributed.num_workers=2"),
+    ([], "{train.lr: {type: uniform, low: -0.1, high: 0.1}}",
+     r"sweep.space.train.lr: drawing -0.1 makes train.lr must be > 0, got -0.1"),
+    ([], "{train.epochs: {type: int, low: 0, high: 3}}",
+     "sweep.space.train.epochs: drawing 0 makes train.epochs must be >= 1, got 0"),
+    (["sweep.scheduler=asha", "sweep.grace_period=3"], "{train.epochs: {type: int, low: 2, high: 9}}",
+     "drawing 2 makes sweep.grace_period=3 exceeds train.epochs=2"),
+])
+def test_a_sweep_refuses_distribution_ends_no_trial_could_run(extra, space, message):
+    """A trial drawing such a value failed on its config, and the driver, checking it again to
+    record it, stopped before writing any summary."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*extra, f"sweep.space={space}"])
+
+
 def test_a_sweep_may_draw_what_its_setting_takes():
     space = ("{train.epochs: {type: int, low: 1, high: 3}, train.lr: {type: int, low: 1, high: 2}, "
              "model.karcher_tol: {type: loguniform, low: 1e-6, high: 1e-3}, "

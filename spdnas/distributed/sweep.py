@@ -93,13 +93,18 @@ def trial_config(params: dict[str, Any],
                  base_tree: dict[str, Any]) -> tuple[ExperimentConfig, dict[str, Any], int]:
     """The experiment a trial runs: the base config with the sampled values and its seed."""
     base = config_from_dict(base_tree)
-    sampled = {k: v for k, v in params.items() if k != TRIAL_INDEX}
+    sampled, seed = trial_draw(params, base.runtime.seed)
     tree: dict[str, Any] = {}
     for key, value in sampled.items():
         _set_dotted(tree, key, value.item() if hasattr(value, "item") else value)
-    seed = base.runtime.seed + int(params.get(TRIAL_INDEX, 0))
     tree = _merge(tree, {"runtime": {"seed": seed, "progress": False}})
     return config_from_dict(_merge(base.to_dict(), tree)), sampled, seed
+
+
+def trial_draw(params: dict[str, Any], base_seed: int) -> tuple[dict[str, Any], int]:
+    """A trial's sampled values and its seed (``base_seed`` plus its repeat index), unchecked:
+    a trial whose draw no run can use is recorded as failed, not refused again when recorded."""
+    return {k: v for k, v in params.items() if k != TRIAL_INDEX}, base_seed + int(params.get(TRIAL_INDEX, 0))
 
 
 def fixed_genotype(config: ExperimentConfig) -> dict[str, Any] | None:
@@ -186,7 +191,7 @@ def trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         and Optuna saw the worst value, ``metric`` is None and ``error`` says where) or ``ERROR``
         (then ``error`` holds the last line of its message).
     """
-    _, sampled, seed = trial_config(result.config or {}, config.to_dict())
+    sampled, seed = trial_draw(result.config or {}, config.runtime.seed)
     metrics = result.metrics or {}
     record = {"trial_id": metrics.get("trial_id", result.path.rsplit("/", 1)[-1]), "config": sampled,
               "seed": seed, "metric": metrics.get(config.sweep.metric),

@@ -137,6 +137,10 @@ def test_trial_records_carry_the_sweep_mode(mode, metric):
     assert trial_record(failed, config)["error"] == "ValueError: bad lr"
     stopped = SimpleNamespace(**{**vars(result), "metrics": {metric: 0.4}})  # by ASHA
     assert trial_record(stopped, config)["status"] == "STOPPED"
+    # a draw no run can use (inside a range whose ends are fine) fails its trial; the driver
+    # recorded it by checking it again, and stopped before writing any summary
+    unusable = SimpleNamespace(**{**vars(failed), "config": {"train.batch_size": -3}})
+    assert trial_record(unusable, config)["config"] == {"train.batch_size": -3}
 
 
 def test_a_sweeps_genotype_file_is_read_by_the_driver_where_the_command_runs(tmp_path, monkeypatch):
