@@ -64,11 +64,18 @@ def configure_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
+def worker_threads(cpus: float) -> int:
+    """Threads of a worker that asked Ray for ``cpus`` CPUs: the whole CPUs of its share. A sweep
+    asks for a hair less than each trial's whole share (1.99 of 2 CPUs, so that its trials' own
+    0.01 fit beside them), which is still two CPUs' worth of threads, not one."""
+    return max(1, math.floor(cpus + 0.05))
+
+
 def _worker_config(loop_config: dict[str, Any]) -> ExperimentConfig:
     configure_ray_data()
     config = config_from_dict(loop_config["experiment"])
     if config.runtime.threads == 0:  # share the node's cores between its workers
-        config.runtime.threads = max(1, math.floor(loop_config["cpus_per_worker"]))
+        config.runtime.threads = worker_threads(loop_config["cpus_per_worker"])
     if config.distributed.use_gpu:
         config.runtime.device = str(ray.train.torch.get_device())
     return config

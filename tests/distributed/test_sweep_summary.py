@@ -174,6 +174,22 @@ def test_gpu_workers_ask_for_one_cpu_not_a_share_of_the_cpus_present(monkeypatch
     assert _share_cpus(gpu).distributed.cpus_per_worker == 0  # the runner's default: 1 beside the GPU
 
 
+@pytest.mark.parametrize(("cpus", "concurrent", "threads"),
+                         [(4.0, 2, 2), (8.0, 1, 8), (16.0, 2, 8), (3.0, 2, 1)])
+def test_a_sweep_workers_threads_are_its_whole_share_of_the_cpus(monkeypatch, cpus, concurrent, threads):
+    """The share asked of Ray is a hair below the whole CPUs (1.99 of 2), and its floor gave
+    each worker one thread fewer than its CPUs (half of 4 cores idle with 2 trials)."""
+    import ray
+
+    from spdnas.distributed.worker import worker_threads
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": cpus})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes(cpus))
+    shared = _share_cpus(load_config(None, [f"sweep.max_concurrent_trials={concurrent}"]))
+    assert shared.distributed.cpus_per_worker * concurrent <= cpus - 0.01 * concurrent
+    assert worker_threads(shared.distributed.cpus_per_worker) == threads
+
+
 def test_a_sweep_started_over_deletes_the_earlier_trials(tmp_path):
     """``--no-resume`` kept the old trials beside the new ones (TensorBoard, sweep/trials); the
     single runs under the same name stay. (The missing genotype file stops the sweep before Ray.)"""
