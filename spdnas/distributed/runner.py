@@ -200,7 +200,7 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
     batch = {"search_batch_size": config.search.batch_size} if step == "search" else \
         {"train_batch_size": config.train.batch_size}
     require_full_batches(manifest["counts"], config.data.search_val_fraction, **batch,
-                         sharded=dist.data == "shard", halves=halves)
+                         shard_workers=dist.num_workers if dist.data == "shard" else 0, halves=halves)
     configure_ray_data()
     # every row check, once, before any worker starts
     validate_dataset(config.data.uri, pd_rtol=positive_definite_rtol(config))

@@ -295,6 +295,10 @@ def require_batches(config: ExperimentConfig) -> None:
     varied = {"data.search_split", "data.split_seed", "data.search_val_fraction"} & set(config.sweep.space)
     seeds = [config.data.search_split_seed(config.runtime.seed + i) for i in range(config.sweep.seeds)]
     manifest, halves = stored_splits(config.data, None if varied else seeds)
+    workers = config.sweep.space.get("distributed.num_workers")  # more workers: more rounding room
+    workers = config.distributed.num_workers if workers is None else (
+        int(workers["high"]) if workers["type"] == "int" else max(workers["values"]))
+    shard_workers = workers if config.distributed.data == "shard" else 0
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
         spec = config.sweep.space.get(key)
@@ -302,7 +306,7 @@ def require_batches(config: ExperimentConfig) -> None:
             int(spec["high"]) if spec["type"] == "int" else max(spec["values"]))
         try:
             require_full_batches(manifest["counts"], config.data.search_val_fraction, halves=halves,
-                                 sharded=config.distributed.data == "shard", **{f"{budget}_batch_size": size})
+                                 shard_workers=shard_workers, **{f"{budget}_batch_size": size})
         except ValueError as exc:
             drawn = "" if spec is None else " (the largest sweep.space draws)"
             raise ValueError(f"sweep: {key}={size}{drawn}: {exc}") from None

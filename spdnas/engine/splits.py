@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -101,14 +102,17 @@ def require_splits(counts: Mapping[str, Sequence[int]], meta: DatasetMeta, where
 
 def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fraction: float,
                          search_batch_size: int | None = None, train_batch_size: int | None = None,
-                         sharded: bool = False, halves: Sequence[tuple[int, int]] | None = None) -> None:
+                         shard_workers: int = 0, halves: Sequence[tuple[int, int]] | None = None) -> None:
     """Refuse, from the split counts alone, a search or retraining whose epochs hold no full batch
     (before Ray workers start: raised in a worker, it would cost a worker group's start).
 
-    With ``sharded`` data the search halves depend on which rows each worker gets (per class,
-    each worker divides its own shard), so only what every layout needs is checked:
-    ``2 · search_batch_size`` train rows in all (each worker needs ``batch / workers`` rows in
-    each half); the workers check their own shards.
+    With sharded data the search halves depend on which rows each worker gets (per class,
+    each worker divides its own shard), so only what every layout needs is checked: each half
+    must be able to hold ``search_batch_size`` rows over all workers (each needs
+    ``batch / workers``). A worker's part ``m`` of a class gives ``f · m`` rounded (half down) to
+    search-val, at most ``f · m + 1/2``, so over ``w`` workers a class gives search-val at most
+    ``f · n + w / 2`` of its ``n`` rows (search-train likewise); halves cut by group are drawn
+    over all the workers' rows, so ``halves`` are their totals. The workers check their own shards.
 
     Parameters
     ----------
@@ -117,8 +121,8 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         Share of each class of ``train`` that goes to search-val (as :func:`split_experiment_data`).
     search_batch_size, train_batch_size : int, optional
         Check the search halves, the retraining's ``train`` split, or both.
-    sharded : bool
-        ``distributed.data=shard``.
+    shard_workers : int
+        The number of workers with ``distributed.data=shard`` (0: every worker reads all rows).
     halves : sequence of (int, int), optional
         The (search-train, search-val) sizes the runs will draw, where the counts do not give them
         (halves cut by group, :func:`grouped_half_sizes`); each pair is checked.
@@ -129,12 +133,18 @@ def require_full_batches(counts: Mapping[str, Sequence[int]], search_val_fractio
         As the epoch loops would at their first epoch.
     """
     train = [int(c) for c in counts.get("train", ())]
-    if search_batch_size is not None and sharded:
-        if sum(train) < 2 * search_batch_size:
-            raise ValueError(f"no full batch of {search_batch_size} in a search epoch: the search halves "
-                             f"of the {sum(train)} train samples, spread over the workers' shards, cannot "
-                             f"both hold one (needs {2 * search_batch_size}): lower the batch size or use "
-                             "more data")
+    if search_batch_size is not None and shard_workers:
+        if halves is None:
+            most = [sum(min(n, math.floor(share * n + shard_workers / 2 + 1e-9)) for n in train)
+                    for share in (1.0 - search_val_fraction, search_val_fraction)]
+        else:
+            most = [min(half) for half in zip(*halves, strict=True)]
+        if min(most) < search_batch_size:
+            raise ValueError(f"no full batch of {search_batch_size} in a search epoch: of the {sum(train)} "
+                             f"train samples, spread over {shard_workers} workers' shards, search-train "
+                             f"holds at most {most[0]} and search-val at most {most[1]} (with "
+                             f"data.search_val_fraction={search_val_fraction:g}): lower the batch size, "
+                             "use more data or distributed.data=replicate")
     elif search_batch_size is not None:
         if halves is None:
             weights = np.array([1.0 - search_val_fraction, search_val_fraction])

@@ -92,11 +92,33 @@ def test_sharded_full_batch_check_needs_only_what_every_shard_layout_needs():
     from spdnas.engine.splits import require_full_batches
 
     counts = {"train": [8, 8], "val": [1, 1], "test": [1, 1]}
-    require_full_batches(counts, 0.4, search_batch_size=8, sharded=True)
+    require_full_batches(counts, 0.4, search_batch_size=8, shard_workers=2)
     with pytest.raises(ValueError, match=r"search-train 10, search-val 6"):
         require_full_batches(counts, 0.4, search_batch_size=8)
-    with pytest.raises(ValueError, match=r"of the 16 train samples, .* \(needs 18\)"):
-        require_full_batches(counts, 0.4, search_batch_size=9, sharded=True)
+    with pytest.raises(ValueError, match=r"of the 16 train samples, spread over 2 workers' shards, "
+                                         r"search-train holds at most 10 and search-val at most 8"):
+        require_full_batches(counts, 0.4, search_batch_size=9, shard_workers=2)
+
+
+def test_sharded_full_batch_check_refuses_what_no_layout_can_run():
+    """Search-val 0.1 of 3 × 16 rows over 2 workers: every layout gives search-val at most 2 rows of
+    a class (6 in all), no full batch of 8; the check passed it (it only asked for 2 · 8 train
+    rows) and the workers failed 100 s later. Every split of the classes into two shards is tried."""
+    import itertools
+
+    from spdnas.data.dataset import split_sizes
+    from spdnas.engine.splits import require_full_batches
+
+    counts = {"train": [16, 16, 16], "val": [1, 1, 1], "test": [1, 1, 1]}
+    with pytest.raises(ValueError, match=r"search-train holds at most 45 and search-val at most 6"):
+        require_full_batches(counts, 0.1, search_batch_size=8, shard_workers=2)
+    weights = np.array([0.9, 0.1])
+    most = max(sum(split_sizes(m, weights)[1] + split_sizes(16 - m, weights)[1] for m in parts)
+               for parts in itertools.product(range(17), repeat=3))
+    assert most == 6
+    require_full_batches(counts, 0.1, search_batch_size=6, shard_workers=2)  # a layout exists
+    # halves cut by group are drawn over all workers' rows: their totals are checked
+    require_full_batches(counts, 0.1, search_batch_size=8, shard_workers=2, halves=[(40, 8)])
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.3, 0.1])
