@@ -494,6 +494,9 @@ def _range_problems(config: ExperimentConfig) -> list[str]:
     for key, value in (("max_failures", d.max_failures), ("trial_max_failures", d.trial_max_failures)):
         if value < -1:
             problems.append(f"distributed.{key} must be >= 0 (or -1: retry forever), got {value}")
+    if d.cpus_per_worker < 0:
+        problems.append(f"distributed.cpus_per_worker must be >= 0 (0: an equal share of the CPUs), "
+                        f"got {d.cpus_per_worker}")
     for key, clip in (("search.grad_clip", config.search.grad_clip),
                       ("train.grad_clip", config.train.grad_clip)):
         if clip is not None and not clip > 0:  # torch would flip (< 0) or zero (0) every gradient

@@ -59,6 +59,7 @@ def test_int_promotes_to_float_but_not_the_reverse():
     (["runtime.device=tpu"], "runtime.device must be cpu, cuda or cuda:N"),
     (["sweep.num_samples=0"], "sweep.num_samples must be >= 1"),
     (["distributed.max_failures=-3"], r"distributed.max_failures must be >= 0 \(or -1"),
+    (["distributed.cpus_per_worker=-3"], r"distributed.cpus_per_worker must be >= 0 \(0: an equal share"),
     (["distributed.placement_strategy=pack"], "distributed.placement_strategy must be one of PACK, SPREAD, "
                                               "STRICT_PACK, STRICT_SPREAD, got 'pack'"),
     (["sweep.space={train.learning_rate: {type: uniform, low: 0, high: 1}}"],
