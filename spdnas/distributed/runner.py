@@ -73,6 +73,7 @@ def ray_session(dist: DistributedConfig) -> Iterator[None]:
         return
     address = dist.address or os.environ.get("RAY_ADDRESS")
     if address:
+        require_reachable_ray(address)
         ray.init(address=address, logging_level=logging.WARNING)
     else:  # workers' logs stay in Ray's session folder; progress comes from the live metrics
         # address="local": a new Ray, even where an earlier `ray start` left its address behind
@@ -84,6 +85,32 @@ def ray_session(dist: DistributedConfig) -> Iterator[None]:
     finally:
         _embedded_ray = False
         ray.shutdown()
+
+
+RAY_CONNECT_SECONDS = 5.0
+
+
+def require_reachable_ray(address: str) -> None:
+    """Refuse a Ray address (``host:port`` of a cluster's head, or ``ray://host:port``) where
+    nothing answers within :data:`RAY_CONNECT_SECONDS`: Ray itself retries for minutes, printing
+    only its own warnings. ``auto`` (a Ray started on this machine) is left to Ray.
+
+    Raises
+    ------
+    ConnectionError
+        Naming the address and where it came from.
+    """
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address} (distributed.address or "
+                              f"RAY_ADDRESS): {exc.strerror or exc}; is its head running, and is the address "
+                              "(or the port-forward to it) right?") from None
 
 
 def require_gpus(needed: float, what: str, fewer: str) -> None:
