@@ -21,7 +21,14 @@ from typing import Any
 from ray import tune
 
 from spdnas.benchmark.methods import run_method
-from spdnas.config import BENCHMARK_METHODS, ExperimentConfig, _merge, config_from_dict, parse_overrides
+from spdnas.config import (
+    BENCHMARK_METHODS,
+    ConfigError,
+    ExperimentConfig,
+    _merge,
+    config_from_dict,
+    parse_overrides,
+)
 from spdnas.data.storage import Folder
 from spdnas.distributed.sweep import error_summary, tune_run_config
 from spdnas.engine.runtime import setup_runtime
@@ -243,6 +250,15 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     """
     from spdnas.distributed.runner import ray_session, require_gpus
 
+    dist = config.distributed
+    ignored = [f"distributed.{key}={value}" for key, value, default in
+               (("num_workers", dist.num_workers, 1), ("use_gpu", str(dist.use_gpu).lower(), "false"))
+               if value != default]
+    if ignored:
+        raise ConfigError(f"a benchmark trial runs its method in one process, on benchmark.cpus_per_trial "
+                          f"CPUs (and benchmark.gpus_per_trial GPUs with runtime.device=cuda): "
+                          f"{' and '.join(ignored)} (for spdnas search, train and sweep) would change "
+                          "nothing")
     config = with_absolute_paths(config)
     bench = config.benchmark
     root = Folder(run_folder(config, ""))

@@ -91,3 +91,15 @@ def test_unknown_methods_are_a_configuration_error(capsys):
     from spdnas.config import BENCHMARK_METHODS
 
     assert sorted(METHODS) == sorted(BENCHMARK_METHODS)  # the code of every method a config may name
+
+
+def test_worker_settings_a_benchmark_would_ignore_are_refused(tmp_path):
+    """A benchmark trial runs its method in one process: distributed.num_workers=4 or
+    use_gpu=true were ignored without a word."""
+    made = tmp_path / "small"
+    data = "builder: radar-synth, builder_params: {n_samples: 90}"
+    for extra, named in ((["distributed.num_workers=2"], "distributed.num_workers=2"),
+                         (["distributed.use_gpu=true"], "distributed.use_gpu=true")):
+        with pytest.raises(ConfigError, match=rf"runs its method in one process.*: {named} \(for spdnas "):
+            run_benchmark(benchmark(tmp_path, *extra, data=data))
+    assert not made.exists()
