@@ -589,32 +589,49 @@ def _space_problems(config: ExperimentConfig) -> list[str]:
 
 
 def check_config(config: ExperimentConfig) -> None:
-    """Reject values no run could use, with the offending key in the message; for a sweep also
-    the ends of ``sweep.space``'s distributions that a trial would refuse
-    (:func:`_space_end_problems`)."""
+    """Reject values no run could use, with the offending key in the message."""
     problems = _problems(config)
-    if not problems:
-        problems = _space_end_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def _space_end_problems(config: ExperimentConfig) -> list[str]:
-    """What a trial would refuse when ``sweep.space`` draws the ends of a distribution (each
-    choice, each range's low and high), one setting at a time, the others as configured: a
-    negative learning rate, no epochs, a batch that the workers cannot share. Values inside a
-    range (an odd batch size between two even ends) are checked by the trial that draws them."""
-    problems = []
-    base = config.to_dict()
-    for key, spec in config.sweep.space.items():
-        ends = spec["values"] if spec["type"] == "choice" else [spec["low"], spec["high"]]
-        for value in (int(v) for v in ends) if spec["type"] == "int" else ends:
-            tree: dict[str, Any] = {}
-            _set_dotted(tree, key, float(value) if spec["type"] in ("uniform", "loguniform") else value)
-            drawn = _build(ExperimentConfig, _merge(base, tree), "")
-            problems += [f"sweep.space.{key}: drawing {value!r} makes {problem}"
-                         for problem in _problems(drawn) if not problem.startswith("sweep.space.")]
-    return problems
+MAX_SPACE_END_DRAWS = 1024
+
+
+def check_sweep_space_ends(config: ExperimentConfig) -> None:
+    """Refuse a sweep whose trials could draw values no run can use, judged on the ends of its
+    distributions (each choice, each range's low and high) in every combination (Optuna draws
+    each setting on its own, so any combination can come): a negative learning rate, no epochs,
+    a batch size the drawn number of workers cannot share. Values inside a range are checked by
+    the trial that draws them (it fails, and the summary names it); so are the ends of a space
+    with more than :data:`MAX_SPACE_END_DRAWS` combinations. The sweep's driver checks this
+    once; trials, workers and saved models check their own configs only.
+
+    Raises
+    ------
+    ConfigError
+        Naming, for at most five combinations, the values drawn and what they make invalid.
+    """
+    space = config.sweep.space
+    ends = []
+    for spec in space.values():
+        values = spec["values"] if spec["type"] == "choice" else [spec["low"], spec["high"]]
+        kind = {"int": int, "uniform": float, "loguniform": float}.get(spec["type"])
+        ends.append([kind(v) for v in values] if kind else values)
+    if math.prod(len(v) for v in ends) > MAX_SPACE_END_DRAWS:
+        return
+    base, problems = config.to_dict(), []
+    for draw in itertools.product(*ends):
+        tree: dict[str, Any] = {}
+        for key, value in zip(space, draw, strict=True):
+            _set_dotted(tree, key, value)
+        found = _problems(_build(ExperimentConfig, _merge(base, tree), ""))
+        if found:
+            drawn = ", ".join(f"{key}={value!r}" for key, value in zip(space, draw, strict=True))
+            problems.append(f"sweep.space: drawing {drawn} makes {'; '.join(found)}")
+    if problems:
+        more = f"\n  ... and {len(problems) - 5} more such draws" if len(problems) > 5 else ""
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems[:5]) + more)
 
 
 def _problems(config: ExperimentConfig) -> list[str]:

@@ -208,20 +208,40 @@ def test_a_sweep_draws_only_values_its_setting_takes(space, message):
 
 @pytest.mark.parametrize("extra, space, message", [
     (["distributed.num_workers=2"], "{train.batch_size: {type: choice, values: [8, 9]}}",
-     "sweep.space.train.batch_size: drawing 9 makes train.batch_size=9 must be divisible by "
+     "sweep.space: drawing train.batch_size=9 makes train.batch_size=9 must be divisible by "
      "distributed.num_workers=2"),
     ([], "{train.lr: {type: uniform, low: -0.1, high: 0.1}}",
-     r"sweep.space.train.lr: drawing -0.1 makes train.lr must be > 0, got -0.1"),
+     r"sweep.space: drawing train.lr=-0.1 makes train.lr must be > 0, got -0.1"),
     ([], "{train.epochs: {type: int, low: 0, high: 3}}",
-     "sweep.space.train.epochs: drawing 0 makes train.epochs must be >= 1, got 0"),
+     "sweep.space: drawing train.epochs=0 makes train.epochs must be >= 1, got 0"),
     (["sweep.scheduler=asha", "sweep.grace_period=3"], "{train.epochs: {type: int, low: 2, high: 9}}",
-     "drawing 2 makes sweep.grace_period=3 exceeds train.epochs=2"),
+     "drawing train.epochs=2 makes sweep.grace_period=3 exceeds train.epochs=2"),
+    (["train.batch_size=6"], "{distributed.num_workers: {type: choice, values: [2, 3]}, "
+                             "train.batch_size: {type: choice, values: [6, 8]}}",
+     r"drawing distributed.num_workers=3, train.batch_size=8 makes train.batch_size=8 must be divisible by "
+     r"distributed.num_workers=3$"),
 ])
 def test_a_sweep_refuses_distribution_ends_no_trial_could_run(extra, space, message):
     """A trial drawing such a value failed on its config, and the driver, checking it again to
     record it, stopped before writing any summary."""
+    from spdnas.config import check_sweep_space_ends
+
+    config = load_config(None, [*extra, f"sweep.space={space}"])  # each value alone is a valid setting
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [*extra, f"sweep.space={space}"])
+        check_sweep_space_ends(config)
+
+
+@pytest.mark.parametrize("space", [
+    "{model.steps: {type: choice, values: [3, 4]}, model.multiplier: {type: choice, values: [3]}}",
+    "{distributed.num_workers: {type: choice, values: [2, 4]}, search.batch_size: {type: choice, values: "
+    "[16, 32]}, train.batch_size: {type: choice, values: [16, 32]}}",
+])
+def test_a_sweep_whose_every_combination_of_ends_runs_is_accepted(space):
+    """Each end was checked with the other swept settings at their configured values, which no
+    trial uses: multiplier 3 with the configured steps 2, 4 workers with the configured batch 30."""
+    from spdnas.config import check_sweep_space_ends
+
+    check_sweep_space_ends(load_config(None, [f"sweep.space={space}"]))
 
 
 def test_a_sweep_may_draw_what_its_setting_takes():

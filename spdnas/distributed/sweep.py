@@ -25,6 +25,7 @@ from spdnas.config import (
     _merge,
     _set_dotted,
     check_new_seeds,
+    check_sweep_space_ends,
     config_from_dict,
 )
 from spdnas.data.storage import Folder
@@ -328,6 +329,7 @@ def run_sweep(config: ExperimentConfig, resume: bool = True) -> SweepOutcome:
     if not sweep.space:
         raise ValueError("sweep.space is empty: nothing to sweep")
     check_new_seeds(config, sweep_repeats=True)
+    check_sweep_space_ends(config)
     folder = Folder(run_folder(config, "sweep"))
     storage = Folder(run_folder(config, ""))
     check_no_other_experiment(storage, "sweep")
