@@ -465,7 +465,7 @@ def resolve_genotype(spec: str) -> Genotype:
     path = Path(spec)
     if spec and path.is_file():
         return Genotype.load(path)
-    if spec in published_names():  # also where a folder of that name (a dataset, say) is here
+    if spec.lower() in published_names():  # also where a folder of that name (a dataset, say) is here
         return published_genotype(spec)
     what = "a folder" if spec and path.is_dir() else "neither a genotype file nor a published genotype"
     raise GenotypeError(f"{spec!r} is {what} (published: {', '.join(published_names())})")
@@ -492,10 +492,10 @@ def evaluation_split(config: ExperimentConfig, split: str) -> tuple[SPDDataset, 
 
 
 def check_model_classes(path: str, saved: dict[str, Any], dataset: SPDDataset, uri: str) -> None:
-    """Refuse data the model at ``path`` cannot score: other matrix sizes or class counts, or its
-    own classes in another label order (which would score every prediction against the wrong
-    class). Other class names (other data on purpose) are only warned about. Models saved before
-    ``class_names`` was recorded are checked by size and count only.
+    """Refuse data the model at ``path`` cannot score: other matrix sizes or class counts, or a
+    class of its own under another label (its predictions would be scored against the wrong
+    class). Other class names at their labels (other data on purpose) are only warned about.
+    Models saved before ``class_names`` was recorded are checked by size and count only.
 
     Raises
     ------
@@ -509,9 +509,11 @@ def check_model_classes(path: str, saved: dict[str, Any], dataset: SPDDataset, u
     mine, theirs = list(saved.get("class_names") or ()), list(dataset.meta.class_names)
     if not mine or mine == theirs:
         return
-    if sorted(mine) == sorted(theirs):
+    moved = [name for label, name in enumerate(mine) if name in theirs and theirs.index(name) != label]
+    if moved:
         raise ValueError(f"{path} was trained with the classes in the order {mine}; {uri} numbers them "
-                         f"{theirs}: its labels would be scored against the wrong classes")
+                         f"{theirs} ({', '.join(moved[:3])} under another label): its labels would be "
+                         "scored against the wrong classes")
     print(f"warning: {path} was trained on the classes {mine}; {uri} names them {theirs} (scored by "
           "label number, in that order)", file=sys.stderr)
 

@@ -250,15 +250,19 @@ def run_benchmark(config: ExperimentConfig, resume: bool = True) -> BenchmarkOut
     """
     from spdnas.distributed.runner import ray_session, require_gpus
 
-    dist = config.distributed
-    ignored = [f"distributed.{key}={value}" for key, value, default in
-               (("num_workers", dist.num_workers, 1), ("use_gpu", str(dist.use_gpu).lower(), "false"))
-               if value != default]
-    if ignored:
-        raise ConfigError(f"a benchmark trial runs its method in one process, on benchmark.cpus_per_trial "
-                          f"CPUs (and benchmark.gpus_per_trial GPUs with runtime.device=cuda): "
-                          f"{' and '.join(ignored)} (for spdnas search, train and sweep) would change "
-                          "nothing")
+    for where, experiment in [("", config), *((f" (benchmark.datasets {entry.name!r})",
+                                                dataset_config(config, entry.name))
+                                               for entry in config.benchmark.datasets)]:
+        dist = experiment.distributed
+        ignored = [f"distributed.{key}={value}" for key, value, default in
+                   (("num_workers", dist.num_workers, 1), ("use_gpu", str(dist.use_gpu).lower(), "false"))
+                   if value != default]
+        if ignored:
+            raise ConfigError(f"a benchmark trial runs its method in one process, on "
+                              "benchmark.cpus_per_trial CPUs (and benchmark.gpus_per_trial GPUs with "
+                              "runtime.device=cuda): "
+                              f"{' and '.join(ignored)}{where} (for spdnas search, train and sweep) would "
+                              "change nothing")
     config = with_absolute_paths(config)
     bench = config.benchmark
     root = Folder(run_folder(config, ""))

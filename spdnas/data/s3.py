@@ -43,9 +43,10 @@ def is_s3_uri(uri: str) -> bool:
 
 
 def comparable_uri(uri: str) -> str:
-    """``uri`` comparable with another: local paths absolute, no trailing ``/`` (no filesystem
-    is opened, so an ``s3://`` URI needs no credentials)."""
-    return uri.rstrip("/") if is_s3_uri(uri) else str(Path(uri).expanduser().absolute()).rstrip("/")
+    """``uri`` comparable with another: local paths absolute and normalised (``..``, ``//``, a
+    trailing ``/``; links are not followed), no trailing ``/`` (no filesystem is opened, so an
+    ``s3://`` URI needs no credentials)."""
+    return uri.rstrip("/") if is_s3_uri(uri) else os.path.abspath(os.path.expanduser(uri))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -93,7 +93,8 @@ RAY_CONNECT_SECONDS = 5.0
 def require_reachable_ray(address: str) -> None:
     """Refuse a Ray address (``host:port`` of a cluster's head, or ``ray://host:port``) where
     nothing answers within :data:`RAY_CONNECT_SECONDS`: Ray itself retries for minutes, printing
-    only its own warnings. ``auto`` (a Ray started on this machine) is left to Ray.
+    only its own warnings. ``auto`` (a Ray started on this machine) and other schemes (an
+    ``http://`` address of job submission, which Ray refuses with advice) are left to Ray.
 
     Raises
     ------
@@ -102,8 +103,10 @@ def require_reachable_ray(address: str) -> None:
     """
     import socket
 
+    if address == "auto" or ("://" in address and not address.startswith("ray://")):
+        return  # Ray's own message explains an http:// (job submission) address
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if address == "auto" or not host or not port.isdigit():
+    if not host or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_SECONDS).close()

@@ -102,4 +102,9 @@ def test_worker_settings_a_benchmark_would_ignore_are_refused(tmp_path):
                          (["distributed.use_gpu=true"], "distributed.use_gpu=true")):
         with pytest.raises(ConfigError, match=rf"runs its method in one process.*: {named} \(for spdnas "):
             run_benchmark(benchmark(tmp_path, *extra, data=data))
+    own = load_config(None, ["name=bm", f"runtime.output_dir={tmp_path / 'runs'}", "benchmark.seeds=[0]",
+                             f"benchmark.datasets=[{{name: small, data: {{uri: {made}, {data}}}, "
+                             "overrides: ['distributed.num_workers=2']}]"])
+    with pytest.raises(ConfigError, match=r"num_workers=2 \(benchmark.datasets 'small'\) \(for spdnas"):
+        run_benchmark(own)
     assert not made.exists()

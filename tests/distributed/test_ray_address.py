@@ -38,6 +38,8 @@ def test_a_listening_ray_address_and_auto_are_left_to_ray():
         server.listen()
         require_reachable_ray(f"127.0.0.1:{server.getsockname()[1]}")
     require_reachable_ray("auto")
+    # job submission's address: Ray refuses it with its own advice (the check named a host "http")
+    require_reachable_ray(f"http://127.0.0.1:{closed_port()}")
 
 
 def test_the_command_says_so_in_one_line(tmp_path, capsys, monkeypatch):

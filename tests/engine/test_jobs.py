@@ -222,7 +222,7 @@ def test_resume_refuses_other_settings_but_allows_more_epochs_and_other_hardware
     job.run_epoch()
     state = job.state_dict()
     # the same folder spelled otherwise, a dataset made otherwise (its contents are checked on their own)
-    same_data = [f"data.uri={Path('data/radar-synth/').absolute()}/", "data.builder=null"]
+    same_data = [f"data.uri=../{Path.cwd().name}/data//radar-synth/", "data.builder=null"]
     hardware = ["runtime.threads=2", "runtime.progress=true", "name=moved"]
     for allowed in (["search.epochs=3"], hardware, same_data):
         SearchJob(load_config(None, [*FAST, "search.epochs=2", *allowed]), search_train, search_val,
