@@ -72,9 +72,12 @@ def _sweep(args: argparse.Namespace) -> int:
               f"left out of the summary); first: trial {diverged[0]['trial_id']} {diverged[0]['config']}: "
               f"{diverged[0]['error']}")
     failed = [t for t in outcome.trials if t["status"] == "ERROR"]
+    for trial in failed:
+        print(f"failed: trial {trial['trial_id']} (seed {trial['seed']}) {trial['config']}: {trial['error']}",
+              file=sys.stderr)
     if failed:
-        print(f"error: {len(failed)} of {len(outcome.trials)} trials failed and are left out of the summary; "
-              f"first: trial {failed[0]['trial_id']}: {failed[0]['error']}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(outcome.trials)} trials failed (above; status ERROR in "
+              f"{outcome.paths['trials']}) and are left out of the summary", file=sys.stderr)
         return 1
     return 0
 

@@ -444,3 +444,21 @@ def test_counts_are_ints_and_the_confusion_matrix_names_its_columns(experiment_a
     matrix = json.loads(report.read_text())["confusion_matrix"]
     for name, counts, line in zip("abc", matrix, lines[title + 2:], strict=True):
         assert line.split() == [name, *map(str, counts)]
+
+
+def test_a_sweep_names_every_failed_trial(monkeypatch, capsys):
+    """Only the first of its failed trials was named; the README says they all are."""
+    from spdnas.distributed import sweep
+
+    trials = [{"trial_id": f"t{i}", "seed": i, "config": {"train.lr": 0.1 * (i + 1)}, "status": "ERROR",
+               "error": f"ValueError: problem {i}", "metric": None} for i in range(3)]
+    trials.append({"trial_id": "t3", "seed": 0, "config": {"train.lr": 0.5}, "status": "TERMINATED",
+                   "metric": 0.9})
+    outcome = sweep.SweepOutcome(trials, [], {"trials": "runs/s/sweep/trials.jsonl"})
+    monkeypatch.setattr(sweep, "run_sweep", lambda config, resume: outcome)
+    assert main(["sweep", "sweep.space={train.lr: {type: loguniform, low: 0.01, high: 0.5}}"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[:3] == [f"failed: trial t{i} (seed {i}) {trials[i]['config']}: ValueError: problem {i}"
+                       for i in range(3)]
+    assert err[3] == ("error: 3 of 4 trials failed (above; status ERROR in runs/s/sweep/trials.jsonl) and "
+                      "are left out of the summary")
