@@ -122,8 +122,16 @@ def show_traceback() -> bool:
 
 
 def error_text(err: BaseException) -> str:
-    """The message of ``err``; a ``KeyError``'s own text, not its quoted ``repr``."""
-    return str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    """The message of ``err``; a ``KeyError``'s own text, not its quoted ``repr``, and a bare key
+    (a file or record without a field that is read: ``error: class_names`` said nothing) named as
+    missing, with the way to see where."""
+    if not (isinstance(err, KeyError) and len(err.args) == 1):
+        return str(err)
+    text = str(err.args[0])
+    if text and not any(c.isspace() for c in text):
+        return (f"missing field {text!r} (a file or record without a field spdnas reads; "
+                "SPDNAS_DEBUG=1 shows where)")
+    return text
 
 
 def _guarded(command):

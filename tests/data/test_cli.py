@@ -128,6 +128,23 @@ def test_key_errors_are_not_quoted(tmp_path, capsys):
                                        "radar-synth\n")
 
 
+def test_a_missing_field_is_named_as_missing(tmp_path, capsys):
+    """A manifest without its class names printed `error: class_names`."""
+    import json
+
+    from spdnas.data import write_dataset
+    from tests.helpers import toy_dataset
+
+    write_dataset(toy_dataset(8, seed=0), str(tmp_path / "d"))
+    manifest = tmp_path / "d" / "dataset.json"
+    tree = json.loads(manifest.read_text())
+    del tree["meta"]["class_names"]
+    manifest.write_text(json.dumps(tree))
+    assert main(["data", "info", str(tmp_path / "d")]) == 1
+    assert capsys.readouterr().err == ("spdnas data info: error: missing field 'class_names' (a file or "
+                                       "record without a field spdnas reads; SPDNAS_DEBUG=1 shows where)\n")
+
+
 def test_spdnas_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     """One error line hides where the error came from; SPDNAS_DEBUG=1 raises it instead."""
     monkeypatch.setenv("SPDNAS_DEBUG", "0")
