@@ -280,6 +280,15 @@ def _same_layout(recorded: dict[str, Any], new: dict[str, Any]) -> str | None:
     return layout_change(_on_ray(recorded), _on_ray(new))
 
 
+def _largest_draw(config: ExperimentConfig, key: str, configured: int) -> int:
+    """The largest value ``sweep.space`` draws for the integer setting ``key`` (its ``int``
+    range's high end or its largest choice), else its ``configured`` value."""
+    spec = config.sweep.space.get(key)
+    if spec is None:
+        return configured
+    return int(spec["high"]) if spec["type"] == "int" else max(spec["values"])
+
+
 def require_batches(config: ExperimentConfig) -> None:
     """Refuse, from the dataset's split counts, a sweep whose trials would find a split empty or
     no full batch in an epoch: with the batch size of the config, or the largest ``sweep.space``
@@ -296,15 +305,13 @@ def require_batches(config: ExperimentConfig) -> None:
     varied = {"data.search_split", "data.split_seed", "data.search_val_fraction"} & set(config.sweep.space)
     seeds = [config.data.search_split_seed(config.runtime.seed + i) for i in range(config.sweep.seeds)]
     manifest, halves = stored_splits(config.data, None if varied else seeds)
-    workers = config.sweep.space.get("distributed.num_workers")  # more workers: more rounding room
-    workers = config.distributed.num_workers if workers is None else (
-        int(workers["high"]) if workers["type"] == "int" else max(workers["values"]))
+    # more workers: more rounding room in their shards
+    workers = _largest_draw(config, "distributed.num_workers", config.distributed.num_workers)
     shard_workers = workers if config.distributed.data == "shard" else 0
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
         spec = config.sweep.space.get(key)
-        size = getattr(config, budget).batch_size if spec is None else (
-            int(spec["high"]) if spec["type"] == "int" else max(spec["values"]))
+        size = _largest_draw(config, key, getattr(config, budget).batch_size)
         try:
             require_full_batches(manifest["counts"], config.data.search_val_fraction, halves=halves,
                                  shard_workers=shard_workers, **{f"{budget}_batch_size": size})
