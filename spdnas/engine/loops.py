@@ -3,7 +3,7 @@
 ``grad_reduce`` averages a list of gradients across workers; ``sum_reduce`` sums a metric
 tensor across workers. Both are the identity in a single process. A step whose loss is not
 finite, or whose eigendecompositions fail (weights gone to inf/nan), stops the run with a
-:class:`DivergedError` naming the epoch and step.
+:class:`DivergedError` naming the epoch and step; so does an evaluation with non-finite logits.
 """
 
 from __future__ import annotations
@@ -150,8 +150,11 @@ def evaluate(forward: Callable[[Tensor], Tensor], data: TensorData, batch_size: 
         if len(mine) == 0:
             continue
         x, y = data.x[mine], data.y[mine]
-        with _diverging(f"evaluating on {prefix}"):
+        where = f"evaluating on {prefix}"
+        with _diverging(where):
             logits = forward(x)
+        if not bool(torch.isfinite(logits).all()):  # would count as class-0 predictions
+            raise _diverged(where, "the logits are not finite")
         loss = F.cross_entropy(logits, y, reduction="sum")
         totals += torch.tensor([float(loss), int((logits.argmax(1) == y).sum()), len(y)], dtype=torch.float64)
     return _summarise(sum_reduce(totals), prefix)

@@ -10,7 +10,11 @@ difference in a closed form that is exact at ties and free of cancellation near 
 repeated eigenvalues (the identity, ``diag(1, 1, 2)``) give the right gradient instead of the
 0, NaN or inf of the reference code or of torch's ``eigh`` backward.
 
-Several functions of the same matrix share one ``eigh`` (:func:`spectral_apply`), e.g. the
+Functions that need positive definite input read the eigenvalues through a floor of
+``eps · max|λ|`` (:func:`floor_eigenvalues`): rounding can make ``eigh`` return ``λ ≤ 0`` for a
+positive definite matrix, and its logarithm would be NaN.
+
+Several functions of the same matrix share one ``eigh``  (:func:`spectral_apply`), e.g. the
 square root and inverse square root of a Karcher base point.
 
 Inputs are symmetrised, ``X ← (X + Xᵀ)/2``, so that the functions (and their gradients) are
@@ -197,28 +201,53 @@ def _reconstruct(u: Tensor, values: Tensor) -> Tensor:
     return (u * values.unsqueeze(-2)) @ u.transpose(-1, -2)
 
 
+def floor_eigenvalues(eigvals: Tensor) -> Tensor:
+    """Eigenvalues raised to at least ``eps(dtype) · max|λ|`` of their matrix, shape ``(..., n)``.
+
+    ``eigh`` is accurate to a multiple of ``eps · max|λ|``, and a matrix computed inside a network
+    (a congruence by the inverse square root of an ill-conditioned mean) carries the rounding of
+    its factors too, so a positive definite matrix with a small eigenvalue can come back with
+    ``λ ≤ 0``; its logarithm, square root or power would then be NaN in every entry. Seen in
+    float32 on covariances of rank-deficient data that pass a Cholesky test. The functions that
+    need positive definite input read the eigenvalues through this floor; eigenvalues above it
+    are unchanged. Input that is indefinite beyond rounding is refused by the validation of the
+    public functions; inside trusted loops every such matrix is positive definite by construction.
+    """
+    floor = torch.finfo(eigvals.dtype).eps * eigvals.abs().amax(-1, keepdim=True)
+    return torch.maximum(eigvals, floor)
+
+
+def _arguments(fn: SpectralFunction, eigvals: Tensor, floored: Tensor) -> Tensor:
+    return floored if fn.needs_spd else eigvals
+
+
 class _SpectralApply(torch.autograd.Function):
-    """``(f_1(X), ..., f_m(X))`` from one ``eigh``, with the Daleckii–Krein backward."""
+    """``(f_1(X), ..., f_m(X))`` from one ``eigh``, with the Daleckii–Krein backward.
+
+    The functions that need positive definite input see the eigenvalues through
+    :func:`floor_eigenvalues`, in the forward pass and in the divided differences alike.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, fns: tuple[SpectralFunction, ...]):
         eigvals, u = _eigh(sym(x))
+        floored = floor_eigenvalues(eigvals) if any(fn.needs_spd for fn in fns) else eigvals
         ctx.fns = fns
-        ctx.save_for_backward(eigvals, u)
+        ctx.save_for_backward(eigvals, floored, u)
         ctx.set_materialize_grads(False)
-        return tuple(_reconstruct(u, fn.value(eigvals)) for fn in fns)
+        return tuple(_reconstruct(u, fn.value(_arguments(fn, eigvals, floored))) for fn in fns)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: Tensor | None):
-        eigvals, u = ctx.saved_tensors
-        li, lj = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+        eigvals, floored, u = ctx.saved_tensors
         ut = u.transpose(-1, -2)
         inner = None
         for fn, grad in zip(ctx.fns, grads, strict=True):
             if grad is None:
                 continue
-            term = fn.divided_difference(li, lj) * (ut @ sym(grad) @ u)
+            lam = _arguments(fn, eigvals, floored)
+            term = fn.divided_difference(lam.unsqueeze(-1), lam.unsqueeze(-2)) * (ut @ sym(grad) @ u)
             inner = term if inner is None else inner + term
         if inner is None:
             return None, None

@@ -30,8 +30,8 @@ def train_job(data, *overrides):
 
 def test_a_huge_learning_rate_is_named_not_a_lapack_traceback(data):
     job = train_job(data, "train.lr=1e12", "train.grad_clip=null", "train.batch_size=5")
-    with pytest.raises(DivergedError, match=r"^train epoch 1, step [2-9]: .*the weights have diverged. Start "
-                                            r"again .* lower learning rate"):
+    where = r"^(train epoch 1, step [2-9]|evaluating on val)"
+    with pytest.raises(DivergedError, match=where + r": .*the weights have diverged. Start again .* lower"):
         while not job.finished:
             job.run_epoch()
     assert job.history == []
@@ -57,3 +57,15 @@ def test_search_and_evaluation_failures_are_named(data):
     job.searcher.supernet.eval()
     with pytest.raises(DivergedError, match=r"^evaluating on val: an eigendecomposition failed"):
         evaluate(job.searcher.forward, val, 15, "val")
+
+
+def test_non_finite_logits_stop_an_evaluation_instead_of_counting_as_class_0(data):
+    _, val = data
+
+    def forward(x):
+        logits = torch.zeros(len(x), 3, dtype=x.dtype)
+        logits[1:] = float("nan")  # one finite row per batch, the rest NaN
+        return logits
+
+    with pytest.raises(DivergedError, match=r"^evaluating on test: the logits are not finite;"):
+        evaluate(forward, val, 4, "test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -173,6 +174,42 @@ def test_float32_matches_float64():
     x = random_spd(4, n=8, cond=100.0)
     for fn in (sym_log, sym_sqrt, sym_invsqrt):
         torch.testing.assert_close(fn(x.float()).double(), fn(x), rtol=1e-4, atol=1e-4)
+
+
+def _float32_rank_deficient_covariance() -> torch.Tensor:
+    """A float32 covariance of 10 samples in 20 dimensions plus a 1e-6 ridge: positive definite
+    (Cholesky accepts it), but float32 ``eigh`` returns a negative eigenvalue for it."""
+    a = torch.randn(20, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(64))
+    x = (a @ a.T / 10 + 1e-6 * torch.eye(20, dtype=torch.float64)).float()
+    return 0.5 * (x + x.T)
+
+
+def test_positive_definite_float32_input_whose_eigh_is_negative_gives_finite_results():
+    x = _float32_rank_deficient_covariance()
+    assert torch.linalg.cholesky_ex(x).info == 0
+    eigvals = torch.linalg.eigh(x)[0]
+    assert float(eigvals[0]) <= 0  # the case: eigh is wrong by rounding
+    reference = sym_log(x.double())
+    for fn in (sym_log, sym_sqrt, sym_invsqrt, lambda m: sym_pow(m, -1.5)):
+        a = x.clone().requires_grad_()
+        out = fn(a)
+        out.pow(2).sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(a.grad).all()
+    # The ten eigenvalues of the data as in float64; the ten of the ridge (1e-6, at float32's
+    # resolution of this matrix) no lower than the floor's logarithm and near log(1e-6) = -13.8.
+    logs = torch.linalg.eigvalsh(sym_log(x).double())
+    torch.testing.assert_close(logs[10:], torch.linalg.eigvalsh(reference)[10:], rtol=0, atol=1e-3)
+    floor = torch.finfo(torch.float32).eps * float(eigvals[-1])
+    assert float(logs[0]) >= math.log(floor) - 1e-3 and float(logs[9]) < -12
+
+
+def test_the_eigenvalue_floor_leaves_well_conditioned_input_alone():
+    x = random_spd(4, n=8, cond=1e6)
+    eigvals = torch.linalg.eigvalsh(x)
+    assert torch.equal(spectral.floor_eigenvalues(eigvals), eigvals)
+    rectified = sym_rectify(torch.diag(torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)), eps=1e-4)
+    torch.testing.assert_close(torch.linalg.eigvalsh(rectified),
+                               torch.tensor([1e-4, 1e-4, 2.0], dtype=torch.float64))
 
 
 def test_leading_batch_dimensions():

@@ -191,3 +191,29 @@ def test_virtual_step_is_the_weight_optimizers_step(momentum, grad_clip, warm):
         torch.testing.assert_close(w, p.detach(), rtol=1e-9, atol=1e-12, msg=name)
         moved += int(not torch.equal(w, before.detach()))
     assert moved > 0
+
+
+def test_a_float32_search_step_on_nearly_singular_covariances_that_float32_validation_accepts():
+    """Rank-10 covariances of 20 channels shrunk until their smallest eigenvalue is 1.5× float32's
+    positive-definiteness tolerance: valid float32 data, on which the supernet's inner means used
+    to get negative eigenvalues from float32 ``eigh`` (NaN, then a LinAlgError at step 1)."""
+    from spdnas.data.validation import default_pd_rtol, shrink_to_identity
+    from spdnas.geometry.covariance import covariance
+
+    n, batch = 20, 30
+    g = torch.Generator().manual_seed(0)
+    scales = torch.linspace(0.2, 3, n, dtype=F64)[:, None]
+    signals = torch.randn(2 * batch, n, 10, dtype=F64, generator=g) * scales
+    x = covariance(signals, shrinkage=0.0)
+    mean_eig = x.diagonal(dim1=-2, dim2=-1).mean(-1)
+    smallest = torch.linalg.eigvalsh(x)[:, 0]
+    target = 1.5 * default_pd_rtol(n, torch.float32) * mean_eig
+    x = shrink_to_identity(x, ((target - smallest) / (mean_eig - smallest)).clamp(0, 1)).float()
+    y = torch.randint(0, 3, (2 * batch,), generator=g)
+    assert bool((torch.linalg.cholesky_ex(x).info == 0).all())
+    torch.manual_seed(0)
+    cfg = load_config(None, ["runtime.dtype=float32"])
+    searcher = Searcher(cfg.model, cfg.search, n, 3, dtype=torch.float32)
+    metrics = searcher.step((x[:batch], y[:batch]), (x[batch:], y[batch:]))
+    assert torch.isfinite(torch.tensor([metrics.train_loss, metrics.val_loss])).all()
+    assert all(bool(torch.isfinite(p).all()) for p in [*searcher.weights, *searcher.alphas.parameters()])
