@@ -28,7 +28,9 @@ class DataConfig:
     """Where the dataset comes from and how the training split is divided for the search.
 
     ``uri`` names a dataset folder (local or ``s3://``). When it does not exist yet and
-    ``builder`` is set, the dataset is first made there with ``builder_params``. The training
+    ``builder`` is set, the dataset is first made there with ``builder_params``; with no
+    ``builder`` (the default) a missing dataset is an error, so a mistyped ``uri`` is not
+    silently filled with another dataset. The training
     split's search-train/search-val division is drawn with ``split_seed`` (``null``: the run's
     ``runtime.seed``), by class or by group (subject) as ``search_split`` says: ``auto`` cuts by
     group where the dataset itself is split by group (see
@@ -36,7 +38,7 @@ class DataConfig:
     """
 
     uri: str = "data/radar-synth"
-    builder: str | None = "radar-synth"
+    builder: str | None = None
     builder_params: dict[str, Any] = field(default_factory=dict)
     search_val_fraction: float = 0.5
     split_seed: int | None = None

@@ -70,7 +70,13 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
     if Folder(cfg.uri).exists(MANIFEST_NAME):
         return
     if cfg.builder is None:
-        raise FileNotFoundError(f"no dataset at {cfg.uri} (and data.builder is not set to make one)")
+        raise FileNotFoundError(
+            f"no dataset at {cfg.uri}: check the path. data.builder is not set, so nothing is made there; "
+            f"to make a dataset there, name its builder (data.builder=radar-synth for the synthetic default; "
+            f"`spdnas data make --help` lists them) or make it first with `spdnas data make`")
+    if progress:
+        print(f"no dataset at {cfg.uri}: making it with data.builder={cfg.builder}",
+              file=sys.stderr, flush=True)
     try:
         make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
     except OSError as exc:

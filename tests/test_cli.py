@@ -197,6 +197,30 @@ def test_a_run_folder_in_use_is_refused_and_epochs_are_printed(experiment_args, 
     assert len(lines) == 1 and "val_accuracy=" in lines[0] and "train_loss=" in lines[0]
 
 
+def test_a_mistyped_data_uri_in_a_config_is_an_error_not_a_synthetic_dataset(tmp_path, capsys):
+    """A config naming only data.uri, mistyped, made the 3000-sample radar set there (the builder
+    defaulted to radar-synth) and searched on it; nothing is made without data.builder now."""
+    typo = tmp_path / "my-eeg-dataa"
+    config = tmp_path / "eeg.yaml"
+    config.write_text(f"data: {{uri: {typo}}}\nruntime: {{output_dir: {tmp_path / 'runs'}}}\n"
+                      "distributed: {backend: local}\n")
+    assert main(["search", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: no dataset at {typo}: check the path. data.builder is not set" in err
+    assert not typo.exists()
+
+
+def test_a_dataset_made_for_a_run_is_announced(tmp_path, capsys):
+    from spdnas.config import DataConfig
+    from spdnas.pipeline import ensure_dataset
+
+    made = tmp_path / "made"
+    ensure_dataset(DataConfig(uri=str(made), builder="basic-motions"), progress=True)
+    assert f"no dataset at {made}: making it with data.builder=basic-motions" in capsys.readouterr().err
+    ensure_dataset(DataConfig(uri=str(made)), progress=True)  # there now: neither made nor announced
+    assert "making" not in capsys.readouterr().err
+
+
 def test_the_lock_leaves_no_folder_for_a_run_that_never_started(experiment_args, tmp_path, capsys):
     assert main(["search", *experiment_args, "name=typo", f"data.uri={tmp_path / 'absent'}"]) == 1
     assert "absent" in capsys.readouterr().err

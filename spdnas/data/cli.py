@@ -58,6 +58,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"rows     {manifest['num_rows']} in {len(manifest['files'])} files ({size / 2**20:.1f} MiB)")
     print(f"source   {meta['source']}")
     print(f"licence  {meta['licence']}")
+    factor = meta.get("provenance", {}).get("scale_factor")
+    if factor is not None:
+        print(f"scale    every matrix multiplied by {factor:.6g} at import (--param scale=)")
     print(f"classes  {len(classes)}")
     width = max(8, *(len(c) for c in classes))
     splits = list(manifest["counts"])

@@ -11,9 +11,12 @@ import importlib
 import inspect
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+
+import torch
 
 from spdnas import __version__
 from spdnas.data.dataset import SPDDataset
@@ -126,6 +129,8 @@ def describe_builders() -> str:
         params = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
                   for p in inspect.signature(builder.build).parameters.values()]
         lines += [f"{name}: {builder.summary}", f"    parameters: {', '.join(params)}"]
+    lines += [f"every builder: {SCALE_PARAM}=None ('auto': divide every matrix by the median of tr(X)/n over "
+              "train, so that it is 1; a number: multiply by it)"]
     return "\n".join(lines)
 
 
@@ -135,6 +140,39 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+SCALE_PARAM = "scale"
+TYPICAL_SCALE_RANGE = (0.1, 1000.0)  # median mean eigenvalue where SPD networks train as tuned
+
+
+def typical_scale(dataset: SPDDataset) -> float:
+    """Median over the ``train`` rows (all rows where there are none) of ``tr(X)/n``, the mean
+    eigenvalue of each matrix."""
+    rows = dataset.splits == "train"
+    matrices = dataset.matrices[torch.from_numpy(rows)] if rows.any() else dataset.matrices
+    return float(matrices.diagonal(dim1=-2, dim2=-1).mean(-1).median())
+
+
+def scale_factor(scale: float | str | None, typical: float) -> float:
+    """The factor every matrix is multiplied by: 1 for ``None``, ``1/typical`` for ``"auto"``,
+    else ``scale`` itself (a positive number)."""
+    if scale is None:
+        return 1.0
+    if scale == "auto":
+        return 1.0 / typical
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+        raise TypeError(f"{SCALE_PARAM} must be 'auto' or a positive number, got {scale!r}")
+    return float(scale)
+
+
+def _scale_warning(name: str, typical: float) -> str:
+    low, high = TYPICAL_SCALE_RANGE
+    return (f"{name}: the matrices' typical mean eigenvalue (median of tr(X)/n on train) is {typical:.3g}, "
+            f"outside [{low:g}, {high:g}]: SPD networks work in absolute units (ReEig keeps eigenvalues "
+            "above model.reeig_eps, 1e-4 by default; learning rates are tuned near 1), and far from 1 they "
+            "learn poorly or not at all. --param scale=auto (builder_params {scale: auto}) divides every "
+            "matrix by it; MDM and tangent space + LR do not change under a common scale")
 
 
 def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, progress: bool = False,
@@ -152,7 +190,10 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
         Passed to :func:`~spdnas.data.parquet.write_dataset`; whether ``out_uri`` may be written
         is checked before the build.
     **params
-        The builder's keyword parameters (see its docstring).
+        The builder's keyword parameters (see its docstring), and ``scale`` for every builder:
+        ``"auto"`` divides every matrix by :func:`typical_scale` (the median mean eigenvalue of
+        the train rows), a number multiplies them by it; without it a typical scale outside
+        ``TYPICAL_SCALE_RANGE`` is warned of.
 
     Returns
     -------
@@ -164,14 +205,26 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     if name not in registry:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry))}")
     build = registry[name].build
+    params = dict(params)
+    scale = params.pop(SCALE_PARAM, None)
     params = _strings_where_declared(build, params)
     check_params(name, build, params)
+    scale_factor(scale, 1.0)  # a wrong value is refused before the build
     if out_uri is not None:  # before the build's compute, and before it writes a raw_dir
         check_writable(Folder(out_uri), overwrite)
     dataset = build(**params)
-    provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(params),
+    typical = typical_scale(dataset)
+    factor = scale_factor(scale, typical)
+    low, high = TYPICAL_SCALE_RANGE
+    if scale is None and not low <= typical <= high:
+        warnings.warn(_scale_warning(name, typical), stacklevel=2)
+    recorded = {**params, SCALE_PARAM: scale} if scale is not None else params
+    provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(recorded),
                   "spdnas_version": __version__}
-    dataset = replace(dataset, meta=replace(dataset.meta, provenance=provenance))
+    if scale is not None:
+        provenance["scale_factor"] = factor
+    dataset = replace(dataset, matrices=dataset.matrices * factor if factor != 1.0 else dataset.matrices,
+                      meta=replace(dataset.meta, provenance=provenance))
     if out_uri is not None:
         write_dataset(dataset, out_uri, overwrite=overwrite, progress=progress)
     return dataset

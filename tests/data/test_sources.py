@@ -152,6 +152,58 @@ def spd_files(folder, count, n, labels, suffix="", seed=0):
     return matrices
 
 
+def test_named_classes_without_samples_and_splits_without_a_class_are_warned_of(tmp_path):
+    """A review's cases: class_names longer than the labels gave a network output never trained,
+    and a stratified split left a class out of test, both without a word."""
+    spd_files(tmp_path / "m", 13, 3, [0] * 6 + [1] * 6 + [2])
+    with pytest.warns(UserWarning, match=r"no sample of class\(es\) tongue: the network would have an output "
+                                         "that is never a target"):
+        four = make_dataset("matrices", None, src=str(tmp_path / "m"),
+                            class_names=["left", "right", "feet", "tongue"])
+    assert four.num_classes == 4
+    with pytest.warns(UserWarning, match=r"stratified split leaves '(val|test)' without class\(es\) class-2"):
+        make_dataset("matrices", None, src=str(tmp_path / "m"))
+
+
+def test_scale_auto_brings_the_typical_mean_eigenvalue_to_one_and_a_far_scale_is_warned_of(tmp_path, capsys):
+    """A review's case: covariances in physical units (1e-10) left the SPDNet baseline at chance
+    without a word; MDM and TS+LR did not care."""
+    from spdnas.cli import main
+    from spdnas.data.registry import typical_scale
+
+    folder = tmp_path / "tiny-units"
+    folder.mkdir()
+    matrices = random_spd(12, n=3, generator=torch.Generator().manual_seed(0)).numpy() * 1e-10
+    for i, m in enumerate(matrices):
+        np.save(folder / f"x{i:02d}_{i % 2}.npy", m)
+    far = r"mean eigenvalue \(median of tr\(X\)/n on train\) is \d\.?\d*e-10, outside \[0\.1, 1000\]"
+    with pytest.warns(UserWarning, match=far + ".*--param scale=auto"):
+        raw = make_dataset("matrices", None, src=str(folder))
+    auto = make_dataset("matrices", str(tmp_path / "auto"), src=str(folder), scale="auto")
+    factor = auto.meta.provenance["scale_factor"]
+    assert typical_scale(auto) == pytest.approx(1.0) and factor == pytest.approx(1 / typical_scale(raw))
+    torch.testing.assert_close(auto.matrices, raw.matrices * factor)
+    back = read_dataset(str(tmp_path / "auto"))
+    assert back.meta.provenance["params"]["scale"] == "auto" and typical_scale(back) == pytest.approx(1.0)
+    assert main(["data", "info", str(tmp_path / "auto")]) == 0
+    assert f"scale    every matrix multiplied by {factor:.6g} at import" in capsys.readouterr().out
+    doubled = make_dataset("radar-synth", None, n_samples=30, scale=2.0)
+    plain = make_dataset("radar-synth", None, n_samples=30)
+    torch.testing.assert_close(doubled.matrices, 2.0 * plain.matrices)
+    for bad in ("big", 0, -1.0, True):
+        with pytest.raises(TypeError, match="scale must be 'auto' or a positive number"):
+            make_dataset("radar-synth", str(tmp_path / "never"), n_samples=30, scale=bad)
+    assert not (tmp_path / "never").exists()
+
+
+def test_no_builder_declares_the_common_scale_parameter():
+    import inspect
+
+    from spdnas.data.registry import SCALE_PARAM
+
+    assert all(SCALE_PARAM not in inspect.signature(b.build).parameters for b in builders().values())
+
+
 def test_hdm05_importer(tmp_path):
     labels = [0, 116, 5, 5, 116, 0, 3, 3]
     matrices = spd_files(tmp_path / "hdm", 8, 93, labels)

@@ -119,19 +119,35 @@ def assemble(matrices: Tensor, labels: Sequence[int], sample_ids: Sequence[str],
         found = f"only class {meta.class_names[present[0]]!r}" if present else "no samples"
         raise ValueError(f"{meta.name}: a classification dataset needs samples of at least 2 classes, "
                          f"found {found}")
+    unused = [name for k, name in enumerate(meta.class_names) if k not in present]
+    if unused:
+        warnings.warn(f"{meta.name}: no sample of class(es) {_listed(unused)}: the network would have an "
+                      "output that is never a target; leave them out of class_names unless that is meant",
+                      stacklevel=2)
     groups = normalise_groups(groups)
     if splits is None and groups is not None and split_by_group:
         splits = group_split(labels, sample_ids, groups, parse_fractions(fractions), seed)
-        for split in map(str, np.unique(splits)):
-            absent = [meta.class_names[k] for k in present if not (labels[splits == split] == k).any()]
-            if absent:
-                warnings.warn(f"{meta.name}: the split by group leaves {split!r} without class(es) "
-                              f"{', '.join(map(str, absent[:5]))}{' …' * (len(absent) > 5)}; another "
-                              "split_seed or fractions may give every split every class", stacklevel=2)
+        how = "the split by group leaves"
+        advice = "another split_seed or fractions may give every split every class"
     elif splits is None:
         splits = stratified_split(labels, sample_ids, parse_fractions(fractions), seed)
-    return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=np.asarray(splits),
+        how = "the stratified split leaves"
+        advice = "the class has too few samples for every split to get one"
+    else:
+        how = "the given splits leave"
+        advice = "a class missing from train is never learned, from val or test not measured"
+    splits = np.asarray(splits)
+    for split in map(str, np.unique(splits)):
+        absent = [meta.class_names[k] for k in present if not (labels[splits == split] == k).any()]
+        if absent:
+            warnings.warn(f"{meta.name}: {how} {split!r} without class(es) {_listed(absent)}; {advice}",
+                          stacklevel=2)
+    return SPDDataset(matrices=matrices, labels=torch.from_numpy(labels), splits=splits,
                       sample_ids=np.asarray(sample_ids), meta=meta, groups=groups)
+
+
+def _listed(names: Sequence[object]) -> str:
+    return f"{', '.join(map(str, names[:5]))}{' …' * (len(names) > 5)}"
 
 
 def carve_validation(splits: Sequence[str], labels: Sequence[int], sample_ids: Sequence[str],
