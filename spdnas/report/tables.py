@@ -84,12 +84,19 @@ class Row:
 
     @property
     def binomial_se(self) -> float | None:
-        """Binomial standard error of the mean test accuracy, ``√(p (1 − p) / n_test)``, in
-        percentage points; None when the test-set size is unknown."""
+        """Binomial standard error of the mean test accuracy in percentage points; None when the
+        test-set size is unknown.
+
+        Agresti–Coull: ``√(p̃ (1 − p̃) / ñ)`` with ``ñ = n + z²``, ``p̃ = (p n + z²/2) / ñ`` and
+        ``z = 1.96``. It is the plain ``√(p (1 − p) / n)`` up to rounding for accuracies away from
+        0 and 100%, where that one says 0 — no sampling error at all — for a perfect score.
+        """
         if not self.test_samples:
             return None
-        p = self.test_accuracy_mean / 100.0
-        return 100.0 * math.sqrt(p * (1.0 - p) / self.test_samples)
+        z2 = 1.96**2
+        n = self.test_samples + z2
+        p = (self.test_accuracy_mean / 100.0 * self.test_samples + z2 / 2) / n
+        return 100.0 * math.sqrt(p * (1.0 - p) / n)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "seeds": list(self.seeds), "n_seeds": self.n_seeds,
@@ -305,8 +312,9 @@ def _sampling_text(test: dict[str, Any]) -> str:
                  f"the paired test counts only the seed variance of {ours}, not the sampling error of "
                  "the test set")
     if errors is not None:
-        text += (f". Binomial SE √(p(1 − p)/n) of the test accuracies on the {test['test_samples']} test "
-                 f"samples: {ours} ±{errors['ours']:.2f} pp, {base} ±{errors['baseline']:.2f} pp")
+        text += (f". Binomial SE (Agresti–Coull, ≈ √(p(1 − p)/n)) of the test accuracies on the "
+                 f"{test['test_samples']} test samples: {ours} ±{errors['ours']:.2f} pp, "
+                 f"{base} ±{errors['baseline']:.2f} pp")
     elif test["baseline_deterministic"]:
         text += " (the results do not record the test-set size, so its binomial SE is not given)"
     return text

@@ -289,23 +289,35 @@ def test_records_with_bad_seeds_or_costs_are_refused(field, value, message):
 
 
 def test_deterministic_baseline_is_flagged_with_the_binomial_standard_error():
-    """ts-lr scores 80% on every seed of a 400-sample test set: SE √(0.8 · 0.2 / 400) = 2 pp;
-    spdnetnas averages 90%: SE √(0.9 · 0.1 / 400) = 1.5 pp."""
+    """ts-lr scores 80% on every seed of a 400-sample test set: SE ≈ √(0.8 · 0.2 / 400) = 2 pp;
+    spdnetnas averages 90%: SE ≈ √(0.9 · 0.1 / 400) = 1.5 pp (Agresti–Coull: 2.00 and 1.52)."""
     results = [result("spdnetnas", s, a, val=0.5, test_samples=400) for s, a in enumerate([0.89, 0.90, 0.91])]
     results += [result("ts-lr", s, 0.80, val=0.6, test_samples=400) for s in range(3)]
     rows = aggregate(results)
     assert rows[0].deterministic and not rows[1].deterministic
-    assert rows[0].binomial_se == pytest.approx(2.0) and rows[1].binomial_se == pytest.approx(1.5)
+    assert [rows[0].binomial_se, rows[1].binomial_se] == pytest.approx([2.0, 1.52], abs=0.005)
     assert detail_cells(rows[0])[1] == "3 (all equal)" and detail_cells(rows[1])[1] == "3"
     test = significance(results)["radar"]
     assert test["baseline_deterministic"] and test["test_samples"] == 400
-    assert test["binomial_se"] == pytest.approx({"ours": 1.5, "baseline": 2.0})
+    assert test["binomial_se"] == pytest.approx({"ours": 1.52, "baseline": 2.0}, abs=0.005)
     assert "ts-lr has the same test accuracy on every seed" in test["summary"]
-    assert "on the 400 test samples: spdnetnas ±1.50 pp, ts-lr ±2.00 pp" in test["summary"]
+    assert "on the 400 test samples: spdnetnas ±1.52 pp, ts-lr ±2.00 pp" in test["summary"]
     text = markdown(rows, significance(results))
     assert "Same test accuracy on every seed: ts-lr." in text
     assert "binomial SE on the test set: ts-lr ±2.00 pp" in text
     assert "| ts-lr (all seeds equal) | 3 | +10.00 |" in text
+
+
+def test_a_perfect_score_has_a_sampling_error():
+    """A review's case: 150/150 correct gave "binomial SE ±0.00 pp", no sampling error at all."""
+    results = [result("spdnetnas", s, a, test_samples=150) for s, a in enumerate([0.98, 0.99])]
+    results += [result("mdm", s, 1.0, test_samples=150) for s in range(2)]
+    rows = aggregate(results)
+    perfect = next(r for r in rows if r.method == "mdm")
+    n = 150 + 1.96**2
+    p = (150 + 1.96**2 / 2) / n  # Agresti–Coull
+    assert perfect.binomial_se == pytest.approx(100 * math.sqrt(p * (1 - p) / n), rel=1e-12)
+    assert "mdm ±0.90 pp" in markdown(rows, significance(results))
 
 
 def test_a_pipe_in_a_name_does_not_split_a_markdown_cell():
