@@ -10,6 +10,9 @@ import argparse
 import json
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -298,7 +301,32 @@ def parse_with_overrides(parser: argparse.ArgumentParser,
     return args
 
 
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """spdnas's own warnings as one ``warning: ...`` line each, as the CLI's errors are, instead of
+    Python's ``<file>:<line>: UserWarning: ...`` and the source line (``SPDNAS_DEBUG=1`` keeps those)."""
+    package = str(Path(__file__).resolve().parent)
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if show_traceback() or not str(filename).startswith(package):
+            shown(message, category, filename, lineno, file, line)
+            return
+        print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: list[str] | None = None) -> int:
+    with one_line_warnings():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     import pickle
 
     import yaml

@@ -326,6 +326,14 @@ class SPDDataset:
     groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.matrices, Tensor):  # a NumPy array or nested lists
+            self.matrices = torch.as_tensor(np.asarray(self.matrices))
+        if self.labels is not None and not isinstance(self.labels, Tensor):
+            given = np.asarray(self.labels)
+            if given.size and not (np.issubdtype(given.dtype, np.number) or given.dtype == bool):
+                raise ValueError(f"SPDDataset: labels must be class indices 0, 1, …, which meta.class_names "
+                                 f"names in order; got labels such as {str(given.flat[0])!r} (numbers from "
+                                 "names: [class_names.index(name) for name in names])")
         labels = self.labels if isinstance(self.labels, Tensor) else torch.as_tensor(np.asarray(self.labels))
         if labels.is_floating_point():
             bad = torch.nonzero(~torch.isfinite(labels) | (labels != torch.round(labels))).flatten()

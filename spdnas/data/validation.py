@@ -39,13 +39,15 @@ class DatasetValidationError(ValueError):
     sample_id : str or None
         Sample id of the first bad row, when the failure concerns a row.
     row : int or None
-        Row number of that sample within ``file``.
+        Row number of that sample within ``file`` (None where the file holds one matrix).
     """
 
     def __init__(self, check: str, detail: str, *, file: str, sample_id: str | None = None,
                  row: int | None = None):
-        self.check, self.file, self.sample_id, self.row = check, file, sample_id, row
-        where = file if sample_id is None else f"{file}: sample_id {str(sample_id)!r} (row {row})"
+        self.check, self.detail, self.file, self.sample_id, self.row = check, detail, file, sample_id, row
+        where = file if sample_id is None else f"{file}: sample_id {str(sample_id)!r}"
+        if sample_id is not None and row is not None:
+            where += f" (row {row})"
         super().__init__(f"{where}: failed check '{check}': {detail}")
 
 
@@ -130,7 +132,9 @@ def check_ids(ids: np.ndarray, null_mask: np.ndarray, *, file: str) -> None:
     if (counts > 1).any():
         dup = unique[counts > 1][0]
         rows = np.flatnonzero(ids == dup)
-        raise DatasetValidationError("sample_id", f"duplicate sample_id (rows {rows.tolist()})",
+        listed = ", ".join(map(str, rows[:10].tolist()))
+        listed += f", … ({len(rows)} rows)" if len(rows) > 10 else ""
+        raise DatasetValidationError("sample_id", f"duplicate sample_id (rows {listed})",
                                      file=file, sample_id=dup, row=int(rows[1]))
 
 

@@ -183,3 +183,21 @@ def test_info_counts_groups_per_split(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "by-subject")]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split() == [
         "groups", "1", "1", "1", "(0", "in", "more", "than", "one", "split)"]
+
+
+def test_warnings_of_spdnas_are_one_line_each(tmp_path, capsys, monkeypatch):
+    """A review: importer warnings came as `/…/matrices.py:187: UserWarning: …` plus the source line."""
+    import torch
+
+    from tests.helpers import random_spd
+
+    monkeypatch.delenv("SPDNAS_DEBUG", raising=False)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for i, m in enumerate(random_spd(12, n=3, generator=torch.Generator().manual_seed(0)).numpy()):
+        np.save(folder / f"x{i:02d}_{i % 2}.npy", m)
+    assert main(["data", "make", "matrices", str(tmp_path / "out"), "--param", f"src={folder}",
+                 "--param", 'class_names=["a","b","c"]']) == 0
+    err = capsys.readouterr().err
+    assert "warning: matrices: no sample of class(es) c: the network would have an output" in err
+    assert "UserWarning" not in err and "matrices.py" not in err

@@ -172,6 +172,13 @@ def test_labels_that_are_not_whole_numbers_are_refused():
         replace(dataset, labels=torch.tensor([0.0, float("nan"), 2.0, 0.0, 1.0, 2.0]))
     whole = replace(dataset, labels=np.array([0.0, 1.0, 2.0, 0.0, 1.0, 2.0]))
     assert whole.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    # a review: names as labels gave "can't convert np.ndarray of type numpy.str_", and matrices
+    # as a NumPy array "'numpy.ndarray' object has no attribute 'dim'"
+    with pytest.raises(ValueError, match=r"labels must be class indices 0, 1, …, which meta.class_names "
+                                         r"names in order; got labels such as 'left'"):
+        replace(dataset, labels=np.array(["left", "right", "feet"] * 2))
+    from_numpy = replace(dataset, matrices=dataset.matrices.numpy())
+    assert torch.equal(from_numpy.matrices, dataset.matrices)
 
 
 def test_group_split_keeps_each_group_in_one_split_and_follows_the_fractions():

@@ -30,12 +30,16 @@ def label_from_name(path: Path, num_classes: int) -> int:
     ValueError
         Naming the file if the token is not an integer in ``[0, num_classes)``.
     """
+    bounds = "a class number" if num_classes >= 2**31 else f"(0–{num_classes - 1})"
     if "_" not in path.stem:  # e.g. files named by sample number: 007.npy is no label 7
-        raise ValueError(f"{path}: expected the label (0–{num_classes - 1}) as the last '_' token of the "
+        raise ValueError(f"{path}: expected the label {bounds} as the last '_' token of the "
                          "file name (name_<label>.npy), but the name has no '_'")
     token = path.stem.rsplit("_", 1)[-1]
-    if not (token.isascii() and token.isdigit()) or int(token) >= num_classes:
-        raise ValueError(f"{path}: expected the label (0–{num_classes - 1}) as the last '_' token of the "
+    if not (token.isascii() and token.isdigit()):
+        raise ValueError(f"{path}: expected the label {bounds} as the last '_' token of the file name, got "
+                         f"{token!r}: labels are class numbers 0, 1, …, which class_names names in order")
+    if int(token) >= num_classes:
+        raise ValueError(f"{path}: expected the label {bounds} as the last '_' token of the "
                          f"file name, got {token!r}")
     return int(token)
 

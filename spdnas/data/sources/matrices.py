@@ -27,7 +27,13 @@ import torch
 from spdnas.data.dataset import DatasetMeta, SPDDataset
 from spdnas.data.registry import register
 from spdnas.data.sources.common import assemble, carve_validation, label_from_name, load_npy, sorted_files
-from spdnas.data.validation import check_finite_symmetric, shrink_to_identity
+from spdnas.data.validation import (
+    DatasetValidationError,
+    check_finite_symmetric,
+    check_positive_definite,
+    default_pd_rtol,
+    shrink_to_identity,
+)
 
 HDM05_CLASSES = 117
 HDM05_N = 93
@@ -79,14 +85,18 @@ def stack_matrices(files: list[Path], ids: list[str], source: Path, shrinkage: f
     ValueError
         Naming the files whose size differs from the most common one.
     DatasetValidationError
-        Naming the file and sample id of a non-finite or asymmetric matrix.
+        Naming the file of a non-finite, asymmetric or (after ``shrinkage``) not positive
+        definite matrix.
     """
     if not 0 <= shrinkage <= 1:
         raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
     matrices = []
     for path, sample_id in zip(files, ids, strict=True):
         matrix = load_matrix(path)
-        check_finite_symmetric(matrix[None], np.asarray([sample_id]), file=str(path), check_symmetry=True)
+        try:
+            check_finite_symmetric(matrix[None], np.asarray([sample_id]), file=str(path), check_symmetry=True)
+        except DatasetValidationError as exc:  # the file is the place: no "row 0"
+            raise DatasetValidationError(exc.check, exc.detail, file=str(path)) from None
         matrices.append(matrix.astype(np.float64))
     shapes = Counter(m.shape for m in matrices)
     if len(shapes) > 1:
@@ -98,6 +108,11 @@ def stack_matrices(files: list[Path], ids: list[str], source: Path, shrinkage: f
     x = 0.5 * (x + x.mT)
     if shrinkage:
         x = shrink_to_identity(x, torch.full((len(x),), float(shrinkage)))
+    try:  # here, naming the file; the writer's check would name a row of the in-memory dataset
+        check_positive_definite(x, np.asarray(ids), file=str(source),
+                                pd_rtol=default_pd_rtol(x.shape[-1], x.dtype))
+    except DatasetValidationError as exc:
+        raise DatasetValidationError(exc.check, exc.detail, file=str(files[exc.row])) from None
     return x
 
 
