@@ -134,13 +134,23 @@ def load_dataset(config: ExperimentConfig) -> SPDDataset:
 
 
 def _without(tree: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``tree`` without the dotted ``keys``; a ``*`` part stands for every item of a list."""
     tree = json.loads(json.dumps(tree))
+
+    def drop(node: Any, parts: list[str]) -> None:
+        if len(parts) == 1:
+            if isinstance(node, dict):
+                node.pop(parts[0], None)
+            return
+        head, rest = parts[0], parts[1:]
+        if head == "*":
+            for item in node if isinstance(node, list) else ():
+                drop(item, rest)
+        elif isinstance(node, dict) and head in node:
+            drop(node[head], rest)
+
     for key in keys:
-        *parents, last = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(last, None)
+        drop(tree, key.split("."))
     return tree
 
 

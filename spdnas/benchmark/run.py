@@ -216,10 +216,13 @@ def _write_outputs(results: list[dict[str, Any]], failed: list[dict[str, Any]],
 
 
 EXPERIMENT_FILE = EXPERIMENT_FILES["benchmark"]
-# settings that may change between a run and its resumption: they change no result
+# settings that may change between a run and its resumption: they change no result. The top-level
+# data section is not the benchmark's (each dataset entry has its own), and how a dataset is made is
+# not compared: its contents are, by their digest (check_same_data)
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
             "distributed", "benchmark.max_concurrent_trials", "benchmark.cpus_per_trial",
-            "benchmark.gpus_per_trial", "sweep")
+            "benchmark.gpus_per_trial", "sweep", "data", "benchmark.datasets.*.data.builder",
+            "benchmark.datasets.*.data.builder_params")
 
 
 OWN_FILES = ("results.jsonl", FAILED_FILE, "table.md", "table.csv", "table.json", "report.html",

@@ -53,7 +53,8 @@ OWN_FOLDERS = ("tune", "sweep")
 # sweep.max_concurrent_trials: Tuner.restore keeps the concurrency the sweep started with, and
 # the CPU shares of a changed value would fit the trials that Tune does not run side by side.
 RUN_ONLY = ("runtime.progress", "runtime.threads", "runtime.torch_threads", "runtime.checkpoint_every",
-            "distributed", "benchmark", "baselines")
+            "distributed", "benchmark", "baselines",
+            "data.builder", "data.builder_params")  # the data's contents are compared (check_same_data)
 TRIAL_CPU = 0.01
 FINISHED = "TERMINATED"
 STOPPED = "STOPPED"

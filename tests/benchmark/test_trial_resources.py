@@ -66,6 +66,18 @@ def test_resume_check_ignores_settings_an_older_version_did_not_write(tmp_path):
         check_same_experiment(config, root, True, "benchmark_config.json", RUN_ONLY, "benchmark")
 
 
+def test_a_benchmark_recorded_when_data_builder_defaulted_to_radar_synth_resumes(tmp_path):
+    """The diff review: a benchmark recorded before data.builder defaulted to none (the top-level
+    data section, which a benchmark does not use, and entries without a builder) was refused."""
+    config = load_config("configs/benchmark/radar-jv.yaml", [])
+    older = config.to_dict()
+    older["data"]["builder"] = "radar-synth"
+    older["benchmark"]["datasets"][1]["data"]["builder"] = "radar-synth"
+    older["benchmark"]["datasets"][1]["data"]["builder_params"] = {"n_samples": 90}
+    (tmp_path / "benchmark_config.json").write_text(json.dumps(older))
+    check_same_experiment(config, Folder(str(tmp_path)), True, "benchmark_config.json", RUN_ONLY, "benchmark")
+
+
 def test_a_sweep_and_a_benchmark_do_not_share_a_folder(tmp_path):
     """Both keep Tune's state in tune/: a benchmark restored the sweep's experiment, and its
     --no-resume deleted it."""
