@@ -304,21 +304,24 @@ def parse_with_overrides(parser: argparse.ArgumentParser,
 @contextmanager
 def one_line_warnings() -> Iterator[None]:
     """spdnas's own warnings as one ``warning: ...`` line each, as the CLI's errors are, instead of
-    Python's ``<file>:<line>: UserWarning: ...`` and the source line (``SPDNAS_DEBUG=1`` keeps those)."""
+    Python's ``<file>:<line>: UserWarning: ...`` and the source line (``SPDNAS_DEBUG=1`` keeps those).
+
+    Only the text changes (``warnings.formatwarning``): filters and recording
+    (``catch_warnings(record=True)``, ``pytest.warns``) work as before.
+    """
     package = str(Path(__file__).resolve().parent)
-    shown = warnings.showwarning
+    formatted = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def one_line(message, category, filename, lineno, line=None):
         if show_traceback() or not str(filename).startswith(package):
-            shown(message, category, filename, lineno, file, line)
-            return
-        print(f"warning: {message}", file=sys.stderr if file is None else file)
+            return formatted(message, category, filename, lineno, line)
+        return f"warning: {message}\n"
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = formatted
 
 
 def main(argv: list[str] | None = None) -> int:

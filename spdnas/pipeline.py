@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ import torch
 
 from spdnas.config import ConfigError, DataConfig, ExperimentConfig, config_from_dict
 from spdnas.data import SPDDataset, make_dataset, read_dataset
+from spdnas.data.registry import recorded_params
 from spdnas.data.s3 import comparable_uri, is_s3_uri
 from spdnas.data.schema import MANIFEST_NAME
 from spdnas.data.storage import Folder, content_digest
@@ -66,17 +68,20 @@ def session(config: ExperimentConfig) -> Iterator[None]:
 
 
 def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
-    """Make the dataset at ``cfg.uri`` with ``cfg.builder`` if it does not exist yet."""
-    if Folder(cfg.uri).exists(MANIFEST_NAME):
+    """Make the dataset at ``cfg.uri`` with ``cfg.builder`` if it does not exist yet; warn where
+    one exists that was made otherwise than ``cfg.builder``/``builder_params`` say (they are not
+    applied to it)."""
+    folder = Folder(cfg.uri)
+    if folder.exists(MANIFEST_NAME):
+        if cfg.builder is not None:
+            _warn_if_made_otherwise(cfg, folder.read_manifest())
         return
     if cfg.builder is None:
         raise FileNotFoundError(
             f"no dataset at {cfg.uri}: check the path. data.builder is not set, so nothing is made there; "
             f"to make a dataset there, name its builder (data.builder=radar-synth for the synthetic default; "
             f"`spdnas data make --help` lists them) or make it first with `spdnas data make`")
-    if progress:
-        print(f"no dataset at {cfg.uri}: making it with data.builder={cfg.builder}",
-              file=sys.stderr, flush=True)
+    print(f"no dataset at {cfg.uri}: making it with data.builder={cfg.builder}", file=sys.stderr, flush=True)
     try:
         make_dataset(cfg.builder, cfg.uri, progress=progress, **cfg.builder_params)
     except OSError as exc:
@@ -89,6 +94,21 @@ def ensure_dataset(cfg: DataConfig, progress: bool = True) -> None:
                       f"jobs.prepare_data --dataset {cfg.builder} --out {cfg.uri}` (or `spdnas data make "
                       f"{cfg.builder} {cfg.uri}`), with the same --param values as data.builder_params"
                       ) from exc
+
+
+def _warn_if_made_otherwise(cfg: DataConfig, manifest: dict[str, Any]) -> None:
+    provenance = manifest.get("meta", {}).get("provenance") or {}
+    made_by, made_with = provenance.get("builder"), provenance.get("params") or {}
+    if made_by is None:  # written from Python (write_dataset), not by a builder: nothing to compare
+        return
+    wanted = recorded_params(cfg.builder, cfg.builder_params)
+    if made_by == cfg.builder and made_with == wanted:
+        return
+    params = " ".join(f"--param {k}={json.dumps(v, separators=(',', ':'))}" for k, v in wanted.items())
+    warnings.warn(f"{cfg.uri} holds a dataset made by {made_by} with {made_with}; data.builder={cfg.builder} "
+                  f"with builder_params {wanted} is not applied to it (a dataset is made only where there is "
+                  f"none). To use them, make it again: spdnas data make {cfg.builder} {cfg.uri} {params} "
+                  "--overwrite", stacklevel=3)
 
 
 ACCESS_DENIED_CODES = ("ACCESS_DENIED", "AccessDenied")

@@ -215,10 +215,33 @@ def test_a_dataset_made_for_a_run_is_announced(tmp_path, capsys):
     from spdnas.pipeline import ensure_dataset
 
     made = tmp_path / "made"
-    ensure_dataset(DataConfig(uri=str(made), builder="basic-motions"), progress=True)
+    ensure_dataset(DataConfig(uri=str(made), builder="basic-motions"), progress=False)  # said anyway
     assert f"no dataset at {made}: making it with data.builder=basic-motions" in capsys.readouterr().err
     ensure_dataset(DataConfig(uri=str(made)), progress=True)  # there now: neither made nor announced
     assert "making" not in capsys.readouterr().err
+
+
+def test_builder_settings_that_a_dataset_was_not_made_with_are_warned_of(tmp_path):
+    """The diff review: following the scale warning's advice (builder_params {scale: auto}) on a
+    dataset that exists changed nothing, silently."""
+    import warnings
+
+    from spdnas.config import DataConfig
+    from spdnas.pipeline import ensure_dataset
+
+    made = str(tmp_path / "radar")
+    ensure_dataset(DataConfig(uri=made, builder="radar-synth", builder_params={"n_samples": 30}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ensure_dataset(DataConfig(uri=made, builder="radar-synth", builder_params={"n_samples": 30}))
+        ensure_dataset(DataConfig(uri=made))  # no builder named: nothing to compare
+    expected = (rf"{made} holds a dataset made by radar-synth with \{{'n_samples': 30\}}; "
+                r"data.builder=radar-synth with builder_params \{'n_samples': 30, 'scale': 'auto'\} is not "
+                r"applied to it .* spdnas data make radar-synth .*radar --param n_samples=30 --param "
+                r"scale=\"auto\" --overwrite")
+    scaled = DataConfig(uri=made, builder="radar-synth", builder_params={"n_samples": 30, "scale": "auto"})
+    with pytest.warns(UserWarning, match=expected):
+        ensure_dataset(scaled)
 
 
 def test_the_lock_leaves_no_folder_for_a_run_that_never_started(experiment_args, tmp_path, capsys):

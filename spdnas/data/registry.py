@@ -34,6 +34,8 @@ class Builder:
 
 
 BUILDERS: dict[str, Builder] = {}
+SCALE_PARAM = "scale"  # a parameter of every builder, applied by make_dataset
+TYPICAL_SCALE_RANGE = (0.1, 1000.0)  # median mean eigenvalue where SPD networks train as tuned
 
 
 def register(name: str, summary: str) -> Callable:
@@ -109,7 +111,8 @@ def check_params(name: str, build: Callable[..., SPDDataset], params: dict) -> N
     accepted = inspect.signature(build).parameters
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(accepted)}")
+        raise TypeError(f"dataset {name!r}: unknown parameter(s) {unknown}; accepted: "
+                        f"{sorted([*accepted, SCALE_PARAM])}")
     missing = [key for key, p in accepted.items()
                if p.default is inspect.Parameter.empty and key not in params]
     if missing:
@@ -142,10 +145,6 @@ def _jsonable(value):
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-SCALE_PARAM = "scale"
-TYPICAL_SCALE_RANGE = (0.1, 1000.0)  # median mean eigenvalue where SPD networks train as tuned
-
-
 def typical_scale(dataset: SPDDataset) -> float:
     """Median over the ``train`` rows (all rows where there are none) of ``tr(X)/n``, the mean
     eigenvalue of each matrix."""
@@ -170,9 +169,22 @@ def _scale_warning(name: str, typical: float) -> str:
     low, high = TYPICAL_SCALE_RANGE
     return (f"{name}: the matrices' typical mean eigenvalue (median of tr(X)/n on train) is {typical:.3g}, "
             f"outside [{low:g}, {high:g}]: SPD networks work in absolute units (ReEig keeps eigenvalues "
-            "above model.reeig_eps, 1e-4 by default; learning rates are tuned near 1), and far from 1 they "
-            "learn poorly or not at all. --param scale=auto (builder_params {scale: auto}) divides every "
-            "matrix by it; MDM and tangent space + LR do not change under a common scale")
+            "above model.reeig_eps, 1e-4 by default; learning rates are tuned near 1) and far from 1 learn "
+            "worse (measured: SPDNet at chance at 2.6e-4; on JapaneseVowels, 0.022, 2 pp below its "
+            "accuracy at 1). Making the dataset again with --param scale=auto (builder_params "
+            "{scale: auto}, with --overwrite where it exists) divides every matrix by it; MDM and "
+            "tangent space + LR do not change under a common scale")
+
+
+def recorded_params(name: str, params: dict) -> dict:
+    """The parameters as :func:`make_dataset` records them in the provenance (numbers given to a
+    text parameter as text, values made JSON), for comparing a config's ``builder_params`` with
+    the dataset a builder made."""
+    params = dict(params)
+    scale = params.pop(SCALE_PARAM, None)
+    if name in builders():
+        params = _strings_where_declared(builders()[name].build, params)
+    return _jsonable({**params, SCALE_PARAM: scale} if scale is not None else params)
 
 
 def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, progress: bool = False,
@@ -205,6 +217,7 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     if name not in registry:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry))}")
     build = registry[name].build
+    given = dict(params)
     params = dict(params)
     scale = params.pop(SCALE_PARAM, None)
     params = _strings_where_declared(build, params)
@@ -218,8 +231,7 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     low, high = TYPICAL_SCALE_RANGE
     if scale is None and not low <= typical <= high:
         warnings.warn(_scale_warning(name, typical), stacklevel=2)
-    recorded = {**params, SCALE_PARAM: scale} if scale is not None else params
-    provenance = {**dataset.meta.provenance, "builder": name, "params": _jsonable(recorded),
+    provenance = {**dataset.meta.provenance, "builder": name, "params": recorded_params(name, given),
                   "spdnas_version": __version__}
     if scale is not None:
         provenance["scale_factor"] = factor

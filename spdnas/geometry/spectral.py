@@ -217,6 +217,20 @@ def floor_eigenvalues(eigvals: Tensor) -> Tensor:
     return torch.maximum(eigvals, floor)
 
 
+def _floor_ratio(eigvals: Tensor, floored: Tensor) -> Tensor:
+    """``(λ̂_i − λ̂_j) / (λ_i − λ_j)`` for floored eigenvalues ``λ̂``, shape ``(..., n, n)``: turns the
+    divided differences of ``f`` at ``λ̂`` into those of ``f(max(λ, floor))``, the function the
+    forward pass computes (1 where neither eigenvalue was raised, 0 where both were: the floor is
+    constant there)."""
+    raised = floored != eigvals
+    ri, rj = raised.unsqueeze(-1), raised.unsqueeze(-2)
+    mixed = ri ^ rj
+    step = floored.unsqueeze(-1) - floored.unsqueeze(-2)
+    gap = eigvals.unsqueeze(-1) - eigvals.unsqueeze(-2)
+    partial = step / torch.where(mixed, gap, torch.ones_like(gap))
+    return torch.where(mixed, partial, (~(ri & rj)).to(eigvals.dtype))
+
+
 def _arguments(fn: SpectralFunction, eigvals: Tensor, floored: Tensor) -> Tensor:
     return floored if fn.needs_spd else eigvals
 
@@ -225,7 +239,8 @@ class _SpectralApply(torch.autograd.Function):
     """``(f_1(X), ..., f_m(X))`` from one ``eigh``, with the Daleckii–Krein backward.
 
     The functions that need positive definite input see the eigenvalues through
-    :func:`floor_eigenvalues`, in the forward pass and in the divided differences alike.
+    :func:`floor_eigenvalues`; the backward differentiates that, ``f(max(λ, floor))`` (with the
+    floor held constant), so an eigenvalue below the floor gets no gradient of its own.
     """
 
     @staticmethod
@@ -233,6 +248,9 @@ class _SpectralApply(torch.autograd.Function):
         eigvals, u = _eigh(sym(x))
         floored = floor_eigenvalues(eigvals) if any(fn.needs_spd for fn in fns) else eigvals
         ctx.fns = fns
+        # whether the backward needs the floor's correction; known without a host sync on the CPU only
+        ctx.floored_any = floored is not eigvals and (x.device.type != "cpu"
+                                                      or bool((floored != eigvals).any()))
         ctx.save_for_backward(eigvals, floored, u)
         ctx.set_materialize_grads(False)
         return tuple(_reconstruct(u, fn.value(_arguments(fn, eigvals, floored))) for fn in fns)
@@ -242,12 +260,16 @@ class _SpectralApply(torch.autograd.Function):
     def backward(ctx, *grads: Tensor | None):
         eigvals, floored, u = ctx.saved_tensors
         ut = u.transpose(-1, -2)
+        ratio = _floor_ratio(eigvals, floored) if ctx.floored_any else None
         inner = None
         for fn, grad in zip(ctx.fns, grads, strict=True):
             if grad is None:
                 continue
             lam = _arguments(fn, eigvals, floored)
-            term = fn.divided_difference(lam.unsqueeze(-1), lam.unsqueeze(-2)) * (ut @ sym(grad) @ u)
+            dd = fn.divided_difference(lam.unsqueeze(-1), lam.unsqueeze(-2))
+            if fn.needs_spd and ratio is not None:
+                dd = dd * ratio
+            term = dd * (ut @ sym(grad) @ u)
             inner = term if inner is None else inner + term
         if inner is None:
             return None, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -185,19 +186,30 @@ def test_info_counts_groups_per_split(tmp_path, capsys):
         "groups", "1", "1", "1", "(0", "in", "more", "than", "one", "split)"]
 
 
-def test_warnings_of_spdnas_are_one_line_each(tmp_path, capsys, monkeypatch):
-    """A review: importer warnings came as `/…/matrices.py:187: UserWarning: …` plus the source line."""
+def test_warnings_of_spdnas_are_one_line_each(tmp_path):
+    """A review: importer warnings came as `/…/matrices.py:187: UserWarning: …` plus the source line.
+    Run as a command (pytest records warnings instead of printing them); recorded in-process."""
+    import subprocess
+    import sys
+    import warnings
+
     import torch
 
     from tests.helpers import random_spd
 
-    monkeypatch.delenv("SPDNAS_DEBUG", raising=False)
     folder = tmp_path / "m"
     folder.mkdir()
     for i, m in enumerate(random_spd(12, n=3, generator=torch.Generator().manual_seed(0)).numpy()):
         np.save(folder / f"x{i:02d}_{i % 2}.npy", m)
-    assert main(["data", "make", "matrices", str(tmp_path / "out"), "--param", f"src={folder}",
-                 "--param", 'class_names=["a","b","c"]']) == 0
-    err = capsys.readouterr().err
-    assert "warning: matrices: no sample of class(es) c: the network would have an output" in err
-    assert "UserWarning" not in err and "matrices.py" not in err
+    argv = ["data", "make", "matrices", str(tmp_path / "out"), "--param", f"src={folder}",
+            "--param", 'class_names=["a","b","c"]']
+    env = {k: v for k, v in os.environ.items() if k != "SPDNAS_DEBUG"}
+    done = subprocess.run([sys.executable, "-m", "spdnas", *argv], capture_output=True, text=True, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "warning: matrices: no sample of class(es) c: the network would have an output" in done.stderr
+    assert "UserWarning" not in done.stderr and "matrices.py" not in done.stderr
+    with warnings.catch_warnings(record=True) as caught:  # as a library: still recorded
+        warnings.simplefilter("always")
+        assert main([*argv[:3], str(tmp_path / "again"), *argv[4:]]) == 0
+    assert any("no sample of class(es) c" in str(w.message) for w in caught)
