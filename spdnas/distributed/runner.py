@@ -41,7 +41,13 @@ from spdnas.distributed.worker import (
 )
 from spdnas.engine.runtime import available_cpus
 from spdnas.engine.splits import require_full_batches, stored_splits
-from spdnas.engine.state import CHECKPOINT_FILE, LOCAL_CHECKPOINT_DIR, load_checkpoint, ray_epochs
+from spdnas.engine.state import (
+    CHECKPOINT_FILE,
+    LOCAL_CHECKPOINT_DIR,
+    load_checkpoint,
+    ray_checkpoint_name,
+    ray_epochs,
+)
 from spdnas.pipeline import (
     Outcome,
     check_same_data,
@@ -269,24 +275,36 @@ def _trainer(worker, config: ExperimentConfig, step: str, extra: dict[str, Any],
 
 
 def _local_backend_state(folder: Folder) -> dict[str, Any]:
-    """``{"handover_state": ObjectRef}``: the local backend's checkpoint of this run (its bytes in
-    Ray's object store, so that workers on other nodes can read it) where it is further along
-    than the Ray backend's newest (a run continued on the local backend, now resumed on Ray). A
-    damaged one is skipped with a warning (Ray's own checkpoints still hold the run)."""
-    if not folder.is_local:
-        return {}
-    directory = Path(folder.base) / LOCAL_CHECKPOINT_DIR
-    if not (directory / CHECKPOINT_FILE).exists():
-        return {}
-    try:
-        local_epoch = int(load_checkpoint(directory)["epoch"])
-    except ValueError:
-        print(f"warning: {directory / CHECKPOINT_FILE} (the local backend's checkpoint) cannot be read; the "
-              "run continues from the Ray backend's checkpoints, if any", file=sys.stderr, flush=True)
-        return {}
-    if local_epoch <= max(ray_epochs(folder.base), default=0):
-        return {}
-    return {"handover_state": ray.put((directory / CHECKPOINT_FILE).read_bytes())}
+    """``{"handover_state": ObjectRef}``: the newest readable checkpoint of this run in its local
+    folder (its bytes in Ray's object store, so that workers on other nodes can read it), which the
+    workers take where it is further along than the checkpoint Ray hands them: the local
+    backend's (a run continued on the local backend, now resumed on Ray), or a Ray backend's
+    ``epoch_NNNN`` written before an interrupted driver had Ray register it (Ray would hand over
+    the one before, and the epoch would be run again)."""
+    newest = newest_checkpoint_file(Path(folder.base)) if folder.is_local else None
+    return {} if newest is None else {"handover_state": ray.put(newest.read_bytes())}
+
+
+def newest_checkpoint_file(run_folder: Path) -> Path | None:
+    """The furthest-along readable checkpoint file of a local run folder: the local backend's
+    (a damaged one is skipped with a warning: Ray's own checkpoints still hold the run) or the
+    Ray backend's newest readable ``epoch_NNNN``; None if there is none."""
+    found: list[tuple[int, Path]] = []
+    local = run_folder / LOCAL_CHECKPOINT_DIR
+    if (local / CHECKPOINT_FILE).exists():
+        try:
+            found.append((int(load_checkpoint(local)["epoch"]), local / CHECKPOINT_FILE))
+        except ValueError:
+            print(f"warning: {local / CHECKPOINT_FILE} (the local backend's checkpoint) cannot be read; the "
+                  "run continues from the Ray backend's checkpoints, if any", file=sys.stderr, flush=True)
+    for epoch in ray_epochs(run_folder):
+        directory = run_folder / ray_checkpoint_name(epoch)
+        try:  # a folder of an upload cut short is skipped
+            found.append((int(load_checkpoint(directory)["epoch"]), directory / CHECKPOINT_FILE))
+            break
+        except ValueError:
+            continue
+    return max(found, key=lambda item: item[0])[1] if found else None
 
 
 def _live_records(folder: Folder) -> list[str]:

@@ -106,8 +106,9 @@ def _sharding(config: ExperimentConfig, sizes: list[int], batch_size: int) -> Sh
 
 def _restore(job, loop_config: dict[str, Any]) -> bool:
     """Load the run's newest state: Ray's latest checkpoint of it, or the state the driver handed
-    over (the local backend's, when further along). Returns whether it was the handed-over one,
-    which Ray's checkpoints do not hold."""
+    over when further along (the local backend's, or a checkpoint Ray had not registered when its
+    driver was interrupted). Returns whether it was the handed-over one, which Ray's registered
+    checkpoints do not hold."""
     state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:

@@ -125,6 +125,21 @@ def test_running_again_resumes_and_extends(ray_session, dataset_uri, tmp_path):
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in second.history]
 
 
+def test_a_checkpoint_ray_had_not_registered_is_resumed_from(ray_session, dataset_uri, tmp_path):
+    """A review: a driver interrupted after writing epoch_0002 but before Ray registered it resumed
+    from epoch_0001 (Ray's registered one) and ran epoch 2 again. Made here by putting the same
+    run's epoch_0002 beside a run that Ray registered up to epoch_0001."""
+    import shutil
+
+    full = search(experiment(dataset_uri, str(tmp_path / "full"), "search.epochs=2", "name=r"))
+    short = experiment(dataset_uri, str(tmp_path / "short"), "search.epochs=1", "name=r")
+    search(short)
+    target = Path(run_folder(short, "search"))
+    shutil.copytree(Path(str(target).replace("short", "full")) / "epoch_0002", target / "epoch_0002")
+    resumed = search(experiment(dataset_uri, str(tmp_path / "short"), "search.epochs=2", "name=r"))
+    assert resumed.history == full.history  # epoch 2 as recorded, wall time too: not run again
+
+
 def moving_run(dataset_uri: str, tmp_path, epochs: int, backend: str):
     return experiment(dataset_uri, str(tmp_path), f"search.epochs={epochs}", f"train.epochs={epochs}",
                       "name=move", f"distributed.backend={backend}")
