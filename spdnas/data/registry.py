@@ -184,6 +184,10 @@ def recorded_params(name: str, params: dict) -> dict:
     scale = params.pop(SCALE_PARAM, None)
     if name in builders():
         params = _strings_where_declared(builders()[name].build, params)
+    return _recorded(params, scale)
+
+
+def _recorded(params: dict, scale: float | str | None) -> dict:
     return _jsonable({**params, SCALE_PARAM: scale} if scale is not None else params)
 
 
@@ -217,8 +221,6 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     if name not in registry:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry))}")
     build = registry[name].build
-    given = dict(params)
-    params = dict(params)
     scale = params.pop(SCALE_PARAM, None)
     params = _strings_where_declared(build, params)
     check_params(name, build, params)
@@ -231,7 +233,7 @@ def make_dataset(name: str, out_uri: str | None, *, overwrite: bool = False, pro
     low, high = TYPICAL_SCALE_RANGE
     if scale is None and not low <= typical <= high:
         warnings.warn(_scale_warning(name, typical), stacklevel=2)
-    provenance = {**dataset.meta.provenance, "builder": name, "params": recorded_params(name, given),
+    provenance = {**dataset.meta.provenance, "builder": name, "params": _recorded(params, scale),
                   "spdnas_version": __version__}
     if scale is not None:
         provenance["scale_factor"] = factor

@@ -45,8 +45,7 @@ from spdnas.engine.state import (
     CHECKPOINT_FILE,
     LOCAL_CHECKPOINT_DIR,
     load_checkpoint,
-    ray_checkpoint_name,
-    ray_epochs,
+    newest_ray_checkpoint,
 )
 from spdnas.pipeline import (
     Outcome,
@@ -297,13 +296,10 @@ def newest_checkpoint_file(run_folder: Path) -> Path | None:
         except ValueError:
             print(f"warning: {local / CHECKPOINT_FILE} (the local backend's checkpoint) cannot be read; the "
                   "run continues from the Ray backend's checkpoints, if any", file=sys.stderr, flush=True)
-    for epoch in ray_epochs(run_folder):
-        directory = run_folder / ray_checkpoint_name(epoch)
-        try:  # a folder of an upload cut short is skipped
-            found.append((int(load_checkpoint(directory)["epoch"]), directory / CHECKPOINT_FILE))
-            break
-        except ValueError:
-            continue
+    ray_checkpoint = newest_ray_checkpoint(run_folder)
+    if ray_checkpoint is not None:
+        state, path = ray_checkpoint
+        found.append((int(state["epoch"]), path))
     return max(found, key=lambda item: item[0])[1] if found else None
 
 

@@ -311,13 +311,12 @@ def require_batches(config: ExperimentConfig) -> None:
     shard_workers = workers if config.distributed.data == "shard" else 0
     for budget in ("search", "train") if config.sweep.search else ("train",):
         key = f"{budget}.batch_size"
-        spec = config.sweep.space.get(key)
         size = _largest_draw(config, key, getattr(config, budget).batch_size)
         try:
             require_full_batches(manifest["counts"], config.data.search_val_fraction, halves=halves,
                                  shard_workers=shard_workers, **{f"{budget}_batch_size": size})
         except ValueError as exc:
-            drawn = "" if spec is None else " (the largest sweep.space draws)"
+            drawn = " (the largest sweep.space draws)" if key in config.sweep.space else ""
             raise ValueError(f"sweep: {key}={size}{drawn}: {exc}") from None
 
 

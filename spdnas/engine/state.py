@@ -179,6 +179,18 @@ def ray_epochs(run_folder: str | Path) -> list[int]:
                    if name.removeprefix("epoch_").isdigit()), reverse=True)
 
 
+def newest_ray_checkpoint(run_folder: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The Ray backend's newest readable checkpoint in the local ``run_folder`` (a folder of an
+    upload cut short is skipped): its state and its file; None if there is none."""
+    for epoch in ray_epochs(run_folder):
+        directory = Path(run_folder) / ray_checkpoint_name(epoch)
+        try:
+            return load_checkpoint(directory), directory / CHECKPOINT_FILE
+        except ValueError:
+            continue
+    return None
+
+
 def newest_state(run_folder: str | Path) -> dict[str, Any] | None:
     """The furthest-along state among the checkpoints in the local ``run_folder``: the local
     backend's and the Ray backend's newest readable ``epoch_NNNN``; None if there is none. A run
@@ -187,12 +199,9 @@ def newest_state(run_folder: str | Path) -> dict[str, Any] | None:
     found = []
     if (folder / LOCAL_CHECKPOINT_DIR / CHECKPOINT_FILE).exists():
         found.append(load_checkpoint(folder / LOCAL_CHECKPOINT_DIR))
-    for epoch in ray_epochs(folder):
-        try:  # a folder of an upload cut short is skipped
-            found.append(load_checkpoint(folder / ray_checkpoint_name(epoch)))
-            break
-        except ValueError:
-            continue
+    ray = newest_ray_checkpoint(folder)
+    if ray is not None:
+        found.append(ray[0])
     return max(found, key=lambda state: int(state["epoch"])) if found else None
 
 

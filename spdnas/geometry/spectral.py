@@ -14,7 +14,7 @@ Functions that need positive definite input read the eigenvalues through a floor
 ``eps · max|λ|`` (:func:`floor_eigenvalues`): rounding can make ``eigh`` return ``λ ≤ 0`` for a
 positive definite matrix, and its logarithm would be NaN.
 
-Several functions of the same matrix share one ``eigh``  (:func:`spectral_apply`), e.g. the
+Several functions of the same matrix share one ``eigh`` (:func:`spectral_apply`), e.g. the
 square root and inverse square root of a Karcher base point.
 
 Inputs are symmetrised, ``X ← (X + Xᵀ)/2``, so that the functions (and their gradients) are
